@@ -1,0 +1,37 @@
+//! HAProxy load balancers through the runtime API: `protocol` is the pure part (command
+//! builders that validate every argument, response parsers), `client` the socket I/O.
+
+pub mod client;
+pub mod protocol;
+
+use crate::BoxFuture;
+use crate::model::{ObservedServer, ServerAdmin, ServerKey};
+use std::net::IpAddr;
+
+/// One runtime-API change to a server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerChange {
+    /// `set server B/S addr IP port P`
+    SetAddr {
+        key: ServerKey,
+        addr: IpAddr,
+        port: u16,
+    },
+    /// `set server B/S state ready|maint`
+    SetAdmin { key: ServerKey, admin: ServerAdmin },
+}
+
+/// A load balancer that ipdrift reads and writes.
+pub trait LoadBalancer: Send + Sync {
+    /// The load balancer's name from config (`[[haproxy]] name`).
+    fn name(&self) -> &str;
+    /// Reads the servers of each of `backends` (one connection). A backend that does not
+    /// exist is an error naming it.
+    fn read<'a>(
+        &'a self,
+        backends: &'a [String],
+    ) -> BoxFuture<'a, anyhow::Result<Vec<ObservedServer>>>;
+    /// Sends all `changes` on one connection; any command HAProxy refuses is an error that
+    /// quotes HAProxy's answer.
+    fn write<'a>(&'a self, changes: &'a [ServerChange]) -> BoxFuture<'a, anyhow::Result<()>>;
+}

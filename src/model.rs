@@ -1,0 +1,192 @@
+//! Pure data shared by every module: instances as the clouds report them, DNS record sets
+//! and HAProxy servers as they are and as they should be. No I/O here.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use serde::{Deserialize, Serialize};
+
+/// Lifecycle state of an instance, as the inventory source reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InstanceState {
+    Pending,
+    Running,
+    Stopping,
+    Stopped,
+    Terminated,
+}
+
+/// One server as an inventory source reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instance {
+    pub id: String,
+    pub name: String,
+    pub state: InstanceState,
+    #[serde(default)]
+    pub public_ipv4: Option<Ipv4Addr>,
+    #[serde(default)]
+    pub private_ipv4: Option<Ipv4Addr>,
+    #[serde(default)]
+    pub ipv6: Option<Ipv6Addr>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+impl Instance {
+    pub fn address(&self, kind: AddressKind) -> Option<IpAddr> {
+        match kind {
+            AddressKind::PublicIpv4 => self.public_ipv4.map(IpAddr::V4),
+            AddressKind::PrivateIpv4 => self.private_ipv4.map(IpAddr::V4),
+            AddressKind::Ipv6 => self.ipv6.map(IpAddr::V6),
+        }
+    }
+}
+
+/// Which of an instance's addresses a rule uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AddressKind {
+    PublicIpv4,
+    PrivateIpv4,
+    Ipv6,
+}
+
+impl AddressKind {
+    pub fn record_type(self) -> RecordType {
+        match self {
+            AddressKind::PublicIpv4 | AddressKind::PrivateIpv4 => RecordType::A,
+            AddressKind::Ipv6 => RecordType::Aaaa,
+        }
+    }
+}
+
+/// The address record types ipdrift manages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum RecordType {
+    A,
+    #[serde(rename = "AAAA")]
+    Aaaa,
+}
+
+impl RecordType {
+    pub fn matches(self, addr: &IpAddr) -> bool {
+        matches!(
+            (self, addr),
+            (RecordType::A, IpAddr::V4(_)) | (RecordType::Aaaa, IpAddr::V6(_))
+        )
+    }
+}
+
+impl fmt::Display for RecordType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RecordType::A => "A",
+            RecordType::Aaaa => "AAAA",
+        })
+    }
+}
+
+/// A fully-qualified, lower-case DNS name with its trailing dot, e.g. `www.example.com.`.
+/// Only constructed through [`crate::validate::dns_name`], so it is always valid.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DnsName(pub(crate) String);
+
+impl DnsName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// True when `self` is `zone` or lies below it.
+    pub fn is_in_zone(&self, zone: &DnsName) -> bool {
+        zone.0 == "." || self.0 == zone.0 || self.0.ends_with(&format!(".{}", zone.0))
+    }
+}
+
+impl fmt::Display for DnsName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Identifies one RRset: owner name and type.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct RecordKey {
+    pub name: DnsName,
+    pub rtype: RecordType,
+}
+
+impl fmt::Display for RecordKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.name, self.rtype)
+    }
+}
+
+/// One RRset of address records. Addresses are kept sorted so equal sets compare equal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordSet {
+    pub key: RecordKey,
+    pub ttl: u32,
+    pub addrs: BTreeSet<IpAddr>,
+}
+
+/// Whether HAProxy sends traffic to a server (`ready`) or not (`maint`).
+/// Drain is an operator's choice and is reported but never set by ipdrift.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServerAdmin {
+    Ready,
+    Drain,
+    Maint,
+}
+
+impl fmt::Display for ServerAdmin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ServerAdmin::Ready => "ready",
+            ServerAdmin::Drain => "drain",
+            ServerAdmin::Maint => "maint",
+        })
+    }
+}
+
+/// Identifies a server inside one load balancer: `backend/server`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ServerKey {
+    pub backend: String,
+    pub server: String,
+}
+
+impl fmt::Display for ServerKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.backend, self.server)
+    }
+}
+
+/// What a backend server should look like.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DesiredServer {
+    pub key: ServerKey,
+    pub addr: IpAddr,
+    pub port: u16,
+    /// `true`: the instance runs, send it traffic. `false`: the instance is known and
+    /// not running, keep the server in maintenance.
+    pub enabled: bool,
+}
+
+/// A backend server as `show servers state` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObservedServer {
+    pub key: ServerKey,
+    /// `None` when HAProxy has no usable address (e.g. an unresolved FQDN).
+    pub addr: Option<IpAddr>,
+    pub port: u16,
+    pub admin: ServerAdmin,
+}
+
+/// `ip:port`, with brackets for IPv6.
+pub fn socket_text(addr: IpAddr, port: u16) -> String {
+    std::net::SocketAddr::new(addr, port).to_string()
+}
