@@ -1,1 +1,255 @@
-//! Filled in by the DNS work.
+//! A real BIND 9 primary for one zone, on a free loopback port, accepting dynamic updates
+//! signed with a fresh TSIG key (`ipdrift-key`). See RECIPES.md, "BIND 9".
+//!
+//! Synchronous (std::process), so it works from plain and tokio tests alike.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+const INSTALL: &str = "apt-get install bind9 bind9-dnsutils";
+const KEY_NAME: &str = "ipdrift-key";
+/// The `$TTL` of every record in the initial zone file.
+pub const ZONE_TTL: u32 = 300;
+/// How long named gets to load the zone and answer.
+const START_TIMEOUT: Duration = Duration::from_secs(15);
+/// Another process can take the free port between `free_port` and named's bind.
+const PORT_ATTEMPTS: usize = 5;
+
+/// A running `named` serving one zone from a temporary directory; killed when dropped.
+pub struct Bind {
+    dir: TempDir,
+    port: u16,
+    zone: String,
+    secret_base64: String,
+    named: Option<Child>,
+}
+
+impl Bind {
+    /// Starts named as primary for `zone` (e.g. `example.test.`) with an SOA, an NS
+    /// (`ns1`, 127.0.0.1) and `records`: `(owner relative to the zone or "@", type, rdata)`,
+    /// e.g. `("www", "A", "127.0.1.10")`, each with TTL [`ZONE_TTL`].
+    pub fn new(zone: &str, records: &[(&str, &str, &str)]) -> Bind {
+        let dir = tempfile::Builder::new()
+            .prefix("ipdrift-bind-")
+            .tempdir()
+            .expect("create a temporary directory for named");
+        let key_conf = run(
+            Command::new(super::require_binary("tsig-keygen", INSTALL)).args([
+                "-a",
+                "hmac-sha256",
+                KEY_NAME,
+            ]),
+        );
+        let secret_base64 = key_conf
+            .split_once("secret \"")
+            .and_then(|(_, rest)| rest.split_once('"'))
+            .map(|(secret, _)| secret.to_string())
+            .unwrap_or_else(|| panic!("no secret in tsig-keygen's output:\n{key_conf}"));
+        fs::write(dir.path().join("key.conf"), &key_conf).expect("write key.conf");
+        let zone = format!("{}.", zone.trim_end_matches('.'));
+        fs::write(dir.path().join("zone.db"), zone_file(&zone, records)).expect("write zone.db");
+
+        let mut bind = Bind {
+            dir,
+            port: 0,
+            zone,
+            secret_base64,
+            named: None,
+        };
+        for _ in 0..PORT_ATTEMPTS {
+            bind.port = free_udp_and_tcp_port();
+            bind.write_config();
+            match bind.launch() {
+                Ok(()) => return bind,
+                Err(log) if log.contains("unable to listen") || log.contains("address in use") => {
+                    continue;
+                }
+                Err(log) => panic!("named did not start; its log:\n{log}"),
+            }
+        }
+        panic!("named could not bind a free port in {PORT_ATTEMPTS} attempts");
+    }
+
+    /// `127.0.0.1:PORT`, for both UDP and TCP.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
+    }
+
+    /// The zone, with its trailing dot.
+    pub fn zone(&self) -> &str {
+        &self.zone
+    }
+
+    /// The name of the TSIG key the zone's `allow-update` admits.
+    pub fn key_name(&self) -> &str {
+        KEY_NAME
+    }
+
+    pub fn secret_base64(&self) -> &str {
+        &self.secret_base64
+    }
+
+    /// The key file exactly as `tsig-keygen` wrote it.
+    pub fn key_file_path(&self) -> PathBuf {
+        self.dir.path().join("key.conf")
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The rdata of `name`'s `rtype` records as `dig +short` prints them, sorted; empty when
+    /// there are none.
+    pub fn query(&self, name: &str, rtype: &str) -> Vec<String> {
+        let mut lines: Vec<String> = dig(self.port, name, rtype)
+            .unwrap_or_else(|| panic!("dig {name} {rtype} got no answer from named"))
+            .lines()
+            .map(str::to_string)
+            .collect();
+        lines.sort();
+        lines
+    }
+
+    /// Kills named (SIGKILL: fast, and updates are already in the journal) and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut named) = self.named.take() {
+            let _ = named.kill();
+            let _ = named.wait();
+        }
+    }
+
+    /// Starts named again on the same port, with the zone as the journal left it.
+    pub fn start(&mut self) {
+        assert!(self.named.is_none(), "named is already running");
+        if let Err(log) = self.launch() {
+            panic!(
+                "named did not start again on port {}; its log:\n{log}",
+                self.port
+            );
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.start();
+    }
+
+    fn write_config(&self) {
+        let dir = self.dir.path().display();
+        let zone = self.zone.trim_end_matches('.');
+        let port = self.port;
+        let config = format!(
+            r#"include "{dir}/key.conf";
+options {{
+    directory "{dir}";
+    listen-on port {port} {{ 127.0.0.1; }};
+    listen-on-v6 {{ none; }};
+    pid-file "{dir}/named.pid";
+    session-keyfile "{dir}/session.key";
+    recursion no;
+    allow-transfer {{ any; }};
+    dnssec-validation no;
+}};
+controls {{ }};
+zone "{zone}" {{
+    type primary;
+    file "{dir}/zone.db";
+    allow-update {{ key {KEY_NAME}; }};
+}};
+"#
+        );
+        fs::write(self.dir.path().join("named.conf"), config).expect("write named.conf");
+    }
+
+    /// Spawns named and waits until it answers for the zone; on failure returns its log.
+    fn launch(&mut self) -> Result<(), String> {
+        let log_path = self.dir.path().join("named.log");
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .expect("open named.log");
+        let named = Command::new(super::require_binary("named", INSTALL))
+            .arg("-g")
+            .arg("-c")
+            .arg(self.dir.path().join("named.conf"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn named");
+        self.named = Some(named);
+
+        let mut exited = false;
+        let ready = super::wait_until(START_TIMEOUT, || {
+            let named = self.named.as_mut().expect("named was just spawned");
+            exited = matches!(named.try_wait(), Ok(Some(_)));
+            exited || dig(self.port, &self.zone, "SOA").is_some_and(|soa| !soa.is_empty())
+        });
+        if ready && !exited {
+            return Ok(());
+        }
+        self.stop();
+        Err(fs::read_to_string(&log_path).unwrap_or_default())
+    }
+}
+
+impl Drop for Bind {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn zone_file(zone: &str, records: &[(&str, &str, &str)]) -> String {
+    let mut text = format!(
+        "$ORIGIN {zone}\n$TTL {ZONE_TTL}\n\
+         @ IN SOA ns1 hostmaster 1 3600 600 86400 60\n\
+         @ IN NS ns1\n\
+         ns1 IN A 127.0.0.1\n"
+    );
+    for (owner, rtype, rdata) in records {
+        writeln!(text, "{owner} IN {rtype} {rdata}").unwrap();
+    }
+    text
+}
+
+/// A port that is free for both TCP (checked by `free_port`) and UDP, as named needs both.
+fn free_udp_and_tcp_port() -> u16 {
+    loop {
+        let port = super::free_port();
+        if UdpSocket::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// `dig +short` against named; `None` when dig got no answer at all.
+fn dig(port: u16, name: &str, rtype: &str) -> Option<String> {
+    let output = Command::new(super::require_binary("dig", INSTALL))
+        .args(["+short", "+norecurse", "+time=1", "+tries=1", "-p"])
+        .arg(port.to_string())
+        .args(["@127.0.0.1", name, rtype])
+        .output()
+        .expect("run dig");
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// Runs a command to completion and returns its stdout; panics with its stderr on failure.
+fn run(command: &mut Command) -> String {
+    let output = command.output().expect("run command");
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("UTF-8 output")
+}
