@@ -169,11 +169,15 @@ impl fmt::Display for ServerKey {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DesiredServer {
     pub key: ServerKey,
-    pub addr: IpAddr,
-    pub port: u16,
-    /// `true`: the instance runs, send it traffic. `false`: the instance is known and
-    /// not running, keep the server in maintenance.
-    pub enabled: bool,
+    pub intent: ServerIntent,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServerIntent {
+    /// The instance runs: point the server at it and send it traffic.
+    Serve { addr: IpAddr, port: u16 },
+    /// The instance is known and not running: keep the server in maintenance.
+    Maint,
 }
 
 /// A backend server as `show servers state` reports it.

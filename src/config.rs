@@ -1,0 +1,1104 @@
+//! The TOML configuration: serde schema → validated, typed [`Config`]. Parsing and
+//! validation are pure ([`parse`]); reading the file and the TSIG secrets is done by
+//! [`load`] and [`TsigConfig::load_key`]. Every error names the file, the line and the field.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::dns::tsig::{TsigAlgorithm, TsigKey, parse_key_file};
+use crate::haproxy::protocol::RuntimeApi;
+use crate::model::{AddressKind, DnsName};
+use crate::template::NameTemplate;
+use crate::validate;
+
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9808";
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_TTL: u32 = 60;
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from; relative paths inside were resolved against its directory.
+    pub path: PathBuf,
+    pub controller: ControllerConfig,
+    pub inventories: Vec<InventoryConfig>,
+    pub dns: Vec<DnsConfig>,
+    pub records: Vec<RecordRule>,
+    pub haproxy: Vec<HaproxyConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControllerConfig {
+    /// Time between passes of `ipdrift run`.
+    pub interval: Duration,
+    /// Address of the /metrics /healthz /readyz server.
+    pub listen: SocketAddr,
+    /// Limit for each network call (a source listing, a DNS exchange, a runtime-API session).
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InventoryConfig {
+    pub name: String,
+    pub kind: InventoryKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InventoryKind {
+    /// A JSON array of instances, re-read every pass.
+    File { path: PathBuf },
+}
+
+#[derive(Debug, Clone)]
+pub struct DnsConfig {
+    pub name: String,
+    pub zone: DnsName,
+    pub kind: DnsKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum DnsKind {
+    /// RFC 2136 dynamic updates signed with TSIG.
+    Rfc2136 {
+        server: SocketAddr,
+        tsig: TsigConfig,
+    },
+}
+
+/// Where a TSIG key comes from. The secret itself is read only by [`TsigConfig::load_key`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TsigConfig {
+    pub source: TsigSource,
+    /// Location of the `tsig` key in the config, for error messages.
+    location: Location,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TsigSource {
+    /// A `key "NAME" { algorithm …; secret "…"; };` file as written by `tsig-keygen`.
+    KeyFile(PathBuf),
+    /// Name and algorithm in the config, the base64 secret in a file or an environment variable.
+    Secret {
+        name: String,
+        algorithm: TsigAlgorithm,
+        secret: SecretRef,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretRef {
+    File(PathBuf),
+    Env(String),
+}
+
+/// Which instances a rule applies to.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Selector {
+    /// Every tag must be present with this value.
+    pub tags: BTreeMap<String, String>,
+    /// Only instances from this inventory source; `None` means every source.
+    pub source: Option<String>,
+}
+
+/// A `[[record]]`: one RRset (fixed name) or one RRset per instance (template).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordRule {
+    pub dns: String,
+    pub name: NameTemplate,
+    pub select: Selector,
+    pub address: AddressKind,
+    pub ttl: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HaproxyConfig {
+    pub name: String,
+    pub runtime_api: RuntimeApi,
+    pub backends: Vec<BackendRule>,
+}
+
+/// A `[[haproxy.backend]]`: the servers of one backend, one per selected instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendRule {
+    pub name: String,
+    pub select: Selector,
+    pub address: AddressKind,
+    pub port: u16,
+    pub server: NameTemplate,
+}
+
+impl Config {
+    /// Names of every target (DNS and HAProxy), the values of the `target` metric label.
+    pub fn target_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.dns.iter().map(|d| d.name.clone()).collect();
+        names.extend(self.haproxy.iter().map(|h| h.name.clone()));
+        names
+    }
+
+    /// Reads every TSIG secret; the errors say which target and what to fix.
+    pub fn load_keys(&self) -> Result<BTreeMap<String, TsigKey>, ConfigErrors> {
+        let mut keys = BTreeMap::new();
+        let mut errors = Vec::new();
+        for dns in &self.dns {
+            let DnsKind::Rfc2136 { tsig, .. } = &dns.kind;
+            match tsig.load_key() {
+                Ok(key) => {
+                    keys.insert(dns.name.clone(), key);
+                }
+                Err(message) => errors.push(ConfigError {
+                    path: self.path.clone(),
+                    line: Some(tsig.location.line),
+                    field: format!("dns \"{}\".tsig", dns.name),
+                    message,
+                }),
+            }
+        }
+        if errors.is_empty() {
+            Ok(keys)
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+}
+
+impl TsigConfig {
+    /// Reads the key (file or environment). Errors never contain the secret.
+    pub fn load_key(&self) -> Result<TsigKey, String> {
+        match &self.source {
+            TsigSource::KeyFile(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    format!(
+                        "cannot read TSIG key file {}: {e}; create it with `tsig-keygen -a hmac-sha256 NAME > {}`",
+                        path.display(),
+                        path.display()
+                    )
+                })?;
+                parse_key_file(&text).map_err(|e| format!("TSIG key file {}: {e}", path.display()))
+            }
+            TsigSource::Secret {
+                name,
+                algorithm,
+                secret,
+            } => {
+                let (text, origin) = match secret {
+                    SecretRef::File(path) => (
+                        std::fs::read_to_string(path).map_err(|e| {
+                            format!(
+                                "cannot read TSIG secret file {}: {e}; it must hold the base64 secret",
+                                path.display()
+                            )
+                        })?,
+                        format!("secret file {}", path.display()),
+                    ),
+                    SecretRef::Env(var) => (
+                        std::env::var(var).map_err(|_| {
+                            format!(
+                                "environment variable {var} (secret_env) is not set; export the base64 TSIG secret in it"
+                            )
+                        })?,
+                        format!("environment variable {var}"),
+                    ),
+                };
+                TsigKey::from_base64(name, *algorithm, &text).map_err(|e| format!("{origin}: {e}"))
+            }
+        }
+    }
+}
+
+/// One problem in a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: PathBuf,
+    pub line: Option<usize>,
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.path.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if self.field.is_empty() {
+            write!(f, ": {}", self.message)
+        } else {
+            write!(f, ": {}: {}", self.field, self.message)
+        }
+    }
+}
+
+/// Every problem found in a config file, in file order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Reads and validates the config file at `path` (secrets are not read; see [`Config::load_keys`]).
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            path: path.to_path_buf(),
+            line: None,
+            field: String::new(),
+            message: format!(
+                "cannot read the config file: {e}; pass --config PATH or set IPDRIFT_CONFIG"
+            ),
+        }])
+    })?;
+    parse(&text, path)
+}
+
+// ---- serde schema -------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    controller: Option<RawController>,
+    #[serde(default)]
+    inventory: Vec<Spanned<RawInventory>>,
+    #[serde(default)]
+    dns: Vec<Spanned<RawDns>>,
+    #[serde(default)]
+    record: Vec<Spanned<RawRecord>>,
+    #[serde(default)]
+    haproxy: Vec<Spanned<RawHaproxy>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawController {
+    interval: Option<Spanned<String>>,
+    listen: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInventory {
+    name: Spanned<String>,
+    kind: Spanned<String>,
+    path: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDns {
+    name: Spanned<String>,
+    kind: Spanned<String>,
+    server: Option<Spanned<String>>,
+    zone: Spanned<String>,
+    tsig: Option<Spanned<RawTsig>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTsig {
+    name: Option<String>,
+    algorithm: Option<String>,
+    secret_file: Option<String>,
+    secret_env: Option<String>,
+    key_file: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSelect {
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+    source: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRecord {
+    dns: Spanned<String>,
+    name: Spanned<String>,
+    select: Option<Spanned<RawSelect>>,
+    address: Spanned<String>,
+    ttl: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHaproxy {
+    name: Spanned<String>,
+    runtime_api: Spanned<String>,
+    #[serde(default)]
+    backend: Vec<Spanned<RawBackend>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackend {
+    name: Spanned<String>,
+    select: Option<Spanned<RawSelect>>,
+    address: Spanned<String>,
+    port: Spanned<i64>,
+    server: Spanned<String>,
+}
+
+// ---- validation -----------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Location {
+    line: usize,
+}
+
+/// Collects errors with their line numbers while the raw config is checked.
+struct Checker<'a> {
+    source: &'a str,
+    path: &'a Path,
+    errors: Vec<ConfigError>,
+}
+
+impl Checker<'_> {
+    fn line_of<T>(&self, spanned: &Spanned<T>) -> usize {
+        let start = spanned.span().start.min(self.source.len());
+        self.source[..start].matches('\n').count() + 1
+    }
+
+    fn error<T>(&mut self, at: &Spanned<T>, field: impl Into<String>, message: impl Into<String>) {
+        let line = self.line_of(at);
+        self.errors.push(ConfigError {
+            path: self.path.to_path_buf(),
+            line: Some(line),
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    fn resolve_path(&self, relative: &str) -> PathBuf {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        dir.join(relative)
+    }
+
+    fn duration(
+        &mut self,
+        value: &Option<Spanned<String>>,
+        field: &str,
+        default: Duration,
+    ) -> Duration {
+        let Some(text) = value else { return default };
+        match humantime::parse_duration(text.get_ref()) {
+            Ok(d) if !d.is_zero() => d,
+            Ok(_) => {
+                self.error(text, field, "must be longer than zero");
+                default
+            }
+            Err(e) => {
+                self.error(
+                    text,
+                    field,
+                    format!(
+                        "{:?} is not a duration ({e}); write e.g. \"10s\" or \"1m\"",
+                        text.get_ref()
+                    ),
+                );
+                default
+            }
+        }
+    }
+
+    fn address_kind(&mut self, value: &Spanned<String>, field: &str) -> AddressKind {
+        match value.get_ref().as_str() {
+            "public_ipv4" => AddressKind::PublicIpv4,
+            "private_ipv4" => AddressKind::PrivateIpv4,
+            "ipv6" => AddressKind::Ipv6,
+            other => {
+                self.error(
+                    value,
+                    field,
+                    format!("unknown address {other:?}; use public_ipv4, private_ipv4 or ipv6"),
+                );
+                AddressKind::PublicIpv4
+            }
+        }
+    }
+
+    fn selector(
+        &mut self,
+        value: &Option<Spanned<RawSelect>>,
+        field: &str,
+        sources: &BTreeSet<String>,
+    ) -> Selector {
+        let Some(select) = value else {
+            return Selector::default();
+        };
+        let raw = select.get_ref();
+        if let Some(source) = &raw.source
+            && !sources.contains(source)
+        {
+            self.error(
+                select,
+                format!("{field}.source"),
+                format!("no [[inventory]] is named {source:?}"),
+            );
+        }
+        Selector {
+            tags: raw.tags.clone(),
+            source: raw.source.clone(),
+        }
+    }
+
+    fn template(&mut self, value: &Spanned<String>, field: &str) -> Option<NameTemplate> {
+        match NameTemplate::parse(value.get_ref()) {
+            Ok(t) => Some(t),
+            Err(message) => {
+                self.error(value, field, message);
+                None
+            }
+        }
+    }
+
+    /// Records `name` as used; reports a duplicate.
+    fn unique(&mut self, seen: &mut BTreeSet<String>, name: &Spanned<String>, what: &str) {
+        if !seen.insert(name.get_ref().clone()) {
+            self.error(
+                name,
+                format!("{what}.name"),
+                format!("{:?} is used twice; names must be unique", name.get_ref()),
+            );
+        }
+    }
+}
+
+/// Parses and validates config text (pure: no file or network access). `path` is used for
+/// error messages and to resolve relative paths.
+pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigErrors> {
+    let raw: RawConfig = toml::from_str(source).map_err(|e| {
+        let line = e
+            .span()
+            .map(|span| source[..span.start.min(source.len())].matches('\n').count() + 1);
+        ConfigErrors(vec![ConfigError {
+            path: path.to_path_buf(),
+            line,
+            field: String::new(),
+            message: e.message().trim().to_string(),
+        }])
+    })?;
+    let mut c = Checker {
+        source,
+        path,
+        errors: Vec::new(),
+    };
+
+    let controller = {
+        let raw_controller = raw.controller.as_ref();
+        let interval = c.duration(
+            &raw_controller.and_then(|r| r.interval.clone()),
+            "controller.interval",
+            DEFAULT_INTERVAL,
+        );
+        let timeout = c.duration(
+            &raw_controller.and_then(|r| r.timeout.clone()),
+            "controller.timeout",
+            DEFAULT_TIMEOUT,
+        );
+        let listen = match raw_controller.and_then(|r| r.listen.as_ref()) {
+            None => DEFAULT_LISTEN.parse().expect("default listen address"),
+            Some(text) => match text.get_ref().parse() {
+                Ok(addr) => addr,
+                Err(_) => {
+                    c.error(
+                        text,
+                        "controller.listen",
+                        format!(
+                            "{:?} is not an IP:port address, e.g. \"127.0.0.1:9808\"",
+                            text.get_ref()
+                        ),
+                    );
+                    DEFAULT_LISTEN.parse().expect("default listen address")
+                }
+            },
+        };
+        ControllerConfig {
+            interval,
+            listen,
+            timeout,
+        }
+    };
+
+    let mut inventories = Vec::new();
+    let mut inventory_names = BTreeSet::new();
+    if raw.inventory.is_empty() {
+        c.errors.push(ConfigError {
+            path: path.to_path_buf(),
+            line: None,
+            field: "inventory".into(),
+            message: "at least one [[inventory]] source is required".into(),
+        });
+    }
+    for inv in &raw.inventory {
+        let r = inv.get_ref();
+        c.unique(&mut inventory_names, &r.name, "inventory");
+        let field = format!("inventory \"{}\"", r.name.get_ref());
+        match r.kind.get_ref().as_str() {
+            "file" => match &r.path {
+                Some(p) => inventories.push(InventoryConfig {
+                    name: r.name.get_ref().clone(),
+                    kind: InventoryKind::File {
+                        path: c.resolve_path(p.get_ref()),
+                    },
+                }),
+                None => c.error(
+                    inv,
+                    format!("{field}.path"),
+                    "a file inventory needs `path = \"instances.json\"`",
+                ),
+            },
+            other => c.error(
+                &r.kind,
+                format!("{field}.kind"),
+                format!("unknown inventory kind {other:?}; supported: file"),
+            ),
+        }
+    }
+
+    let mut target_names = BTreeSet::new();
+    let mut dns_targets = Vec::new();
+    for dns in &raw.dns {
+        let r = dns.get_ref();
+        c.unique(&mut target_names, &r.name, "dns");
+        let field = format!("dns \"{}\"", r.name.get_ref());
+        let zone = match validate::dns_name(r.zone.get_ref()) {
+            Ok(z) => Some(z),
+            Err(e) => {
+                c.error(&r.zone, format!("{field}.zone"), e.0);
+                None
+            }
+        };
+        let kind = match r.kind.get_ref().as_str() {
+            "rfc2136" => {
+                let server = match &r.server {
+                    None => {
+                        c.error(dns, format!("{field}.server"), "an rfc2136 target needs `server = \"IP:PORT\"` (the primary that accepts UPDATE)");
+                        None
+                    }
+                    Some(text) => match parse_server_addr(text.get_ref()) {
+                        Ok(addr) => Some(addr),
+                        Err(message) => {
+                            c.error(text, format!("{field}.server"), message);
+                            None
+                        }
+                    },
+                };
+                let tsig = match &r.tsig {
+                    None => {
+                        c.error(dns, format!("{field}.tsig"), "an rfc2136 target needs a TSIG key: `tsig = { key_file = \"…\" }` or `{ name, algorithm, secret_file }`");
+                        None
+                    }
+                    Some(t) => tsig_config(&mut c, t, &format!("{field}.tsig")),
+                };
+                match (server, tsig) {
+                    (Some(server), Some(tsig)) => Some(DnsKind::Rfc2136 { server, tsig }),
+                    _ => None,
+                }
+            }
+            other => {
+                c.error(
+                    &r.kind,
+                    format!("{field}.kind"),
+                    format!("unknown dns kind {other:?}; supported: rfc2136"),
+                );
+                None
+            }
+        };
+        if let (Some(zone), Some(kind)) = (zone, kind) {
+            dns_targets.push(DnsConfig {
+                name: r.name.get_ref().clone(),
+                zone,
+                kind,
+            });
+        }
+    }
+
+    let mut records = Vec::new();
+    let mut fixed_records = BTreeSet::new();
+    for (index, rec) in raw.record.iter().enumerate() {
+        let r = rec.get_ref();
+        let field = format!("record[{index}]");
+        let address = c.address_kind(&r.address, &format!("{field}.address"));
+        let select = c.selector(&r.select, &format!("{field}.select"), &inventory_names);
+        let ttl = match &r.ttl {
+            None => DEFAULT_TTL,
+            Some(t) => match u32::try_from(*t.get_ref()) {
+                Ok(ttl) if ttl <= i32::MAX as u32 => ttl,
+                _ => {
+                    c.error(
+                        t,
+                        format!("{field}.ttl"),
+                        format!("{} is out of range; use 0–2147483647 seconds", t.get_ref()),
+                    );
+                    DEFAULT_TTL
+                }
+            },
+        };
+        let zone = dns_targets
+            .iter()
+            .find(|d| &d.name == r.dns.get_ref())
+            .map(|d| d.zone.clone());
+        if zone.is_none()
+            && !raw
+                .dns
+                .iter()
+                .any(|d| d.get_ref().name.get_ref() == r.dns.get_ref())
+        {
+            c.error(
+                &r.dns,
+                format!("{field}.dns"),
+                format!("no [[dns]] target is named {:?}", r.dns.get_ref()),
+            );
+        }
+        let Some(name) = c.template(&r.name, &format!("{field}.name")) else {
+            continue;
+        };
+        // Check the template's literal parts by rendering it with a harmless sample.
+        match validate::dns_name(&name.render_with("sample", "sample")) {
+            Err(e) => c.error(&r.name, format!("{field}.name"), e.0),
+            Ok(rendered) => {
+                if let Some(zone) = &zone
+                    && !rendered.is_in_zone(zone)
+                {
+                    c.error(
+                        &r.name,
+                        format!("{field}.name"),
+                        format!(
+                            "{} is not inside zone {zone} of dns target {:?}",
+                            r.name.get_ref(),
+                            r.dns.get_ref()
+                        ),
+                    );
+                }
+                if !name.is_per_instance()
+                    && !fixed_records.insert((
+                        r.dns.get_ref().clone(),
+                        rendered.clone(),
+                        address.record_type(),
+                    ))
+                {
+                    c.error(&r.name, format!("{field}.name"), format!("{rendered} {} is already managed by another [[record]]; merge the two rules", address.record_type()));
+                }
+            }
+        }
+        records.push(RecordRule {
+            dns: r.dns.get_ref().clone(),
+            name,
+            select,
+            address,
+            ttl,
+        });
+    }
+
+    let mut haproxies = Vec::new();
+    for lb in &raw.haproxy {
+        let r = lb.get_ref();
+        c.unique(&mut target_names, &r.name, "haproxy");
+        let field = format!("haproxy \"{}\"", r.name.get_ref());
+        let runtime_api = match RuntimeApi::parse(r.runtime_api.get_ref()) {
+            Ok(api) => Some(resolve_runtime_api(&c, api)),
+            Err(e) => {
+                c.error(&r.runtime_api, format!("{field}.runtime_api"), e.0);
+                None
+            }
+        };
+        let mut backends = Vec::new();
+        let mut backend_names = BTreeSet::new();
+        for be in &r.backend {
+            let b = be.get_ref();
+            let bfield = format!("{field}.backend \"{}\"", b.name.get_ref());
+            if !backend_names.insert(b.name.get_ref().clone()) {
+                c.error(
+                    &b.name,
+                    format!("{bfield}.name"),
+                    "this backend is configured twice in the same load balancer; merge the two",
+                );
+            }
+            if let Err(e) = validate::haproxy_name(b.name.get_ref()) {
+                c.error(&b.name, format!("{bfield}.name"), e.0);
+            }
+            let address = c.address_kind(&b.address, &format!("{bfield}.address"));
+            let select = c.selector(&b.select, &format!("{bfield}.select"), &inventory_names);
+            let port = match validate::port(*b.port.get_ref()) {
+                Ok(p) => p,
+                Err(e) => {
+                    c.error(&b.port, format!("{bfield}.port"), e.0);
+                    continue;
+                }
+            };
+            let Some(server) = c.template(&b.server, &format!("{bfield}.server")) else {
+                continue;
+            };
+            if let Err(e) = validate::haproxy_name(&server.render_with("sample", "sample")) {
+                c.error(&b.server, format!("{bfield}.server"), e.0);
+            }
+            backends.push(BackendRule {
+                name: b.name.get_ref().clone(),
+                select,
+                address,
+                port,
+                server,
+            });
+        }
+        if let Some(runtime_api) = runtime_api {
+            haproxies.push(HaproxyConfig {
+                name: r.name.get_ref().clone(),
+                runtime_api,
+                backends,
+            });
+        }
+    }
+
+    if c.errors.is_empty() {
+        Ok(Config {
+            path: path.to_path_buf(),
+            controller,
+            inventories,
+            dns: dns_targets,
+            records,
+            haproxy: haproxies,
+        })
+    } else {
+        Err(ConfigErrors(c.errors))
+    }
+}
+
+/// `IP:PORT`, or a bare IP meaning port 53.
+fn parse_server_addr(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        if addr.port() == 0 {
+            return Err(format!("port 0 in {text:?} is out of range; use 1–65535"));
+        }
+        return Ok(addr);
+    }
+    if let Ok(ip) = text.parse::<std::net::IpAddr>() {
+        return Ok(SocketAddr::new(ip, 53));
+    }
+    Err(format!(
+        "{text:?} is not an IP:PORT address, e.g. \"127.0.0.1:53\" (host names are not resolved, so that a broken resolver cannot misdirect updates)"
+    ))
+}
+
+fn resolve_runtime_api(c: &Checker<'_>, api: RuntimeApi) -> RuntimeApi {
+    match api {
+        RuntimeApi::Unix(path) if path.is_relative() => {
+            RuntimeApi::Unix(c.resolve_path(&path.to_string_lossy()))
+        }
+        other => other,
+    }
+}
+
+fn tsig_config(c: &mut Checker<'_>, spanned: &Spanned<RawTsig>, field: &str) -> Option<TsigConfig> {
+    let t = spanned.get_ref();
+    let location = Location {
+        line: c.line_of(spanned),
+    };
+    if let Some(key_file) = &t.key_file {
+        if t.secret_file.is_some()
+            || t.secret_env.is_some()
+            || t.name.is_some()
+            || t.algorithm.is_some()
+        {
+            c.error(spanned, field, "key_file already holds the name, algorithm and secret; remove name/algorithm/secret_file/secret_env");
+            return None;
+        }
+        return Some(TsigConfig {
+            source: TsigSource::KeyFile(c.resolve_path(key_file)),
+            location,
+        });
+    }
+    let mut ok = true;
+    let name = match &t.name {
+        Some(n) => match validate::dns_name(n) {
+            Ok(_) => Some(n.clone()),
+            Err(e) => {
+                c.error(spanned, format!("{field}.name"), e.0);
+                ok = false;
+                None
+            }
+        },
+        None => {
+            c.error(
+                spanned,
+                format!("{field}.name"),
+                "missing: the key's name as the DNS server knows it (or use key_file)",
+            );
+            ok = false;
+            None
+        }
+    };
+    let algorithm = match t.algorithm.as_deref().map(TsigAlgorithm::parse) {
+        Some(Ok(a)) => Some(a),
+        Some(Err(e)) => {
+            c.error(spanned, format!("{field}.algorithm"), e.to_string());
+            ok = false;
+            None
+        }
+        None => {
+            c.error(
+                spanned,
+                format!("{field}.algorithm"),
+                "missing: hmac-sha256, hmac-sha384 or hmac-sha512",
+            );
+            ok = false;
+            None
+        }
+    };
+    let secret = match (&t.secret_file, &t.secret_env) {
+        (Some(file), None) => Some(SecretRef::File(c.resolve_path(file))),
+        (None, Some(var)) => Some(SecretRef::Env(var.clone())),
+        (Some(_), Some(_)) => {
+            c.error(
+                spanned,
+                field,
+                "give either secret_file or secret_env, not both",
+            );
+            None
+        }
+        (None, None) => {
+            c.error(spanned, field, "missing secret: add secret_file = \"tsig.secret\" or secret_env = \"VAR\" (or use key_file)");
+            None
+        }
+    };
+    match (ok, name, algorithm, secret) {
+        (true, Some(name), Some(algorithm), Some(secret)) => Some(TsigConfig {
+            source: TsigSource::Secret {
+                name,
+                algorithm,
+                secret,
+            },
+            location,
+        }),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../config/ipdrift.example.toml");
+
+    fn errors_of(text: &str) -> Vec<ConfigError> {
+        parse(text, Path::new("/etc/ipdrift/test.toml"))
+            .expect_err("config should be invalid")
+            .0
+    }
+
+    #[test]
+    fn the_example_config_parses_with_every_field() {
+        let c = parse(EXAMPLE, Path::new("/etc/ipdrift/ipdrift.toml")).unwrap();
+        assert_eq!(c.controller.interval, Duration::from_secs(10));
+        assert_eq!(c.controller.listen, "127.0.0.1:9808".parse().unwrap());
+        assert_eq!(
+            c.inventories[0].kind,
+            InventoryKind::File {
+                path: PathBuf::from("/etc/ipdrift/instances.json")
+            }
+        );
+        let DnsKind::Rfc2136 { server, tsig } = &c.dns[0].kind;
+        assert_eq!(*server, "127.0.0.1:53".parse().unwrap());
+        assert_eq!(c.dns[0].zone.as_str(), "example.com.");
+        assert_eq!(
+            tsig.source,
+            TsigSource::Secret {
+                name: "ipdrift-key".into(),
+                algorithm: TsigAlgorithm::HmacSha256,
+                secret: SecretRef::File(PathBuf::from("/etc/ipdrift/tsig.secret")),
+            }
+        );
+        assert_eq!(c.records.len(), 2);
+        assert_eq!(c.records[0].ttl, 60);
+        assert_eq!(c.records[0].select.tags["role"], "lb");
+        assert!(c.records[1].name.is_per_instance());
+        assert_eq!(
+            c.haproxy[0].runtime_api,
+            RuntimeApi::Unix("/run/haproxy/admin.sock".into())
+        );
+        let backend = &c.haproxy[0].backends[0];
+        assert_eq!((backend.name.as_str(), backend.port), ("web", 80));
+        assert_eq!(backend.address, AddressKind::PrivateIpv4);
+        assert_eq!(
+            c.target_names(),
+            vec!["ns1".to_string(), "lb-01".to_string()]
+        );
+    }
+
+    #[test]
+    fn only_inventory_is_required_and_defaults_apply() {
+        let c = parse(
+            "[[inventory]]\nname = \"a\"\nkind = \"file\"\npath = \"i.json\"\n",
+            Path::new("x/c.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.controller.interval, DEFAULT_INTERVAL);
+        assert_eq!(c.controller.listen.to_string(), DEFAULT_LISTEN);
+        assert!(c.dns.is_empty() && c.haproxy.is_empty() && c.records.is_empty());
+        assert_eq!(
+            c.inventories[0].kind,
+            InventoryKind::File {
+                path: PathBuf::from("x/i.json")
+            }
+        );
+        let e = errors_of("");
+        assert!(e[0].message.contains("[[inventory]]"), "{e:?}");
+    }
+
+    #[test]
+    fn errors_name_file_line_and_field() {
+        let text = EXAMPLE.replace("port = 80", "port = 99999");
+        let e = errors_of(&text);
+        assert_eq!(e.len(), 1, "{e:?}");
+        let line = text
+            .lines()
+            .position(|l| l.starts_with("port = 99999"))
+            .unwrap()
+            + 1;
+        assert_eq!(e[0].line, Some(line));
+        assert!(e[0].field.ends_with(".port"), "{}", e[0].field);
+        let shown = e[0].to_string();
+        assert!(
+            shown.starts_with(&format!("/etc/ipdrift/test.toml:{line}: ")),
+            "{shown}"
+        );
+        assert!(shown.contains("1–65535"), "{shown}");
+    }
+
+    #[test]
+    fn every_kind_of_mistake_is_reported_together() {
+        let text = EXAMPLE
+            .replace("interval = \"10s\"", "interval = \"ten seconds\"")
+            .replace("dns = \"ns1\"\nname = \"www", "dns = \"ns9\"\nname = \"www")
+            .replace("{name}.example.com.", "{hostname}.example.com.")
+            .replace("address = \"private_ipv4\"", "address = \"elastic\"")
+            .replace("algorithm = \"hmac-sha256\"", "algorithm = \"hmac-md5\"")
+            .replace("unix:/run/haproxy/admin.sock", "udp:1.2.3.4");
+        let e = errors_of(&text);
+        let all = ConfigErrors(e.clone()).to_string();
+        for needle in [
+            "controller.interval",
+            "ns9",
+            "{hostname}",
+            "elastic",
+            "hmac-md5",
+            "runtime_api",
+        ] {
+            assert!(all.contains(needle), "{needle} not reported in:\n{all}");
+        }
+        assert!(e.iter().all(|e| e.line.is_some()), "{all}");
+    }
+
+    #[test]
+    fn duplicates_and_out_of_zone_names_are_refused() {
+        let text = format!(
+            "{EXAMPLE}\n[[dns]]\nname = \"lb-01\"\nkind = \"rfc2136\"\nserver = \"127.0.0.1\"\nzone = \"other.org.\"\ntsig = {{ key_file = \"k\" }}\n"
+        );
+        let e = errors_of(&text);
+        assert!(e.iter().any(|e| e.message.contains("used twice")), "{e:?}");
+
+        let text = EXAMPLE.replace("name = \"www.example.com.\"", "name = \"www.example.org.\"");
+        let e = errors_of(&text);
+        assert!(
+            e[0].message.contains("not inside zone example.com."),
+            "{e:?}"
+        );
+
+        let text = format!(
+            "{EXAMPLE}\n[[record]]\ndns = \"ns1\"\nname = \"WWW.example.com\"\naddress = \"public_ipv4\"\n"
+        );
+        let e = errors_of(&text);
+        assert!(e[0].message.contains("already managed"), "{e:?}");
+    }
+
+    #[test]
+    fn unknown_keys_and_syntax_errors_have_lines() {
+        let e = errors_of(&EXAMPLE.replace("interval = ", "intervall = "));
+        assert!(e[0].message.contains("intervall"), "{e:?}");
+        assert_eq!(
+            e[0].line,
+            Some(
+                EXAMPLE
+                    .lines()
+                    .position(|l| l.starts_with("interval"))
+                    .unwrap()
+                    + 1
+            )
+        );
+        let e = errors_of("[[inventory]\nname=");
+        assert_eq!(e[0].line, Some(1));
+    }
+
+    #[test]
+    fn hostile_template_literals_are_refused() {
+        let e = errors_of(&EXAMPLE.replace("server = \"{name}\"", "server = \"{name};shutdown\""));
+        assert!(e[0].field.ends_with(".server"), "{e:?}");
+        let e = errors_of(&EXAMPLE.replace("{name}.example.com.", "{name} x.example.com."));
+        assert!(e[0].field.ends_with(".name"), "{e:?}");
+    }
+
+    #[test]
+    fn tsig_sources_are_exclusive_and_complete() {
+        let e = errors_of(&EXAMPLE.replace(
+            "secret_file = \"tsig.secret\"",
+            "secret_file = \"a\", secret_env = \"B\"",
+        ));
+        assert!(e[0].message.contains("not both"), "{e:?}");
+        let e = errors_of(&EXAMPLE.replace(", secret_file = \"tsig.secret\"", ""));
+        assert!(e[0].message.contains("missing secret"), "{e:?}");
+        let c = parse(
+            &EXAMPLE.replace(
+                "tsig = { name = \"ipdrift-key\", algorithm = \"hmac-sha256\", secret_file = \"tsig.secret\" }",
+                "tsig = { key_file = \"/etc/bind/ipdrift.key\" }",
+            ),
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        let DnsKind::Rfc2136 { tsig, .. } = &c.dns[0].kind;
+        assert_eq!(
+            tsig.source,
+            TsigSource::KeyFile("/etc/bind/ipdrift.key".into())
+        );
+    }
+
+    #[test]
+    fn missing_secrets_are_reported_without_revealing_anything() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let c = parse(EXAMPLE, &path).unwrap();
+        let e = c.load_keys().unwrap_err().to_string();
+        assert!(
+            e.contains("tsig.secret") && e.contains("dns \"ns1\".tsig"),
+            "{e}"
+        );
+        std::fs::write(
+            dir.path().join("tsig.secret"),
+            "c2VjcmV0LXNlY3JldC1zZWNyZXQ=\n",
+        )
+        .unwrap();
+        let keys = c.load_keys().unwrap();
+        assert!(keys.contains_key("ns1"));
+        std::fs::write(dir.path().join("tsig.secret"), "not base64 at all!!\n").unwrap();
+        let e = c.load_keys().unwrap_err().to_string();
+        assert!(!e.contains("not base64 at all"), "{e}");
+    }
+}

@@ -1,0 +1,312 @@
+//! Instances × config rules → the DNS record sets and backend servers that should exist.
+//! Pure. Untrusted instance data (names, addresses) is validated here, and an instance that
+//! fails validation is left out with a problem that names it — it never reaches a target.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use crate::config::{BackendRule, Config, RecordRule, Selector};
+use crate::model::{
+    DesiredServer, Instance, InstanceState, RecordKey, RecordSet, ServerIntent, ServerKey,
+};
+use crate::validate;
+
+/// What one inventory source returned in this pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceSnapshot {
+    Listed(Vec<Instance>),
+    /// The source failed; nothing that depends on it may be planned.
+    Failed,
+}
+
+/// Something that keeps a part of the desired state from being computed.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Problem {
+    /// The target the problem belongs to, when there is one.
+    pub target: Option<String>,
+    /// What is affected: a record, a server, an instance.
+    pub object: String,
+    pub message: String,
+}
+
+/// The desired state of every target.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Desired {
+    /// DNS target name → record sets that should exist there.
+    pub records: BTreeMap<String, BTreeMap<RecordKey, RecordSet>>,
+    /// Load balancer name → backend servers.
+    pub servers: BTreeMap<String, BTreeMap<ServerKey, DesiredServer>>,
+    /// Fixed-name record sets that selected no address: left as they are (never emptied).
+    pub empty_records: BTreeMap<String, BTreeSet<RecordKey>>,
+    pub problems: Vec<Problem>,
+}
+
+impl Selector {
+    fn matches(&self, source: &str, instance: &Instance) -> bool {
+        self.source.as_deref().is_none_or(|s| s == source)
+            && self
+                .tags
+                .iter()
+                .all(|(k, v)| instance.tags.get(k) == Some(v))
+    }
+
+    /// Names of the failed sources this selector depends on.
+    fn failed_sources<'a>(&self, sources: &'a BTreeMap<String, SourceSnapshot>) -> Vec<&'a str> {
+        sources
+            .iter()
+            .filter(|(name, snap)| {
+                matches!(snap, SourceSnapshot::Failed)
+                    && self.source.as_deref().is_none_or(|s| s == name.as_str())
+            })
+            .map(|(name, _)| name.as_str())
+            .collect()
+    }
+
+    fn selected<'a>(
+        &'a self,
+        sources: &'a BTreeMap<String, SourceSnapshot>,
+    ) -> impl Iterator<Item = &'a Instance> + 'a {
+        sources
+            .iter()
+            .filter_map(|(name, snap)| match snap {
+                SourceSnapshot::Listed(list) => Some((name, list)),
+                SourceSnapshot::Failed => None,
+            })
+            .flat_map(move |(name, list)| list.iter().filter(move |i| self.matches(name, i)))
+    }
+}
+
+/// Computes the desired state of every configured target.
+pub fn desired(config: &Config, sources: &BTreeMap<String, SourceSnapshot>) -> Desired {
+    let mut out = Desired::default();
+    for dns in &config.dns {
+        out.records.entry(dns.name.clone()).or_default();
+    }
+    for rule in &config.records {
+        desire_records(rule, sources, &mut out);
+    }
+    for lb in &config.haproxy {
+        let servers = out.servers.entry(lb.name.clone()).or_default();
+        let mut problems = Vec::new();
+        for backend in &lb.backends {
+            desire_backend(&lb.name, backend, sources, servers, &mut problems);
+        }
+        out.problems.extend(problems);
+    }
+    out.problems.sort();
+    out
+}
+
+fn instance_label(instance: &Instance) -> String {
+    format!(
+        "instance {} ({})",
+        validate::printable(&instance.name),
+        validate::printable(&instance.id)
+    )
+}
+
+fn desire_records(
+    rule: &RecordRule,
+    sources: &BTreeMap<String, SourceSnapshot>,
+    out: &mut Desired,
+) {
+    let rtype = rule.address.record_type();
+    let failed = rule.select.failed_sources(sources);
+    let running = rule
+        .select
+        .selected(sources)
+        .filter(|i| i.state == InstanceState::Running);
+
+    if !rule.name.is_per_instance() {
+        let name = validate::dns_name(&rule.name.to_string()).expect("validated in config");
+        let key = RecordKey { name, rtype };
+        if !failed.is_empty() {
+            out.problems.push(Problem {
+                target: Some(rule.dns.clone()),
+                object: key.to_string(),
+                message: format!(
+                    "not planned: inventory source {} failed, so the full address set is unknown; left as it is",
+                    failed.join(", ")
+                ),
+            });
+            return;
+        }
+        let mut addrs = BTreeSet::new();
+        for instance in running {
+            match instance.address(rule.address).map(validate::target_addr) {
+                Some(Ok(addr)) => {
+                    addrs.insert(addr);
+                }
+                Some(Err(e)) => out.problems.push(Problem {
+                    target: Some(rule.dns.clone()),
+                    object: instance_label(instance),
+                    message: e.0,
+                }),
+                None => {}
+            }
+        }
+        if addrs.is_empty() {
+            out.empty_records
+                .entry(rule.dns.clone())
+                .or_default()
+                .insert(key);
+        } else {
+            insert_record(
+                out,
+                &rule.dns,
+                RecordSet {
+                    key,
+                    ttl: rule.ttl,
+                    addrs,
+                },
+            );
+        }
+        return;
+    }
+
+    // Per-instance records: each depends only on its own instance, so a failed source
+    // elsewhere does not hold them back.
+    let mut rendered: BTreeMap<RecordKey, Vec<(&Instance, IpAddr)>> = BTreeMap::new();
+    for instance in running {
+        let Some(addr) = instance.address(rule.address) else {
+            continue;
+        };
+        let text = rule.name.render(instance);
+        let checked = validate::dns_name(&text)
+            .and_then(|name| validate::target_addr(addr).map(|addr| (name, addr)));
+        match checked {
+            Ok((name, addr)) => rendered
+                .entry(RecordKey { name, rtype })
+                .or_default()
+                .push((instance, addr)),
+            Err(e) => out.problems.push(Problem {
+                target: Some(rule.dns.clone()),
+                object: instance_label(instance),
+                message: format!("skipped: {}", e.0),
+            }),
+        }
+    }
+    for (key, owners) in rendered {
+        if let [(_, addr)] = owners.as_slice() {
+            let addrs = BTreeSet::from([*addr]);
+            insert_record(
+                out,
+                &rule.dns,
+                RecordSet {
+                    key,
+                    ttl: rule.ttl,
+                    addrs,
+                },
+            );
+        } else {
+            let names: Vec<String> = owners.iter().map(|(i, _)| instance_label(i)).collect();
+            out.problems.push(Problem {
+                target: Some(rule.dns.clone()),
+                object: key.to_string(),
+                message: format!(
+                    "skipped: {} running instances render to this name ({}); make names unique or use {{id}}",
+                    owners.len(),
+                    names.join(", ")
+                ),
+            });
+        }
+    }
+}
+
+/// Adds a record set; a second rule producing the same RRset with other data is a conflict.
+fn insert_record(out: &mut Desired, dns: &str, set: RecordSet) {
+    let zone = out.records.entry(dns.to_string()).or_default();
+    match zone.get(&set.key) {
+        Some(existing) if existing != &set => {
+            out.problems.push(Problem {
+                target: Some(dns.to_string()),
+                object: set.key.to_string(),
+                message: "skipped: two [[record]] rules produce this record set with different contents; make them select different names".into(),
+            });
+            zone.remove(&set.key);
+        }
+        _ => {
+            zone.insert(set.key.clone(), set);
+        }
+    }
+}
+
+fn desire_backend(
+    lb: &str,
+    rule: &BackendRule,
+    sources: &BTreeMap<String, SourceSnapshot>,
+    servers: &mut BTreeMap<ServerKey, DesiredServer>,
+    problems: &mut Vec<Problem>,
+) {
+    // Server name → intents from every instance that renders to it.
+    let mut candidates: BTreeMap<String, Vec<(&Instance, ServerIntent)>> = BTreeMap::new();
+    for instance in rule.select.selected(sources) {
+        let intent = match instance.state {
+            InstanceState::Running => match instance.address(rule.address) {
+                Some(addr) => match validate::target_addr(addr) {
+                    Ok(addr) => ServerIntent::Serve {
+                        addr,
+                        port: rule.port,
+                    },
+                    Err(e) => {
+                        problems.push(Problem {
+                            target: Some(lb.to_string()),
+                            object: instance_label(instance),
+                            message: format!("skipped: {}", e.0),
+                        });
+                        continue;
+                    }
+                },
+                None => continue,
+            },
+            InstanceState::Stopping | InstanceState::Stopped | InstanceState::Terminated => {
+                ServerIntent::Maint
+            }
+            // No address yet: nothing to say about it.
+            InstanceState::Pending => continue,
+        };
+        let server = rule.server.render(instance);
+        if let Err(e) = validate::haproxy_name(&server) {
+            problems.push(Problem {
+                target: Some(lb.to_string()),
+                object: instance_label(instance),
+                message: format!("skipped: server name: {}", e.0),
+            });
+            continue;
+        }
+        candidates
+            .entry(server)
+            .or_default()
+            .push((instance, intent));
+    }
+    for (server, owners) in candidates {
+        let key = ServerKey {
+            backend: rule.name.clone(),
+            server,
+        };
+        // A stopped or terminated twin (common: clouds keep terminated instances listed for
+        // a while) never outvotes a running instance of the same name.
+        let serving: Vec<_> = owners
+            .iter()
+            .filter(|(_, intent)| matches!(intent, ServerIntent::Serve { .. }))
+            .collect();
+        let intent = match serving.as_slice() {
+            [] => ServerIntent::Maint,
+            [(_, intent)] => *intent,
+            many => {
+                let names: Vec<String> = many.iter().map(|(i, _)| instance_label(i)).collect();
+                problems.push(Problem {
+                    target: Some(lb.to_string()),
+                    object: key.to_string(),
+                    message: format!(
+                        "skipped: {} running instances render to this server name ({}); make names unique or use {{id}}",
+                        many.len(),
+                        names.join(", ")
+                    ),
+                });
+                continue;
+            }
+        };
+        servers.insert(key.clone(), DesiredServer { key, intent });
+    }
+}

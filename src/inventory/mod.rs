@@ -1,0 +1,79 @@
+//! Inventory sources: where instances and their addresses come from. One file per kind;
+//! the reconciler sees only the [`Inventory`] trait. A source that fails returns an error —
+//! never an empty list — so that nothing is planned on unknown state.
+
+pub mod file;
+
+use std::collections::BTreeSet;
+
+use crate::BoxFuture;
+use crate::model::Instance;
+
+/// A source of instances.
+pub trait Inventory: Send + Sync {
+    /// The source's name from config (`[[inventory]] name`).
+    fn name(&self) -> &str;
+    /// Lists every instance the source knows, in any state.
+    fn list(&self) -> BoxFuture<'_, anyhow::Result<Vec<Instance>>>;
+}
+
+/// Parses the file-source JSON (also what `exec` sources print): an array of instances.
+/// Pure. Duplicate ids are an error: they would make the desired state ambiguous.
+pub fn parse_instances(text: &str) -> Result<Vec<Instance>, String> {
+    let instances: Vec<Instance> = serde_json::from_str(text).map_err(|e| {
+        if text.trim().is_empty() {
+            "the file is empty; expected a JSON array of instances (`[]` for none)".to_string()
+        } else {
+            format!("line {} column {}: {e}", e.line(), e.column())
+        }
+    })?;
+    let mut ids = BTreeSet::new();
+    for instance in &instances {
+        if !ids.insert(instance.id.as_str()) {
+            return Err(format!("instance id {:?} appears twice", instance.id));
+        }
+    }
+    Ok(instances)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::InstanceState;
+
+    #[test]
+    fn parses_instances_with_optional_addresses() {
+        let list = parse_instances(
+            r#"[{"id":"i-1","name":"web-01","state":"running","public_ipv4":"192.0.2.1",
+                 "private_ipv4":"10.0.0.1","ipv6":"2001:db8::1","tags":{"role":"web"}},
+                {"id":"i-2","name":"web-02","state":"stopped"}]"#,
+        )
+        .unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0].public_ipv4, Some("192.0.2.1".parse().unwrap()));
+        assert_eq!(list[0].tags["role"], "web");
+        assert_eq!(list[1].state, InstanceState::Stopped);
+        assert_eq!(list[1].public_ipv4, None);
+    }
+
+    #[test]
+    fn malformed_input_is_an_error_not_an_empty_list() {
+        assert!(parse_instances("").unwrap_err().contains("empty"));
+        assert!(
+            parse_instances("[{\"id\":\"i-1\"")
+                .unwrap_err()
+                .contains("line 1")
+        );
+        assert!(parse_instances(r#"[{"id":"i-1","name":"a","state":"exploded"}]"#).is_err());
+        assert!(
+            parse_instances(
+                r#"[{"id":"i-1","name":"a","state":"running","public_ipv4":"300.1.1.1"}]"#
+            )
+            .is_err()
+        );
+        assert!(parse_instances(r#"{"id":"i-1"}"#).is_err());
+        let dup = r#"[{"id":"i-1","name":"a","state":"running"},{"id":"i-1","name":"b","state":"running"}]"#;
+        assert!(parse_instances(dup).unwrap_err().contains("twice"));
+        assert_eq!(parse_instances("[]").unwrap(), vec![]);
+    }
+}
