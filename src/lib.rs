@@ -1,16 +1,41 @@
 //! ipdrift keeps DNS records and HAProxy backends pointed at the right IP addresses when a
 //! cloud provider changes them.
 //!
-//! One reconcile pass: observe → desire → plan → apply → verify.
+//! One reconcile pass: observe → desire → plan → apply → verify. The pure core does no I/O
+//! and is tested with unit and property tests; the I/O modules are thin and sit behind
+//! small traits.
 //!
-//! - [`model`]: pure data (instances, record sets, backend servers).
+//! Pure core:
+//! - [`model`]: instances, record sets, backend servers.
 //! - [`validate`]: checks on every name, address and port before it is sent anywhere.
-//! - [`haproxy`]: HAProxy runtime API; `protocol` is pure, `client` does the socket I/O.
-//! - [`dns`]: DNS targets (RFC 2136 + TSIG) behind the `DnsTarget` trait.
+//! - [`template`]: `{name}` / `{id}` name templates.
+//! - [`config`]: TOML → validated [`config::Config`] (errors carry file:line).
+//! - [`desired`]: instances × rules → desired state.
+//! - [`plan`]: desired × observed → changes, guard refusals; `plan::render` prints them.
+//! - [`haproxy::protocol`], [`dns::tsig`]: command builders, response and key parsers.
+//!
+//! I/O:
+//! - [`inventory`]: sources of instances (`file`).
+//! - [`dns`]: DNS targets (`rfc2136` with TSIG).
+//! - [`haproxy::client`]: the HAProxy runtime API over a unix or TCP socket.
+//! - [`reconcile`]: one pass over all of them.
+//! - [`controller`]: the `run` loop; [`admin`]: /metrics /healthz /readyz; [`metrics`]: names.
+//! - [`cli`], [`commands`]: the command line and what each command does.
 
+pub mod admin;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod controller;
+pub mod desired;
 pub mod dns;
 pub mod haproxy;
+pub mod inventory;
+pub mod metrics;
 pub mod model;
+pub mod plan;
+pub mod reconcile;
+pub mod template;
 pub mod validate;
 
 use std::future::Future;

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod bind;
+pub mod fleet;
 pub mod haproxy;
 
 use std::net::TcpListener;
@@ -20,7 +21,14 @@ pub fn free_port() -> u16 {
 
 /// The path of a server binary; panics (never skips) with the install command when missing.
 pub fn require_binary(name: &str, install: &str) -> PathBuf {
-    for dir in ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin", "/sbin", "/bin"] {
+    for dir in [
+        "/usr/sbin",
+        "/usr/bin",
+        "/usr/local/sbin",
+        "/usr/local/bin",
+        "/sbin",
+        "/bin",
+    ] {
         let candidate = PathBuf::from(dir).join(name);
         if candidate.exists() {
             return candidate;
@@ -39,4 +47,45 @@ pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(50));
     }
     check()
+}
+
+/// Parses `text` with the strict OpenMetrics parser of Python's prometheus_client (promtool
+/// 2.42 cannot judge OpenMetrics; see RECIPES.md). Returns the family names it found.
+pub fn parse_openmetrics(text: &str) -> Vec<String> {
+    use std::io::Write as _;
+    let script = [
+        "import sys",
+        "from prometheus_client.openmetrics.parser import text_string_to_metric_families",
+        "for family in text_string_to_metric_families(sys.stdin.read()):",
+        "    print(family.name)",
+    ]
+    .join("\n");
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 is needed to parse OpenMetrics");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if stderr.contains("No module named") {
+        panic!(
+            "Python's prometheus_client is not installed; install it with: python3 -m pip install prometheus_client (scripts/test does this)"
+        );
+    }
+    assert!(
+        out.status.success(),
+        "invalid OpenMetrics: {stderr}\n{text}"
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
 }

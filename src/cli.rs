@@ -1,0 +1,72 @@
+//! Command-line definitions (clap). No logic here.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Keeps DNS records and HAProxy backends pointed at the right IP addresses when a cloud
+/// provider changes them.
+#[derive(Debug, Parser)]
+#[command(name = "ipdrift", version, propagate_version = true)]
+#[command(
+    after_help = "Exit codes: 0 success / in sync, 1 error, 2 `diff` found drift, 3 `apply` refused by a safety guard."
+)]
+pub struct Cli {
+    /// Configuration file (TOML).
+    #[arg(
+        long,
+        global = true,
+        env = "IPDRIFT_CONFIG",
+        default_value = "/etc/ipdrift/ipdrift.toml"
+    )]
+    pub config: PathBuf,
+
+    /// Log format (logs go to stderr; RUST_LOG sets the level).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the controller: a pass every interval, serving /metrics /healthz /readyz.
+    Run {
+        /// Override controller.interval, e.g. "1s".
+        #[arg(long, value_parser = humantime::parse_duration)]
+        interval: Option<Duration>,
+        /// Override controller.listen, e.g. "127.0.0.1:9808".
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Show what would change, and why, without writing anything.
+    /// Exit 0 in sync, 2 drift found, 1 error.
+    Diff {
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
+    },
+    /// Run one pass: repair what differs, verify it, exit.
+    /// Exit 0 done (or nothing to do), 1 error, 3 a safety guard refused a change.
+    Apply {
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
+    },
+    /// Validate the configuration (and that the TSIG secrets can be read) without network access.
+    /// Exit 0 valid, 1 invalid.
+    CheckConfig,
+}

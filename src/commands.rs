@@ -1,0 +1,145 @@
+//! What each subcommand does, and the exit code it ends with.
+
+use std::io::Write as _;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::cli::{Cli, Command, LogFormat, OutputFormat};
+use crate::config;
+use crate::controller;
+use crate::plan::{PassReport, render};
+use crate::reconcile::{Mode, Reconciler};
+
+/// How a command ended; the process exit code is the discriminant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// In sync, done, or valid.
+    Success = 0,
+    /// Something failed (config, a source, a target, a write).
+    Error = 1,
+    /// `diff` found drift.
+    Drift = 2,
+    /// `apply` left something undone because a safety guard refused it.
+    Refused = 3,
+}
+
+/// Sets up logging to stderr. `run` logs at info by default, one-shot commands at warn so
+/// that their stdout report stands alone; RUST_LOG overrides both.
+pub fn init_logging(format: LogFormat, command: &Command) {
+    let default = if matches!(command, Command::Run { .. }) {
+        "info"
+    } else {
+        "warn"
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+/// Runs the command the user asked for.
+pub async fn execute(cli: Cli) -> Outcome {
+    let loaded = config::load(&cli.config);
+    let mut config = match loaded {
+        Ok(config) => config,
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!("ipdrift: the configuration is invalid; nothing was done");
+            return Outcome::Error;
+        }
+    };
+    match cli.command {
+        Command::CheckConfig => match config.load_keys() {
+            Ok(_) => {
+                println!(
+                    "{}: valid ({} inventory source(s), {} DNS target(s), {} record rule(s), {} HAProxy target(s))",
+                    config.path.display(),
+                    config.inventories.len(),
+                    config.dns.len(),
+                    config.records.len(),
+                    config.haproxy.len()
+                );
+                Outcome::Success
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                Outcome::Error
+            }
+        },
+        Command::Diff { output } => one_pass(config, Mode::ReadOnly, output).await,
+        Command::Apply { output } => one_pass(config, Mode::Apply, output).await,
+        Command::Run { interval, listen } => {
+            if let Some(interval) = interval {
+                config.controller.interval = interval;
+            }
+            if let Some(listen) = listen {
+                config.controller.listen = listen;
+            }
+            let (stop_tx, stop_rx) = watch::channel(false);
+            tokio::spawn(async move {
+                wait_for_stop_signal().await;
+                let _ = stop_tx.send(true);
+            });
+            match controller::run(Arc::new(config), stop_rx).await {
+                Ok(()) => Outcome::Success,
+                Err(e) => {
+                    eprintln!("ipdrift: {e:#}");
+                    Outcome::Error
+                }
+            }
+        }
+    }
+}
+
+async fn wait_for_stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+async fn one_pass(config: config::Config, mode: Mode, output: OutputFormat) -> Outcome {
+    let reconciler = match Reconciler::new(Arc::new(config)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ipdrift: {e:#}");
+            return Outcome::Error;
+        }
+    };
+    let report = reconciler.pass(mode).await.report;
+    print_report(&report, output);
+    outcome_of(&report, mode)
+}
+
+fn print_report(report: &PassReport, output: OutputFormat) {
+    let text = match output {
+        OutputFormat::Text => render::text(report),
+        OutputFormat::Json => format!("{}\n", render::json(report)),
+    };
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.flush();
+}
+
+/// The exit code of `diff` or `apply`. Errors come first: a partial view is never "in sync".
+pub fn outcome_of(report: &PassReport, mode: Mode) -> Outcome {
+    if report.failed() {
+        return Outcome::Error;
+    }
+    match mode {
+        Mode::ReadOnly if report.plan.has_drift() => Outcome::Drift,
+        Mode::ReadOnly => Outcome::Success,
+        Mode::Apply if report.refused() => Outcome::Refused,
+        Mode::Apply if !report.plan.unrepairable.is_empty() => Outcome::Error,
+        Mode::Apply => Outcome::Success,
+    }
+}

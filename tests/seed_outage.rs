@@ -1,0 +1,187 @@
+//! The outage ipdrift exists for, replayed against real BIND and HAProxy on loopback with
+//! the real binary: every address changes at once; one `apply` repairs DNS and HAProxy.
+
+mod support;
+
+use serde_json::Value;
+use support::fleet::{self, Fleet, ZONE, describe, http_get, lb_public, web_public};
+
+fn json_of(output: &std::process::Output) -> Value {
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", describe(output)))
+}
+
+#[test]
+fn one_apply_repairs_dns_and_haproxy_after_every_address_changed() {
+    let mut fleet = Fleet::start();
+    let diff = fleet.ipdrift(&["diff"]);
+    assert_eq!(
+        diff.status.code(),
+        Some(0),
+        "a converged fleet is in sync:\n{}",
+        describe(&diff)
+    );
+    assert!(fleet.converged_at(1));
+    assert_eq!(
+        http_get(fleet.haproxy.frontend_port()).map(|r| r.0),
+        Some(200)
+    );
+
+    fleet.move_to(2);
+    let (status, _) = http_get(fleet.haproxy.frontend_port()).expect("haproxy answers");
+    assert_eq!(
+        status, 503,
+        "the outage: haproxy points at servers that are gone"
+    );
+
+    let diff = fleet.ipdrift(&["diff", "--output", "json"]);
+    assert_eq!(diff.status.code(), Some(2), "{}", describe(&diff));
+    let plan = json_of(&diff);
+    let changes = plan["changes"].as_array().unwrap();
+    assert_eq!(
+        changes.len(),
+        5,
+        "www, web-01, web-02 in DNS and two servers:\n{plan:#}"
+    );
+    for change in changes {
+        for field in ["target", "op", "object", "from", "to"] {
+            assert!(change.get(field).is_some(), "{field} missing in {change}");
+        }
+    }
+    let www = changes
+        .iter()
+        .find(|c| c["object"] == format!("www.{ZONE} A"))
+        .expect("www planned");
+    assert_eq!(www["target"], "ns1");
+    assert_eq!(www["op"], "update");
+    assert!(www["from"].as_str().unwrap().contains(&lb_public(1)));
+    assert!(www["to"].as_str().unwrap().contains(&lb_public(2)));
+    assert!(fleet.converged_at(1), "diff must not write");
+
+    let apply = fleet.ipdrift(&["apply"]);
+    assert_eq!(apply.status.code(), Some(0), "{}", describe(&apply));
+    assert!(
+        fleet.converged_at(2),
+        "after apply:\n{}\nservers: {:?}",
+        describe(&apply),
+        fleet.haproxy_servers()
+    );
+    let (status, body) = http_get(fleet.haproxy.frontend_port()).expect("haproxy answers");
+    assert_eq!(status, 200, "traffic flows again: {body}");
+    assert!(body.contains("gen 2"), "{body}");
+    assert_eq!(
+        fleet.bind.query(&format!("static.{ZONE}"), "A"),
+        vec!["192.0.2.99"],
+        "a hand-made record is untouched"
+    );
+
+    let again = fleet.ipdrift(&["apply", "--output", "json"]);
+    assert_eq!(again.status.code(), Some(0), "{}", describe(&again));
+    assert_eq!(
+        json_of(&again)["changes"].as_array().unwrap().len(),
+        0,
+        "a second apply writes nothing"
+    );
+    let diff = fleet.ipdrift(&["diff"]);
+    assert_eq!(diff.status.code(), Some(0), "{}", describe(&diff));
+}
+
+#[test]
+fn a_wrong_tsig_key_fails_with_a_message_about_the_key_and_no_secret() {
+    let mut fleet = Fleet::start();
+    let wrong_secret = "c29tZS1vdGhlci1zZWNyZXQtdGhhdC1pcy13cm9uZw==";
+    std::fs::write(
+        fleet.dir.path().join("wrong.secret"),
+        format!("{wrong_secret}\n"),
+    )
+    .unwrap();
+    let config = std::fs::read_to_string(fleet.config_path()).unwrap();
+    let key_line = config
+        .lines()
+        .find(|l| l.starts_with("tsig"))
+        .unwrap()
+        .to_string();
+    let config = config.replace(
+        &key_line,
+        &format!("tsig = {{ name = \"{}\", algorithm = \"hmac-sha256\", secret_file = \"wrong.secret\" }}", fleet.bind.key_name()),
+    );
+    std::fs::write(fleet.config_path(), config).unwrap();
+    fleet.move_to(2);
+
+    let apply = fleet.ipdrift(&["apply"]);
+    assert_eq!(apply.status.code(), Some(1), "{}", describe(&apply));
+    let all = describe(&apply);
+    assert!(all.contains("NOTAUTH") || all.contains("BADSIG"), "{all}");
+    assert!(
+        all.contains(fleet.bind.key_name().trim_end_matches('.')),
+        "names the key: {all}"
+    );
+    assert!(
+        !all.contains(wrong_secret) && !all.contains(fleet.bind.secret_base64()),
+        "leaks a secret: {all}"
+    );
+    assert_eq!(
+        fleet.bind.query(&format!("www.{ZONE}"), "A"),
+        vec![lb_public(1)],
+        "nothing written to DNS"
+    );
+}
+
+#[test]
+fn dns_is_repaired_when_the_haproxy_socket_is_gone() {
+    let mut fleet = Fleet::start();
+    let gone = fleet.dir.path().join("no-such-haproxy.sock");
+    fleet.write_config(&format!("unix:{}", gone.display()));
+    fleet.move_to(2);
+
+    let apply = fleet.ipdrift(&["apply"]);
+    assert_eq!(apply.status.code(), Some(1), "{}", describe(&apply));
+    let all = describe(&apply);
+    assert!(
+        all.contains("lb-01") && all.contains("no-such-haproxy.sock"),
+        "names the load balancer and socket: {all}"
+    );
+    assert_eq!(
+        fleet.bind.query(&format!("www.{ZONE}"), "A"),
+        vec![lb_public(2)],
+        "{all}"
+    );
+    for n in 1..=fleet::WEB_SERVERS {
+        assert_eq!(
+            fleet.bind.query(&format!("web-0{n}.{ZONE}"), "A"),
+            vec![web_public(2, n)]
+        );
+    }
+}
+
+#[test]
+fn a_missing_or_broken_inventory_is_an_error_and_writes_nothing() {
+    let fleet = Fleet::start();
+    for (what, content) in [
+        ("empty", Some("")),
+        ("truncated", Some("[{\"id\":\"i-lb\",\"na")),
+        ("missing", None),
+    ] {
+        match content {
+            Some(text) => std::fs::write(fleet.instances_path(), text).unwrap(),
+            None => {
+                let _ = std::fs::remove_file(fleet.instances_path());
+            }
+        }
+        for command in ["diff", "apply"] {
+            let out = fleet.ipdrift(&[command]);
+            assert_eq!(
+                out.status.code(),
+                Some(1),
+                "{what} inventory, {command}:\n{}",
+                describe(&out)
+            );
+            assert!(
+                describe(&out).contains("instances.json"),
+                "{what}: names the file:\n{}",
+                describe(&out)
+            );
+        }
+        assert!(fleet.converged_at(1), "{what}: nothing may change");
+    }
+}
