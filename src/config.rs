@@ -190,13 +190,24 @@ impl TsigConfig {
                 let (text, origin) = match secret {
                     SecretRef::File(path) => (
                         std::fs::read_to_string(path).map_err(|e| {
-                            format!(
-                                "cannot read TSIG secret file {}: {e}; it must hold the base64 secret",
-                                path.display()
-                            )
+                            if looks_like_a_secret(path) {
+                                "secret_file does not name a readable file and looks like a base64 secret itself \
+                                 (not shown); put the secret in a file and give that file's path"
+                                    .to_string()
+                            } else {
+                                format!(
+                                    "cannot read TSIG secret file {}: {e}; it must hold the base64 secret",
+                                    path.display()
+                                )
+                            }
                         })?,
                         format!("secret file {}", path.display()),
                     ),
+                    SecretRef::Env(var) if !is_env_var_name(var) => {
+                        return Err("secret_env must be the name of an environment variable (letters, digits, '_'); \
+                                    the value given is not one and is not shown, in case it is the secret itself"
+                            .to_string());
+                    }
                     SecretRef::Env(var) => (
                         std::env::var(var).map_err(|_| {
                             format!(
@@ -210,6 +221,26 @@ impl TsigConfig {
             }
         }
     }
+}
+
+fn is_env_var_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// A secret pasted where a path belongs: its last component decodes as 16+ bytes of base64.
+fn looks_like_a_secret(path: &Path) -> bool {
+    use base64::Engine as _;
+    let last = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    base64::engine::general_purpose::STANDARD
+        .decode(last.as_bytes())
+        .is_ok_and(|bytes| bytes.len() >= 16)
 }
 
 /// One problem in a config file.
@@ -1100,5 +1131,20 @@ mod tests {
         std::fs::write(dir.path().join("tsig.secret"), "not base64 at all!!\n").unwrap();
         let e = c.load_keys().unwrap_err().to_string();
         assert!(!e.contains("not base64 at all"), "{e}");
+
+        let secret = "c2VjcmV0LXNlY3JldC1zZWNyZXQ=";
+        for misplaced in [
+            format!("secret_env = \"{secret}\""),
+            format!("secret_file = \"{secret}\""),
+        ] {
+            let text = EXAMPLE.replace("secret_file = \"tsig.secret\"", &misplaced);
+            let e = parse(&text, &path)
+                .unwrap()
+                .load_keys()
+                .unwrap_err()
+                .to_string();
+            assert!(!e.contains(secret), "{e}");
+            assert!(e.contains("not shown"), "{e}");
+        }
     }
 }

@@ -487,3 +487,36 @@ fn run_with_json_log_format_writes_json_lines_to_stderr() {
         );
     }
 }
+
+#[test]
+fn usage_errors_exit_1_never_the_drift_code() {
+    let dir = ConfigDir::valid();
+    let config = dir.config_path();
+    let config = config.to_str().unwrap();
+    for args in [
+        vec!["--config", config, "diff", "--output", "yaml"],
+        vec!["--config", config, "dif"],
+        vec![],
+    ] {
+        let out = ipdrift_command().args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}:\n{}", describe(&out));
+        assert!(!stderr_of(&out).is_empty(), "{args:?}: says what is wrong");
+    }
+    let help = ipdrift_command().arg("--help").output().unwrap();
+    assert_eq!(help.status.code(), Some(0));
+}
+
+#[test]
+fn an_empty_ipdrift_config_falls_back_to_the_default_path() {
+    let out = ipdrift_command()
+        .env("IPDRIFT_CONFIG", "")
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        stderr_of(&out).contains("/etc/ipdrift/ipdrift.toml"),
+        "{}",
+        describe(&out)
+    );
+}
