@@ -155,21 +155,44 @@ impl LoadBalancer for HaproxyClient {
                 .map(protocol::change_command)
                 .collect::<Result<Vec<_>, _>>()
                 .with_context(|| format!("{}: refusing to send the changes", self.subject()))?;
-            let response = self.exchange(&commands).await?;
-            let answers =
-                protocol::split_answers(&response, commands.len()).with_context(|| {
-                    format!(
-                        "{}: the outcome of {} change(s) is unknown",
-                        self.subject(),
-                        changes.len()
-                    )
-                })?;
-            let refusals: Vec<String> = changes
-                .iter()
-                .zip(answers)
-                .filter_map(|(change, answer)| protocol::parse_change_answer(change, answer).err())
-                .map(|refusal| refusal.to_string())
-                .collect();
+            let mut refusals: Vec<String> = Vec::new();
+            let mut index = 0;
+            while index < changes.len() {
+                // A run of commands whose answers are framed shares one connection; the
+                // others go alone (see ServerChange::answer_is_framed).
+                let run = if changes[index].answer_is_framed() {
+                    changes[index..]
+                        .iter()
+                        .take_while(|c| c.answer_is_framed())
+                        .count()
+                } else {
+                    1
+                };
+                let (batch, batch_commands) =
+                    (&changes[index..index + run], &commands[index..index + run]);
+                let response = self.exchange(batch_commands).await?;
+                let answers: Vec<&str> = if batch[0].answer_is_framed() {
+                    protocol::split_answers(&response, run).with_context(|| {
+                        format!(
+                            "{}: the outcome of {} change(s) is unknown",
+                            self.subject(),
+                            run
+                        )
+                    })?
+                } else {
+                    vec![response.as_str()]
+                };
+                refusals.extend(
+                    batch
+                        .iter()
+                        .zip(answers)
+                        .filter_map(|(change, answer)| {
+                            protocol::parse_change_answer(change, answer).err()
+                        })
+                        .map(|refusal| refusal.to_string()),
+                );
+                index += run;
+            }
             if refusals.is_empty() {
                 return Ok(());
             }

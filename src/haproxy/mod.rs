@@ -19,6 +19,28 @@ pub enum ServerChange {
     },
     /// `set server B/S state ready|maint`
     SetAdmin { key: ServerKey, admin: ServerAdmin },
+    /// `add server B/S IP:PORT [check]` (a dynamic server; HAProxy adds it in maintenance).
+    /// With `check`, `enable health B/S` follows so HAProxy's own checks judge it.
+    Add {
+        key: ServerKey,
+        addr: IpAddr,
+        port: u16,
+        check: bool,
+    },
+    /// `del server B/S` (the server must be in maintenance first).
+    Delete { key: ServerKey },
+}
+
+impl ServerChange {
+    /// Whether HAProxy ends its answer with an empty line. `add server` and `del server`
+    /// errors (and `del server`'s success) do not, so those commands go on a connection of
+    /// their own where the end of the answer is the end of the connection.
+    pub fn answer_is_framed(&self) -> bool {
+        matches!(
+            self,
+            ServerChange::SetAddr { .. } | ServerChange::SetAdmin { .. }
+        )
+    }
 }
 
 /// A load balancer that ipdrift reads and writes.

@@ -122,6 +122,20 @@ pub enum ProtocolError {
         admin: ServerAdmin,
         answer: String,
     },
+    /// `add server B/S …` was refused.
+    #[error(
+        "HAProxy refused to add server {server}: {}{}; adding servers needs HAProxy ≥ 2.4 and a backend whose balance algorithm allows dynamic servers (e.g. roundrobin)",
+        quote(answer),
+        hint(answer)
+    )]
+    AddServerRefused { server: ServerKey, answer: String },
+    /// `del server B/S` was refused.
+    #[error(
+        "HAProxy refused to delete server {server}: {}{}",
+        quote(answer),
+        hint(answer)
+    )]
+    DelServerRefused { server: ServerKey, answer: String },
     /// The connection carried a different number of answers than commands were sent.
     #[error(
         "HAProxy gave {received} answers to {sent} commands; was it reloaded or restarted meanwhile?"
@@ -173,11 +187,42 @@ pub fn set_admin(key: &ServerKey, admin: ServerAdmin) -> Result<String, Invalid>
     Ok(format!("set server {server} state {admin}"))
 }
 
+/// `add server B/S IP:PORT` (HAProxy ≥ 2.4 adds dynamic servers in maintenance), with
+/// `check` and `enable health` when HAProxy's health checks should judge the server.
+pub fn add_server(
+    key: &ServerKey,
+    addr: IpAddr,
+    port: u16,
+    check: bool,
+) -> Result<String, Invalid> {
+    let server = server_ref(key)?;
+    let addr = validate::target_addr(addr)?;
+    let port = validate::port(i64::from(port))?;
+    let target = crate::model::socket_text(addr, port);
+    Ok(if check {
+        format!("add server {server} {target} check;enable health {server}")
+    } else {
+        format!("add server {server} {target}")
+    })
+}
+
+/// `del server B/S`.
+pub fn del_server(key: &ServerKey) -> Result<String, Invalid> {
+    Ok(format!("del server {}", server_ref(key)?))
+}
+
 /// The command that carries out `change`.
 pub fn change_command(change: &ServerChange) -> Result<String, Invalid> {
     match change {
         ServerChange::SetAddr { key, addr, port } => set_addr(key, *addr, *port),
         ServerChange::SetAdmin { key, admin } => set_admin(key, *admin),
+        ServerChange::Add {
+            key,
+            addr,
+            port,
+            check,
+        } => add_server(key, *addr, *port, *check),
+        ServerChange::Delete { key } => del_server(key),
     }
 }
 
@@ -444,6 +489,33 @@ pub fn parse_change_answer(change: &ServerChange, answer: &str) -> Result<(), Pr
     match change {
         ServerChange::SetAddr { key, .. } => parse_set_addr_answer(key, answer),
         ServerChange::SetAdmin { key, admin } => parse_set_admin_answer(key, *admin, answer),
+        ServerChange::Add { key, .. } => parse_add_server_answer(key, answer),
+        ServerChange::Delete { key } => parse_del_server_answer(key, answer),
+    }
+}
+
+/// The whole answer to `add server …` (and `enable health …`, which answers nothing):
+/// `New server registered.` on success, a sentence naming the problem otherwise.
+pub fn parse_add_server_answer(key: &ServerKey, answer: &str) -> Result<(), ProtocolError> {
+    if answer.trim() == "New server registered." {
+        Ok(())
+    } else {
+        Err(ProtocolError::AddServerRefused {
+            server: key.clone(),
+            answer: answer.trim().to_string(),
+        })
+    }
+}
+
+/// The whole answer to `del server …`: `Server deleted.` on success.
+pub fn parse_del_server_answer(key: &ServerKey, answer: &str) -> Result<(), ProtocolError> {
+    if answer.trim() == "Server deleted." {
+        Ok(())
+    } else {
+        Err(ProtocolError::DelServerRefused {
+            server: key.clone(),
+            answer: answer.trim().to_string(),
+        })
     }
 }
 
@@ -451,6 +523,34 @@ pub fn parse_change_answer(change: &ServerChange, answer: &str) -> Result<(), Pr
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn add_and_del_server_commands_are_validated() {
+        let k = key("web", "web-03");
+        let addr: IpAddr = "10.0.0.3".parse().unwrap();
+        assert_eq!(
+            add_server(&k, addr, 80, false).unwrap(),
+            "add server web/web-03 10.0.0.3:80"
+        );
+        assert_eq!(
+            add_server(&k, "2001:db8::3".parse().unwrap(), 80, true).unwrap(),
+            "add server web/web-03 [2001:db8::3]:80 check;enable health web/web-03"
+        );
+        assert!(add_server(&k, addr, 0, false).is_err());
+        assert!(add_server(&key("web", "a;del server web/b"), addr, 80, false).is_err());
+        assert_eq!(del_server(&k).unwrap(), "del server web/web-03");
+        assert!(parse_add_server_answer(&k, "New server registered.\n\n").is_ok());
+        let refused = parse_add_server_answer(
+            &k,
+            "Already exists a server with the same name in backend.\n",
+        );
+        assert!(refused.unwrap_err().to_string().contains("Already exists"));
+        assert!(parse_del_server_answer(&k, "Server deleted.\n").is_ok());
+        assert!(
+            parse_del_server_answer(&k, "Only servers in maintenance mode can be deleted.\n")
+                .is_err()
+        );
+    }
 
     /// The header HAProxy 2.6 writes.
     const HEADER_2_6: &str = "# be_id be_name srv_id srv_name srv_addr srv_op_state \
