@@ -65,6 +65,9 @@ pub enum Command {
     Apply {
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         output: OutputFormat,
+        /// Override the max-remove-fraction guard (only that one) for this pass.
+        #[arg(long)]
+        force: bool,
     },
     /// Validate the configuration (and that the TSIG secrets can be read) without network access.
     /// Exit 0 valid, 1 invalid.

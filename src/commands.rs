@@ -73,21 +73,33 @@ pub async fn execute(cli: Cli) -> Outcome {
                 Outcome::Error
             }
         },
-        Command::Diff { output } => one_pass(config, Mode::ReadOnly, output).await,
-        Command::Apply { output } => one_pass(config, Mode::Apply, output).await,
+        Command::Diff { output } => one_pass(config, Mode::ReadOnly, output, false).await,
+        Command::Apply { output, force } => one_pass(config, Mode::Apply, output, force).await,
         Command::Run { interval, listen } => {
-            if let Some(interval) = interval {
-                config.controller.interval = interval;
-            }
-            if let Some(listen) = listen {
-                config.controller.listen = listen;
-            }
+            let overrides = move |config: &mut config::Config| {
+                if let Some(interval) = interval {
+                    config.controller.interval = interval;
+                }
+                if let Some(listen) = listen {
+                    config.controller.listen = listen;
+                }
+            };
+            overrides(&mut config);
+            let path = cli.config.clone();
+            let load: controller::ConfigLoader = Box::new(move || {
+                let mut config = config::load(&path).map_err(|e| e.to_string())?;
+                config.load_keys().map_err(|e| e.to_string())?;
+                overrides(&mut config);
+                Ok(config)
+            });
             let (stop_tx, stop_rx) = watch::channel(false);
+            let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
             tokio::spawn(async move {
                 wait_for_stop_signal().await;
                 let _ = stop_tx.send(true);
             });
-            match controller::run(Arc::new(config), stop_rx).await {
+            tokio::spawn(forward_reload_signals(reload_tx));
+            match controller::run(Arc::new(config), stop_rx, reload_rx, load).await {
                 Ok(()) => Outcome::Success,
                 Err(e) => {
                     eprintln!("ipdrift: {e:#}");
@@ -95,6 +107,15 @@ pub async fn execute(cli: Cli) -> Outcome {
                 }
             }
         }
+    }
+}
+
+/// Turns each SIGHUP into a reload request (several quick ones collapse into one).
+async fn forward_reload_signals(reload: tokio::sync::mpsc::Sender<()>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangup = signal(SignalKind::hangup()).expect("install SIGHUP handler");
+    while hangup.recv().await.is_some() {
+        let _ = reload.try_send(());
     }
 }
 
@@ -108,8 +129,13 @@ async fn wait_for_stop_signal() {
     }
 }
 
-async fn one_pass(config: config::Config, mode: Mode, output: OutputFormat) -> Outcome {
-    let reconciler = match Reconciler::new(Arc::new(config)) {
+async fn one_pass(
+    config: config::Config,
+    mode: Mode,
+    output: OutputFormat,
+    force: bool,
+) -> Outcome {
+    let reconciler = match Reconciler::new(Arc::new(config), force) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("ipdrift: {e:#}");
@@ -140,7 +166,6 @@ pub fn outcome_of(report: &PassReport, mode: Mode) -> Outcome {
         Mode::ReadOnly if report.plan.has_drift() => Outcome::Drift,
         Mode::ReadOnly => Outcome::Success,
         Mode::Apply if report.refused() => Outcome::Refused,
-        Mode::Apply if !report.plan.unrepairable.is_empty() => Outcome::Error,
         Mode::Apply => Outcome::Success,
     }
 }

@@ -21,6 +21,8 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9808";
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_TTL: u32 = 60;
+pub const DEFAULT_MAX_REMOVE_FRACTION: f64 = 0.34;
+pub const DEFAULT_OWNER_ID: &str = "ipdrift";
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
@@ -34,7 +36,7 @@ pub struct Config {
     pub haproxy: Vec<HaproxyConfig>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ControllerConfig {
     /// Time between passes of `ipdrift run`.
     pub interval: Duration,
@@ -42,6 +44,11 @@ pub struct ControllerConfig {
     pub listen: SocketAddr,
     /// Limit for each network call (a source listing, a DNS exchange, a runtime-API session).
     pub timeout: Duration,
+    /// Removals above this fraction of what a target manages are refused (guard
+    /// `max-remove-fraction`; `apply --force` overrides it).
+    pub max_remove_fraction: f64,
+    /// Written into the ownership TXT record of every RRset this controller creates.
+    pub owner_id: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,6 +122,38 @@ pub struct RecordRule {
     pub select: Selector,
     pub address: AddressKind,
     pub ttl: u32,
+    pub policy: RecordPolicy,
+    /// Update RRsets the rule names that someone else created (the default: the config is
+    /// the statement of intent). `false` leaves them alone.
+    pub adopt: bool,
+}
+
+/// Whether a rule may delete what it no longer selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordPolicy {
+    /// Create and update, never delete (the default).
+    UpsertOnly,
+    /// Also delete RRsets this controller created (ownership record) that the rule no
+    /// longer produces, e.g. the record of a terminated instance.
+    Sync,
+}
+
+/// What happens to the server of an instance that is gone or stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerRemoval {
+    /// Put it in maintenance (the default): nothing is lost, it can come back.
+    Maint,
+    /// Put it in maintenance, then `del server` (servers from haproxy.cfg come back on reload).
+    Delete,
+}
+
+/// Who decides that a newly added or re-enabled server may take traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthGate {
+    /// ipdrift connects to instance:port itself; the server is enabled once that works.
+    Probe,
+    /// The server is added with `check` and enabled at once; HAProxy's health checks decide.
+    Haproxy,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,6 +171,8 @@ pub struct BackendRule {
     pub address: AddressKind,
     pub port: u16,
     pub server: NameTemplate,
+    pub remove: ServerRemoval,
+    pub health: HealthGate,
 }
 
 impl Config {
@@ -322,6 +363,8 @@ struct RawController {
     interval: Option<Spanned<String>>,
     listen: Option<Spanned<String>>,
     timeout: Option<Spanned<String>>,
+    max_remove_fraction: Option<Spanned<f64>>,
+    owner_id: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -368,6 +411,8 @@ struct RawRecord {
     select: Option<Spanned<RawSelect>>,
     address: Spanned<String>,
     ttl: Option<Spanned<i64>>,
+    policy: Option<Spanned<String>>,
+    adopt: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -387,6 +432,8 @@ struct RawBackend {
     address: Spanned<String>,
     port: Spanned<i64>,
     server: Spanned<String>,
+    remove: Option<Spanned<String>>,
+    health: Option<Spanned<String>>,
 }
 
 // ---- validation -----------------------------------------------------------------------
@@ -563,10 +610,47 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigErrors> {
                 }
             },
         };
+        let max_remove_fraction = match raw_controller.and_then(|r| r.max_remove_fraction.as_ref())
+        {
+            None => DEFAULT_MAX_REMOVE_FRACTION,
+            Some(f) if *f.get_ref() > 0.0 && *f.get_ref() <= 1.0 => *f.get_ref(),
+            Some(f) => {
+                c.error(
+                    f,
+                    "controller.max_remove_fraction",
+                    format!(
+                        "{} is out of range; use a fraction above 0 and at most 1, e.g. 0.34",
+                        f.get_ref()
+                    ),
+                );
+                DEFAULT_MAX_REMOVE_FRACTION
+            }
+        };
+        let owner_id = match raw_controller.and_then(|r| r.owner_id.as_ref()) {
+            None => DEFAULT_OWNER_ID.to_string(),
+            Some(id) => {
+                let text = id.get_ref();
+                let ok = !text.is_empty()
+                    && text.len() <= 64
+                    && text
+                        .chars()
+                        .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.'));
+                if !ok {
+                    c.error(
+                        id,
+                        "controller.owner_id",
+                        "use 1–64 letters, digits, '-', '_' or '.'",
+                    );
+                }
+                text.clone()
+            }
+        };
         ControllerConfig {
             interval,
             listen,
             timeout,
+            max_remove_fraction,
+            owner_id,
         }
     };
 
@@ -732,12 +816,27 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigErrors> {
                 }
             }
         }
+        let policy = match r.policy.as_ref().map(|p| (p, p.get_ref().as_str())) {
+            None | Some((_, "upsert-only")) => RecordPolicy::UpsertOnly,
+            Some((_, "sync")) => RecordPolicy::Sync,
+            Some((p, other)) => {
+                c.error(
+                    p,
+                    format!("{field}.policy"),
+                    format!("unknown policy {other:?}; use \"upsert-only\" or \"sync\""),
+                );
+                RecordPolicy::UpsertOnly
+            }
+        };
+        let adopt = r.adopt.unwrap_or(true);
         records.push(RecordRule {
             dns: r.dns.get_ref().clone(),
             name,
             select,
             address,
             ttl,
+            policy,
+            adopt,
         });
     }
 
@@ -783,12 +882,38 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigErrors> {
             if let Err(e) = validate::haproxy_name(&server.render_with("sample", "sample")) {
                 c.error(&b.server, format!("{bfield}.server"), e.0);
             }
+            let remove = match b.remove.as_ref().map(|v| (v, v.get_ref().as_str())) {
+                None | Some((_, "maint")) => ServerRemoval::Maint,
+                Some((_, "delete")) => ServerRemoval::Delete,
+                Some((v, other)) => {
+                    c.error(
+                        v,
+                        format!("{bfield}.remove"),
+                        format!("unknown removal {other:?}; use \"maint\" or \"delete\""),
+                    );
+                    ServerRemoval::Maint
+                }
+            };
+            let health = match b.health.as_ref().map(|v| (v, v.get_ref().as_str())) {
+                None | Some((_, "probe")) => HealthGate::Probe,
+                Some((_, "haproxy")) => HealthGate::Haproxy,
+                Some((v, other)) => {
+                    c.error(
+                        v,
+                        format!("{bfield}.health"),
+                        format!("unknown health gate {other:?}; use \"probe\" or \"haproxy\""),
+                    );
+                    HealthGate::Probe
+                }
+            };
             backends.push(BackendRule {
                 name: b.name.get_ref().clone(),
                 select,
                 address,
                 port,
                 server,
+                remove,
+                health,
             });
         }
         if let Some(runtime_api) = runtime_api {

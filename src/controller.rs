@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use backon::BackoffBuilder as _;
 use tokio::sync::watch;
 
 use crate::admin::{self, AdminState};
@@ -14,7 +15,7 @@ use crate::config::Config;
 use crate::desired::SourceSnapshot;
 use crate::metrics::{ChangeLabels, GuardLabel, Metrics, SourceLabel, TargetLabel};
 use crate::model::AddressKind;
-use crate::plan::{GUARD_NEVER_EMPTY, PassReport};
+use crate::plan::{GUARDS, PassReport};
 use crate::reconcile::{Mode, PassOutcome, Reconciler};
 
 /// Addresses of every instance as last seen, per source: (source, id, kind) → address.
@@ -112,6 +113,9 @@ fn record_metrics(
         if read_failed || write_failed {
             metrics.errors.get_or_create(&label).inc();
         }
+        if report.verify_failed.contains(&target) {
+            metrics.verify_failures.get_or_create(&label).inc();
+        }
     }
     for change in &report.plan.changes {
         if let Some(Ok(())) = report.written.get(&change.target) {
@@ -171,28 +175,88 @@ fn next_delay(interval: Duration) -> Duration {
     interval.mul_f64(1.0 + rand::random::<f64>() * 0.1)
 }
 
-/// Runs the controller until `shutdown` turns true.
-pub async fn run(config: Arc<Config>, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
-    let reconciler = Reconciler::new(config.clone())?;
+/// Per-target exponential backoff with jitter after failed passes (backon's schedule);
+/// a success resets it.
+#[derive(Default)]
+struct Backoffs {
+    targets: BTreeMap<String, (tokio::time::Instant, backon::ExponentialBackoff)>,
+}
+
+impl Backoffs {
+    /// Targets still waiting, with the time left.
+    fn resting(&self, now: tokio::time::Instant) -> BTreeMap<String, Duration> {
+        self.targets
+            .iter()
+            .filter(|(_, (until, _))| *until > now)
+            .map(|(target, (until, _))| (target.clone(), *until - now))
+            .collect()
+    }
+
+    /// Records a pass: failed targets wait longer each time, others start afresh.
+    /// Targets that rested this pass keep their schedule.
+    fn record(
+        &mut self,
+        report: &PassReport,
+        targets: &[String],
+        resting: &BTreeMap<String, Duration>,
+        interval: Duration,
+    ) {
+        let now = tokio::time::Instant::now();
+        for target in targets.iter().filter(|t| !resting.contains_key(*t)) {
+            let failed = report.errors.iter().any(|e| &e.target == target)
+                || matches!(report.written.get(target), Some(Err(_)));
+            if !failed {
+                self.targets.remove(target);
+                continue;
+            }
+            let (until, schedule) = self.targets.entry(target.clone()).or_insert_with(|| {
+                let schedule = backon::ExponentialBuilder::default()
+                    .with_min_delay(interval)
+                    .with_max_delay(MAX_BACKOFF.max(interval))
+                    .with_factor(2.0)
+                    .with_jitter()
+                    .without_max_times()
+                    .build();
+                (now, schedule)
+            });
+            // The first failure retries at the next pass; later ones wait longer.
+            if let Some(delay) = schedule.next() {
+                *until = now + delay.saturating_sub(interval);
+            }
+        }
+    }
+}
+
+/// The longest a failing target is left alone between attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// Re-reads the configuration on SIGHUP; `Err` carries a message for the log.
+pub type ConfigLoader = Box<dyn Fn() -> Result<Config, String> + Send + Sync>;
+
+/// Runs the controller until `shutdown` turns true. Each message on `reload` re-reads the
+/// config with `load`: a valid one replaces the running one, an invalid one is logged and
+/// the running one stays.
+pub async fn run(
+    config: Arc<Config>,
+    shutdown: watch::Receiver<bool>,
+    mut reload: tokio::sync::mpsc::Receiver<()>,
+    load: ConfigLoader,
+) -> anyhow::Result<()> {
+    let mut config = config;
+    let mut reconciler = Reconciler::new(config.clone(), false)?;
     let sources: Vec<String> = config.inventories.iter().map(|i| i.name.clone()).collect();
-    let metrics = Arc::new(Metrics::new(
-        &config.target_names(),
-        &sources,
-        &[GUARD_NEVER_EMPTY],
-    ));
-    let interval = config.controller.interval;
-    let state = Arc::new(AdminState::new(
-        metrics.clone(),
-        interval * 3 + config.controller.timeout * 2,
-    ));
+    let metrics = Arc::new(Metrics::new(&config.target_names(), &sources, &GUARDS));
+    let state = Arc::new(AdminState::new(metrics.clone(), ready_window(&config)));
     let server = admin::serve(config.controller.listen, state.clone(), shutdown.clone()).await?;
-    tracing::info!(listen = %config.controller.listen, interval = %humantime::format_duration(interval), config = %config.path.display(), "ipdrift controller started");
+    tracing::info!(listen = %config.controller.listen, interval = %humantime::format_duration(config.controller.interval), config = %config.path.display(), "ipdrift controller started");
 
     let mut memory = AddressMemory::new();
+    let mut backoffs = Backoffs::default();
     let mut shutdown_rx = shutdown.clone();
     loop {
         let started = tokio::time::Instant::now();
-        let outcome = reconciler.pass(Mode::Apply).await;
+        let resting = backoffs.resting(started);
+        let outcome = reconciler.pass_resting(Mode::Apply, &resting).await;
         let address_changes = count_address_changes(&mut memory, &outcome.sources);
         log_report(&outcome.report);
         record_metrics(
@@ -202,17 +266,48 @@ pub async fn run(config: Arc<Config>, shutdown: watch::Receiver<bool>) -> anyhow
             &address_changes,
             started.elapsed(),
         );
+        backoffs.record(
+            &outcome.report,
+            &config.target_names(),
+            &resting,
+            config.controller.interval,
+        );
         if !outcome.report.failed() {
             state.mark_success();
         }
         tokio::select! {
-            _ = tokio::time::sleep(next_delay(interval)) => {}
+            _ = tokio::time::sleep(next_delay(config.controller.interval)) => {}
+            Some(()) = reload.recv() => {
+                match load().and_then(|new| {
+                    let new = Arc::new(new);
+                    Reconciler::new(new.clone(), false).map(|r| (new, r)).map_err(|e| format!("{e:#}"))
+                }) {
+                    Ok((new, new_reconciler)) => {
+                        if new.controller.listen != config.controller.listen {
+                            tracing::warn!(listen = %new.controller.listen, "controller.listen changed; it takes effect at the next restart");
+                        }
+                        config = new;
+                        reconciler = new_reconciler;
+                        backoffs = Backoffs::default();
+                        state.set_ready_window(ready_window(&config));
+                        tracing::info!(config = %config.path.display(), "configuration reloaded");
+                    }
+                    Err(message) => {
+                        tracing::error!(config = %config.path.display(), "configuration not reloaded, the running one stays: {message}");
+                    }
+                }
+            }
             _ = shutdown_rx.wait_for(|stop| *stop) => break,
         }
     }
     tracing::info!("ipdrift controller stopping");
     let _ = server.await;
     Ok(())
+}
+
+/// How old the last good pass may be for /readyz: three intervals and two timeouts.
+fn ready_window(config: &Config) -> Duration {
+    config.controller.interval * 3 + config.controller.timeout * 2
 }
 
 #[cfg(test)]

@@ -5,10 +5,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use crate::config::{BackendRule, Config, RecordRule, Selector};
-use crate::model::{
-    DesiredServer, Instance, InstanceState, RecordKey, RecordSet, ServerIntent, ServerKey,
+use crate::config::{
+    BackendRule, Config, HealthGate, RecordPolicy, RecordRule, Selector, ServerRemoval,
 };
+use crate::model::{
+    DesiredServer, Instance, InstanceState, RecordKey, RecordSet, RecordType, ServerIntent,
+    ServerKey,
+};
+use crate::template::NameTemplate;
 use crate::validate;
 
 /// What one inventory source returned in this pass.
@@ -38,7 +42,47 @@ pub struct Desired {
     pub servers: BTreeMap<String, BTreeMap<ServerKey, DesiredServer>>,
     /// Fixed-name record sets that selected no address: left as they are (never emptied).
     pub empty_records: BTreeMap<String, BTreeSet<RecordKey>>,
+    /// Record sets whose rule says `adopt = false`: updated only when ipdrift owns them.
+    pub not_adopted: BTreeMap<String, BTreeSet<RecordKey>>,
+    /// DNS target → per-instance rules with `policy = "sync"`, which may delete what they
+    /// no longer produce.
+    pub sync_rules: BTreeMap<String, Vec<SyncRule>>,
+    /// Load balancer → how each managed backend treats servers that lost their instance.
+    pub backends: BTreeMap<String, Vec<BackendPolicy>>,
+    /// Objects that some instance still claims but that were skipped (conflicting
+    /// names): never deleted or disabled, whatever the rules say.
+    pub contested: BTreeSet<String>,
     pub problems: Vec<Problem>,
+}
+
+/// A per-instance record rule that deletes RRsets it owns and no longer produces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncRule {
+    pub template: NameTemplate,
+    pub rtype: RecordType,
+    /// Inventory sources the rule depends on that failed this pass: while any did,
+    /// nothing may be deleted (guard `source-unavailable`).
+    pub failed_sources: Vec<String>,
+}
+
+/// A managed backend: its server-name template and what happens to servers without a
+/// running instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendPolicy {
+    pub backend: String,
+    pub template: NameTemplate,
+    pub remove: ServerRemoval,
+    pub health: HealthGate,
+    /// As in [`SyncRule::failed_sources`]: servers whose instance is not listed are not
+    /// taken out while a source failed.
+    pub failed_sources: Vec<String>,
+}
+
+impl Desired {
+    /// The policy of `backend` on load balancer `lb`.
+    pub fn backend_policy(&self, lb: &str, backend: &str) -> Option<&BackendPolicy> {
+        self.backends.get(lb)?.iter().find(|b| b.backend == backend)
+    }
 }
 
 impl Selector {
@@ -84,14 +128,46 @@ pub fn desired(config: &Config, sources: &BTreeMap<String, SourceSnapshot>) -> D
     }
     for rule in &config.records {
         desire_records(rule, sources, &mut out);
+        if rule.policy == RecordPolicy::Sync && rule.name.is_per_instance() {
+            let failed_sources = rule.select.failed_sources(sources);
+            out.sync_rules
+                .entry(rule.dns.clone())
+                .or_default()
+                .push(SyncRule {
+                    template: rule.name.clone(),
+                    rtype: rule.address.record_type(),
+                    failed_sources: failed_sources.into_iter().map(String::from).collect(),
+                });
+        }
     }
     for lb in &config.haproxy {
-        let servers = out.servers.entry(lb.name.clone()).or_default();
+        let mut servers = BTreeMap::new();
         let mut problems = Vec::new();
+        let mut contested = BTreeSet::new();
         for backend in &lb.backends {
-            desire_backend(&lb.name, backend, sources, servers, &mut problems);
+            desire_backend(
+                &lb.name,
+                backend,
+                sources,
+                &mut servers,
+                &mut problems,
+                &mut contested,
+            );
+            let failed_sources = backend.select.failed_sources(sources);
+            out.backends
+                .entry(lb.name.clone())
+                .or_default()
+                .push(BackendPolicy {
+                    backend: backend.name.clone(),
+                    template: backend.server.clone(),
+                    remove: backend.remove,
+                    health: backend.health,
+                    failed_sources: failed_sources.into_iter().map(String::from).collect(),
+                });
         }
+        out.servers.insert(lb.name.clone(), servers);
         out.problems.extend(problems);
+        out.contested.extend(contested);
     }
     out.problems.sort();
     out
@@ -106,6 +182,33 @@ fn instance_label(instance: &Instance) -> String {
 }
 
 fn desire_records(
+    rule: &RecordRule,
+    sources: &BTreeMap<String, SourceSnapshot>,
+    out: &mut Desired,
+) {
+    let before: BTreeSet<RecordKey> = out
+        .records
+        .get(&rule.dns)
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
+    desire_rule_records(rule, sources, out);
+    if !rule.adopt {
+        let added: Vec<RecordKey> = out
+            .records
+            .get(&rule.dns)
+            .into_iter()
+            .flat_map(|m| m.keys())
+            .filter(|k| !before.contains(k))
+            .cloned()
+            .collect();
+        out.not_adopted
+            .entry(rule.dns.clone())
+            .or_default()
+            .extend(added);
+    }
+}
+
+fn desire_rule_records(
     rule: &RecordRule,
     sources: &BTreeMap<String, SourceSnapshot>,
     out: &mut Desired,
@@ -200,6 +303,7 @@ fn desire_records(
             );
         } else {
             let names: Vec<String> = owners.iter().map(|(i, _)| instance_label(i)).collect();
+            out.contested.insert(contested_record(&rule.dns, &key));
             out.problems.push(Problem {
                 target: Some(rule.dns.clone()),
                 object: key.to_string(),
@@ -231,40 +335,27 @@ fn insert_record(out: &mut Desired, dns: &str, set: RecordSet) {
     }
 }
 
+/// The [`Desired::contested`] entry of a record set.
+pub fn contested_record(dns: &str, key: &RecordKey) -> String {
+    format!("{dns}: {key}")
+}
+
+/// The [`Desired::contested`] entry of a server.
+pub fn contested_server(lb: &str, key: &ServerKey) -> String {
+    format!("{lb}: {key}")
+}
+
 fn desire_backend(
     lb: &str,
     rule: &BackendRule,
     sources: &BTreeMap<String, SourceSnapshot>,
     servers: &mut BTreeMap<ServerKey, DesiredServer>,
     problems: &mut Vec<Problem>,
+    contested: &mut BTreeSet<String>,
 ) {
     // Server name → intents from every instance that renders to it.
     let mut candidates: BTreeMap<String, Vec<(&Instance, ServerIntent)>> = BTreeMap::new();
     for instance in rule.select.selected(sources) {
-        let intent = match instance.state {
-            InstanceState::Running => match instance.address(rule.address) {
-                Some(addr) => match validate::target_addr(addr) {
-                    Ok(addr) => ServerIntent::Serve {
-                        addr,
-                        port: rule.port,
-                    },
-                    Err(e) => {
-                        problems.push(Problem {
-                            target: Some(lb.to_string()),
-                            object: instance_label(instance),
-                            message: format!("skipped: {}", e.0),
-                        });
-                        continue;
-                    }
-                },
-                None => continue,
-            },
-            InstanceState::Stopping | InstanceState::Stopped | InstanceState::Terminated => {
-                ServerIntent::Maint
-            }
-            // No address yet: nothing to say about it.
-            InstanceState::Pending => continue,
-        };
         let server = rule.server.render(instance);
         if let Err(e) = validate::haproxy_name(&server) {
             problems.push(Problem {
@@ -274,6 +365,37 @@ fn desire_backend(
             });
             continue;
         }
+        let key = ServerKey {
+            backend: rule.name.clone(),
+            server: server.clone(),
+        };
+        let intent = match (
+            instance.state,
+            instance.address(rule.address).map(validate::target_addr),
+        ) {
+            (InstanceState::Running, Some(Ok(addr))) => ServerIntent::Serve {
+                addr,
+                port: rule.port,
+            },
+            (InstanceState::Running, Some(Err(e))) => {
+                problems.push(Problem {
+                    target: Some(lb.to_string()),
+                    object: instance_label(instance),
+                    message: format!("skipped: {}", e.0),
+                });
+                contested.insert(contested_server(lb, &key));
+                continue;
+            }
+            // Running without the wanted address, or still starting: nothing to set, but
+            // its server must not be taken out as if the instance were gone.
+            (InstanceState::Running | InstanceState::Pending, _) => {
+                contested.insert(contested_server(lb, &key));
+                continue;
+            }
+            (InstanceState::Stopping | InstanceState::Stopped | InstanceState::Terminated, _) => {
+                ServerIntent::Maint
+            }
+        };
         candidates
             .entry(server)
             .or_default()
@@ -295,6 +417,7 @@ fn desire_backend(
             [(_, intent)] => *intent,
             many => {
                 let names: Vec<String> = many.iter().map(|(i, _)| instance_label(i)).collect();
+                contested.insert(contested_server(lb, &key));
                 problems.push(Problem {
                     target: Some(lb.to_string()),
                     object: key.to_string(),

@@ -23,6 +23,7 @@ pub const TARGET_UP: &str = "ipdrift_target_up";
 pub const INSTANCES: &str = "ipdrift_instances";
 pub const INSTANCE_ADDRESS_CHANGES_TOTAL: &str = "ipdrift_instance_address_changes_total";
 pub const GUARD_REFUSALS_TOTAL: &str = "ipdrift_guard_refusals_total";
+pub const VERIFY_FAILURES_TOTAL: &str = "ipdrift_verify_failures_total";
 pub const BUILD_INFO: &str = "ipdrift_build_info";
 
 /// The content type `/metrics` is served with.
@@ -67,6 +68,7 @@ pub struct Metrics {
     pub instances: Family<SourceLabel, Gauge>,
     pub address_changes: Family<SourceLabel, Counter>,
     pub guard_refusals: Family<GuardLabel, Counter>,
+    pub verify_failures: Family<TargetLabel, Counter>,
 }
 
 /// Counters are registered without `_total`: the OpenMetrics encoder appends it.
@@ -132,6 +134,12 @@ impl Metrics {
             "Changes withheld by a safety guard, by guard",
             guard_refusals.clone(),
         );
+        let verify_failures = Family::<TargetLabel, Counter>::default();
+        registry.register(
+            counter_name(VERIFY_FAILURES_TOTAL),
+            "Writes that were accepted but did not read back, by target",
+            verify_failures.clone(),
+        );
         let build_info = Family::<BuildLabels, Gauge>::default();
         registry.register(
             BUILD_INFO,
@@ -150,6 +158,7 @@ impl Metrics {
             };
             let _ = drift_objects.get_or_create(&label);
             let _ = errors.get_or_create(&label);
+            let _ = verify_failures.get_or_create(&label);
             let _ = target_up.get_or_create(&label);
             for op in Op::ALL {
                 let _ = changes.get_or_create(&ChangeLabels {
@@ -187,6 +196,7 @@ impl Metrics {
             instances,
             address_changes,
             guard_refusals,
+            verify_failures,
         }
     }
 
@@ -221,6 +231,7 @@ mod tests {
             INSTANCES,
             INSTANCE_ADDRESS_CHANGES_TOTAL,
             GUARD_REFUSALS_TOTAL,
+            VERIFY_FAILURES_TOTAL,
             BUILD_INFO,
         ] {
             assert!(

@@ -1,24 +1,28 @@
-//! One pass: observe every source and target concurrently → desire → plan → apply per
-//! target → verify by reading back. Shared by `diff`, `apply` and `run`.
+//! One pass: list every source and read every target concurrently → desire → plan → apply
+//! per target → verify by reading back. Shared by `diff`, `apply` and `run`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use futures_util::future::join_all;
 use tokio::time::timeout;
 
-use crate::config::{Config, DnsKind, InventoryKind};
+use crate::config::{Config, DnsKind, HealthGate, InventoryKind};
 use crate::desired::{Desired, SourceSnapshot, desired};
 use crate::dns::rfc2136::Rfc2136Target;
-use crate::dns::{DnsTarget, RecordChange};
+use crate::dns::{DnsTarget, RecordChange, ownership_text};
 use crate::haproxy::client::HaproxyClient;
 use crate::haproxy::{LoadBalancer, ServerChange};
 use crate::inventory::Inventory;
 use crate::inventory::file::FileInventory;
-use crate::model::RecordKey;
-use crate::plan::{Action, Observed, PassReport, TargetError, plan};
+use crate::model::{DnsName, ObservedServer, RecordKey, RecordSet, ServerAdmin, ServerIntent};
+use crate::plan::{Action, Observed, PassReport, Plan, PlanOptions, TargetError, orphans, plan};
+
+/// How long ipdrift's own TCP probe of an instance endpoint may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Whether a pass may write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,13 +33,17 @@ pub enum Mode {
     Apply,
 }
 
-/// The sources and targets built from a config.
+/// The sources and targets built from a config, and the little it remembers between
+/// passes (instance counts, for the `source-unavailable` guard).
 pub struct Reconciler {
     config: Arc<Config>,
     inventories: Vec<Box<dyn Inventory>>,
     dns: Vec<Box<dyn DnsTarget>>,
     load_balancers: Vec<Box<dyn LoadBalancer>>,
+    options: PlanOptions,
     timeout: Duration,
+    /// Instances each source listed last time it listed any.
+    last_counts: Mutex<BTreeMap<String, usize>>,
 }
 
 /// A pass's report plus what the sources listed, for state kept across passes.
@@ -46,7 +54,8 @@ pub struct PassOutcome {
 
 impl Reconciler {
     /// Builds every source and target. Reads the TSIG secrets; fails when one is missing.
-    pub fn new(config: Arc<Config>) -> anyhow::Result<Reconciler> {
+    /// `force` lifts the `max-remove-fraction` guard (`apply --force`).
+    pub fn new(config: Arc<Config>, force: bool) -> anyhow::Result<Reconciler> {
         let keys = config.load_keys().map_err(|e| anyhow!("{e}"))?;
         let timeout = config.controller.timeout;
         let inventories = config
@@ -86,12 +95,19 @@ impl Reconciler {
                 ))
             })
             .collect();
+        let options = PlanOptions {
+            max_remove_fraction: config.controller.max_remove_fraction,
+            force,
+            owner_id: config.controller.owner_id.clone(),
+        };
         Ok(Reconciler {
             config,
             inventories,
             dns,
             load_balancers,
+            options,
             timeout,
+            last_counts: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -99,16 +115,35 @@ impl Reconciler {
         &self.config
     }
 
-    /// Runs one pass.
+    /// Runs one pass over every target.
     pub async fn pass(&self, mode: Mode) -> PassOutcome {
+        self.pass_resting(mode, &BTreeMap::new()).await
+    }
+
+    /// Runs one pass, leaving alone the targets in `resting` (target → time until its
+    /// next attempt): they are backing off after failures and reported as such.
+    pub async fn pass_resting(
+        &self,
+        mode: Mode,
+        resting: &BTreeMap<String, Duration>,
+    ) -> PassOutcome {
         let mut report = PassReport::default();
         let sources = self.list_sources(&mut report.errors).await;
         let want = desired(&self.config, &sources);
         report.problems = want.problems.clone();
-        let observed = self.observe_targets(&want, &mut report.errors).await;
-        report.plan = plan(&want, &observed);
+        let observed = self
+            .observe_targets(&want, resting, &mut report.errors)
+            .await;
+        report.plan = plan(&want, &observed, &self.options);
         if mode == Mode::Apply {
-            report.written = self.apply(&want, &report).await;
+            for (target, (result, verify_failed)) in
+                self.apply(&want, &observed, &report.plan).await
+            {
+                if verify_failed {
+                    report.verify_failed.insert(target.clone());
+                }
+                report.written.insert(target, result);
+            }
         }
         report.errors.sort();
         PassOutcome { report, sources }
@@ -130,10 +165,24 @@ impl Reconciler {
             (inv.name().to_string(), result)
         }))
         .await;
+        let mut last_counts = self.last_counts.lock().expect("lock");
         let mut sources = BTreeMap::new();
         for (name, result) in listings {
             let snapshot = match result {
-                Ok(list) => SourceSnapshot::Listed(list),
+                Ok(list) if list.is_empty() && last_counts.get(&name).is_some_and(|n| *n > 0) => {
+                    errors.push(TargetError {
+                        target: name.clone(),
+                        message: format!(
+                            "inventory {name:?} listed no instances after listing {}; treated as unavailable (guard source-unavailable) until it lists some again or ipdrift is reloaded",
+                            last_counts[&name]
+                        ),
+                    });
+                    SourceSnapshot::Failed
+                }
+                Ok(list) => {
+                    last_counts.insert(name.clone(), list.len());
+                    SourceSnapshot::Listed(list)
+                }
                 Err(e) => {
                     errors.push(TargetError {
                         target: name.clone(),
@@ -147,22 +196,47 @@ impl Reconciler {
         sources
     }
 
-    async fn observe_targets(&self, want: &Desired, errors: &mut Vec<TargetError>) -> Observed {
-        let dns_reads = join_all(self.dns.iter().map(|t| async move {
-            let keys = keys_to_read(want, t.name());
-            (t.name().to_string(), self.read_dns(t.as_ref(), &keys).await)
-        }));
+    async fn observe_targets(
+        &self,
+        want: &Desired,
+        resting: &BTreeMap<String, Duration>,
+        errors: &mut Vec<TargetError>,
+    ) -> Observed {
+        for (target, wait) in resting {
+            errors.push(TargetError {
+                target: target.clone(),
+                message: format!(
+                    "not tried this pass: backing off after repeated failures, next attempt in {}",
+                    humantime::format_duration(Duration::from_secs(wait.as_secs().max(1)))
+                ),
+            });
+        }
+        let dns_reads = join_all(
+            self.dns
+                .iter()
+                .filter(|t| !resting.contains_key(t.name()))
+                .map(|t| async move {
+                    (
+                        t.name().to_string(),
+                        self.observe_zone(t.as_ref(), want).await,
+                    )
+                }),
+        );
         let lb_reads = join_all(
             self.load_balancers
                 .iter()
+                .filter(|lb| !resting.contains_key(lb.name()))
                 .map(|lb| async move { (lb.name().to_string(), self.read_lb(lb.as_ref()).await) }),
         );
         let (dns_results, lb_results) = tokio::join!(dns_reads, lb_reads);
         let mut observed = Observed::default();
         for (name, result) in dns_results {
             match result {
-                Ok(sets) => {
-                    observed.records.insert(name, sets);
+                Ok((sets, ownership)) => {
+                    observed.records.insert(name.clone(), sets);
+                    if let Some(ownership) = ownership {
+                        observed.ownership.insert(name, ownership);
+                    }
                 }
                 Err(e) => errors.push(TargetError {
                     target: name,
@@ -181,14 +255,52 @@ impl Reconciler {
                 }),
             }
         }
+        observed.reachable = probe(&self.probe_candidates(want, &observed)).await;
         observed
+    }
+
+    /// Reads a zone's managed RRsets and, when a rule needs them, its ownership records.
+    async fn observe_zone(
+        &self,
+        target: &dyn DnsTarget,
+        want: &Desired,
+    ) -> anyhow::Result<(Vec<RecordSet>, Option<BTreeMap<DnsName, String>>)> {
+        let needs_ownership = want.sync_rules.contains_key(target.name())
+            || want
+                .not_adopted
+                .get(target.name())
+                .is_some_and(|k| !k.is_empty());
+        let ownership = if needs_ownership {
+            let read = timeout(self.timeout, target.read_ownership())
+                .await
+                .map_err(|_| {
+                    anyhow!(
+                        "no zone listing from DNS target {:?} within {}",
+                        target.name(),
+                        humantime::format_duration(self.timeout)
+                    )
+                })??;
+            Some(read)
+        } else {
+            None
+        };
+        let mut keys = keys_to_read(want, target.name());
+        keys.extend(orphans(
+            target.name(),
+            want,
+            ownership.as_ref(),
+            &ownership_text(&self.options.owner_id),
+        ));
+        keys.sort();
+        keys.dedup();
+        Ok((self.read_dns(target, &keys).await?, ownership))
     }
 
     async fn read_dns(
         &self,
         target: &dyn DnsTarget,
         keys: &[RecordKey],
-    ) -> anyhow::Result<Vec<crate::model::RecordSet>> {
+    ) -> anyhow::Result<Vec<RecordSet>> {
         timeout(self.timeout, target.read(keys))
             .await
             .map_err(|_| {
@@ -200,10 +312,7 @@ impl Reconciler {
             })?
     }
 
-    async fn read_lb(
-        &self,
-        lb: &dyn LoadBalancer,
-    ) -> anyhow::Result<Vec<crate::model::ObservedServer>> {
+    async fn read_lb(&self, lb: &dyn LoadBalancer) -> anyhow::Result<Vec<ObservedServer>> {
         let backends = self.backends_of(lb.name());
         timeout(self.timeout, lb.read(&backends))
             .await
@@ -227,16 +336,41 @@ impl Reconciler {
         names.into_iter().collect()
     }
 
+    /// Endpoints of servers that ipdrift would put into service (added, or in maintenance)
+    /// behind backends that rely on ipdrift's own probe.
+    fn probe_candidates(&self, want: &Desired, observed: &Observed) -> BTreeSet<SocketAddr> {
+        let mut endpoints = BTreeSet::new();
+        for (lb, servers) in &observed.servers {
+            let by_key: BTreeMap<_, _> = servers.iter().map(|s| (&s.key, s)).collect();
+            for (key, server) in want.servers.get(lb).into_iter().flatten() {
+                let ServerIntent::Serve { addr, port } = server.intent else {
+                    continue;
+                };
+                let gated = want
+                    .backend_policy(lb, &key.backend)
+                    .is_some_and(|p| p.health == HealthGate::Probe);
+                let out_of_service = by_key
+                    .get(key)
+                    .is_none_or(|s| s.admin == ServerAdmin::Maint);
+                if gated && out_of_service {
+                    endpoints.insert(SocketAddr::new(addr, port));
+                }
+            }
+        }
+        endpoints
+    }
+
     /// Writes each target's batch, independently and concurrently, then reads the target
     /// back and re-plans it: a change that does not read back is an error.
     async fn apply(
         &self,
         want: &Desired,
-        report: &PassReport,
-    ) -> BTreeMap<String, Result<(), String>> {
+        observed: &Observed,
+        planned: &Plan,
+    ) -> BTreeMap<String, (Result<(), String>, bool)> {
         let mut dns_batches: BTreeMap<&str, Vec<RecordChange>> = BTreeMap::new();
         let mut lb_batches: BTreeMap<&str, Vec<ServerChange>> = BTreeMap::new();
-        for change in &report.plan.changes {
+        for change in &planned.changes {
             match &change.action {
                 Action::Dns(c) => dns_batches
                     .entry(&change.target)
@@ -258,22 +392,34 @@ impl Reconciler {
                             humantime::format_duration(self.timeout)
                         )
                     })??;
-                    let keys = keys_to_read(want, t.name());
+                    let keys: Vec<RecordKey> = observed.records[t.name()]
+                        .iter()
+                        .map(|s| s.key.clone())
+                        .chain(batch.iter().map(|c| c.key().clone()))
+                        .collect();
+                    let keys: Vec<RecordKey> = keys
+                        .into_iter()
+                        .chain(keys_to_read(want, t.name()))
+                        .collect::<BTreeSet<_>>()
+                        .into_iter()
+                        .collect();
                     let back = self
                         .read_dns(t.as_ref(), &keys)
                         .await
                         .context("reading back after the update")?;
-                    let observed = Observed {
+                    let mut after = Observed {
                         records: BTreeMap::from([(t.name().to_string(), back)]),
                         ..Observed::default()
                     };
-                    verify(&plan(want, &observed))
+                    if let Some(ownership) = observed.ownership.get(t.name()) {
+                        after
+                            .ownership
+                            .insert(t.name().to_string(), ownership.clone());
+                    }
+                    verify(&plan(want, &after, &self.options), batch.len())
                 }
                 .await;
-                (
-                    t.name().to_string(),
-                    result.map_err(|e: anyhow::Error| format!("{e:#}")),
-                )
+                (t.name().to_string(), written_outcome(result))
             })
         }));
         let lb_writes = join_all(self.load_balancers.iter().filter_map(|lb| {
@@ -290,17 +436,15 @@ impl Reconciler {
                         .read_lb(lb.as_ref())
                         .await
                         .context("reading back after the change")?;
-                    let observed = Observed {
+                    let after = Observed {
                         servers: BTreeMap::from([(lb.name().to_string(), back)]),
+                        reachable: observed.reachable.clone(),
                         ..Observed::default()
                     };
-                    verify(&plan(want, &observed))
+                    verify(&plan(want, &after, &self.options), batch.len())
                 }
                 .await;
-                (
-                    lb.name().to_string(),
-                    result.map_err(|e: anyhow::Error| format!("{e:#}")),
-                )
+                (lb.name().to_string(), written_outcome(result))
             })
         }));
         let (dns_results, lb_results) = tokio::join!(dns_writes, lb_writes);
@@ -308,17 +452,46 @@ impl Reconciler {
     }
 }
 
-/// After a write, the re-plan of the written target must contain no changes.
-fn verify(after: &crate::plan::Plan) -> anyhow::Result<()> {
+/// Connects to each endpoint (concurrently, each within [`PROBE_TIMEOUT`]); returns those
+/// that accepted.
+async fn probe(endpoints: &BTreeSet<SocketAddr>) -> BTreeSet<SocketAddr> {
+    let attempts = join_all(endpoints.iter().map(|addr| async move {
+        let connected = timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(addr)).await;
+        matches!(connected, Ok(Ok(_))).then_some(*addr)
+    }))
+    .await;
+    attempts.into_iter().flatten().collect()
+}
+
+/// After a write, the re-plan of the written target must not contain the written changes
+/// again (refusals and gated enables may remain; they were not written).
+fn verify(after: &Plan, written: usize) -> anyhow::Result<()> {
     if after.changes.is_empty() {
         return Ok(());
     }
     let objects: Vec<&str> = after.changes.iter().map(|c| c.object.as_str()).collect();
-    Err(anyhow!(
-        "verify failed: {} change(s) did not read back: {}",
+    Err(VerifyFailed(format!(
+        "verify failed: after writing {written} change(s), {} did not read back: {}",
         objects.len(),
         objects.join(", ")
     ))
+    .into())
+}
+
+/// A write that was accepted but does not read back (`ipdrift_verify_failures_total`).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct VerifyFailed(String);
+
+/// A target's write result for the report, and whether it failed verification.
+fn written_outcome(result: anyhow::Result<()>) -> (Result<(), String>, bool) {
+    match result {
+        Ok(()) => (Ok(()), false),
+        Err(e) => {
+            let verify_failed = e.downcast_ref::<VerifyFailed>().is_some();
+            (Err(format!("{e:#}")), verify_failed)
+        }
+    }
 }
 
 /// The RRsets to read from a DNS target: every desired one, plus fixed names whose rule

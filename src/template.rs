@@ -82,6 +82,27 @@ impl NameTemplate {
     }
 }
 
+impl NameTemplate {
+    /// True when some instance could render to `text`: each placeholder stands for one or
+    /// more characters other than `.` (so `{name}.example.com.` never matches a name two
+    /// labels deeper). Used to recognise objects a per-instance rule manages.
+    pub fn matches(&self, text: &str) -> bool {
+        fn rest_matches(parts: &[Part], text: &str) -> bool {
+            match parts.split_first() {
+                None => text.is_empty(),
+                Some((Part::Literal(lit), rest)) => text
+                    .strip_prefix(lit.as_str())
+                    .is_some_and(|after| rest_matches(rest, after)),
+                Some((_, rest)) => {
+                    let longest = text.find('.').unwrap_or(text.len());
+                    (1..=longest).any(|len| rest_matches(rest, &text[len..]))
+                }
+            }
+        }
+        rest_matches(&self.parts, text)
+    }
+}
+
 impl fmt::Display for NameTemplate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.source)
@@ -100,6 +121,24 @@ mod tests {
         let fixed = NameTemplate::parse("www.example.com.").unwrap();
         assert!(!fixed.is_per_instance());
         assert_eq!(fixed.render_with("x", "y"), "www.example.com.");
+    }
+
+    #[test]
+    fn matches_what_it_could_render() {
+        let t = NameTemplate::parse("{name}.example.com.").unwrap();
+        assert!(t.matches("web-01.example.com."));
+        assert!(!t.matches("a.web-01.example.com."));
+        assert!(!t.matches(".example.com."));
+        assert!(!t.matches("web-01.example.org."));
+        let t = NameTemplate::parse("ipd-{name}-{id}").unwrap();
+        assert!(t.matches("ipd-web-i-1"));
+        assert!(!t.matches("web-01"));
+        assert!(NameTemplate::parse("{name}").unwrap().matches("backup"));
+        assert!(
+            NameTemplate::parse("www.example.com.")
+                .unwrap()
+                .matches("www.example.com.")
+        );
     }
 
     #[test]

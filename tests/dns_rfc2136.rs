@@ -2,32 +2,37 @@
 
 mod support;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use ipdrift::dns::rfc2136::Rfc2136Target;
 use ipdrift::dns::tsig::{TsigAlgorithm, TsigKey, parse_key_file};
-use ipdrift::dns::{DnsTarget, RecordChange};
+use ipdrift::dns::{DnsTarget, RecordChange, ownership_text};
 use ipdrift::model::{DnsName, RecordKey, RecordSet, RecordType};
 use ipdrift::validate;
 use support::bind::{Bind, ZONE_TTL};
 
 const ZONE: &str = "example.test.";
 const TIMEOUT: Duration = Duration::from_secs(5);
+/// The `owner_id` of the controller these tests play.
+const OWNER_ID: &str = "test";
+
+/// The zone every test starts from: `owned` is an RRset ipdrift created (it has an ownership
+/// record); the others are not ipdrift's.
+const RECORDS: &[(&str, &str, &str)] = &[
+    ("www", "A", "127.0.1.10"),
+    ("static", "A", "192.0.2.99"),
+    ("api", "A", "192.0.2.1"),
+    ("api", "A", "192.0.2.2"),
+    ("v6", "AAAA", "2001:db8::1"),
+    ("alias", "CNAME", "www"),
+    ("owned", "A", "192.0.2.60"),
+    ("_ipdrift.owned", "TXT", "\"heritage=ipdrift,owner=test\""),
+];
 
 fn bind() -> Bind {
-    Bind::new(
-        ZONE,
-        &[
-            ("www", "A", "127.0.1.10"),
-            ("static", "A", "192.0.2.99"),
-            ("api", "A", "192.0.2.1"),
-            ("api", "A", "192.0.2.2"),
-            ("v6", "AAAA", "2001:db8::1"),
-            ("alias", "CNAME", "www"),
-        ],
-    )
+    Bind::new(ZONE, RECORDS)
 }
 
 /// A target that signs with the key file exactly as tsig-keygen wrote it.
@@ -63,8 +68,31 @@ fn rrset(owner: &str, rtype: RecordType, ttl: u32, addresses: &[&str]) -> Record
     }
 }
 
-fn change_to(to: RecordSet) -> RecordChange {
-    RecordChange { from: None, to }
+fn replace(to: RecordSet) -> RecordChange {
+    RecordChange::Replace { from: None, to }
+}
+
+fn create(to: RecordSet) -> RecordChange {
+    RecordChange::Create {
+        to,
+        owner: ownership_text(OWNER_ID),
+    }
+}
+
+fn delete(from: RecordSet) -> RecordChange {
+    RecordChange::Delete { from }
+}
+
+/// The TXT rdata of the ownership record of `name`, as `dig +short` prints it.
+fn ownership_txt(bind: &Bind, name: &str) -> Vec<String> {
+    bind.query(&format!("_ipdrift.{name}"), "TXT")
+}
+
+fn ownership(entries: &[(&str, &str)]) -> BTreeMap<DnsName, String> {
+    entries
+        .iter()
+        .map(|(owner, text)| (name(owner), text.to_string()))
+        .collect()
 }
 
 fn soa_serial(bind: &Bind) -> u32 {
@@ -123,7 +151,7 @@ async fn writes_a_multi_address_rrset_that_dig_and_read_see() {
         60,
         &["192.0.2.20", "192.0.2.21", "192.0.2.22"],
     );
-    target.write(&[change_to(wanted.clone())]).await.unwrap();
+    target.write(&[replace(wanted.clone())]).await.unwrap();
 
     assert_eq!(
         bind.query("www.example.test.", "A"),
@@ -143,13 +171,13 @@ async fn one_write_changes_two_rrsets_in_one_update_and_nothing_else() {
     let serial_before = soa_serial(&bind);
     target
         .write(&[
-            change_to(rrset(
+            replace(rrset(
                 "www.example.test.",
                 RecordType::A,
                 60,
                 &["192.0.2.30"],
             )),
-            change_to(rrset(
+            replace(rrset(
                 "api.example.test.",
                 RecordType::A,
                 60,
@@ -177,7 +205,7 @@ async fn writes_an_aaaa_rrset() {
         120,
         &["2001:db8::10", "2001:db8::11"],
     );
-    target.write(&[change_to(wanted.clone())]).await.unwrap();
+    target.write(&[replace(wanted.clone())]).await.unwrap();
 
     assert_eq!(
         bind.query("v6.example.test.", "AAAA"),
@@ -197,7 +225,7 @@ async fn written_records_survive_a_restart() {
     let mut bind = bind();
     let target = target(&bind);
     let wanted = rrset("new.example.test.", RecordType::A, 60, &["192.0.2.40"]);
-    target.write(&[change_to(wanted.clone())]).await.unwrap();
+    target.write(&[replace(wanted.clone())]).await.unwrap();
 
     bind.restart();
     assert_eq!(
@@ -218,7 +246,7 @@ async fn a_wrong_secret_is_notauth_badsig_and_never_printed() {
     let target = target_with_key(bind.addr(), wrong);
 
     let write_error = target
-        .write(&[change_to(rrset(
+        .write(&[replace(rrset(
             "www.example.test.",
             RecordType::A,
             60,
@@ -230,7 +258,8 @@ async fn a_wrong_secret_is_notauth_badsig_and_never_printed() {
         .read(&[key("www.example.test.", RecordType::A)])
         .await
         .unwrap_err();
-    for error in [&write_error, &read_error] {
+    let transfer_error = target.read_ownership().await.unwrap_err();
+    for error in [&write_error, &read_error, &transfer_error] {
         let text = format!("{error:#}");
         assert!(text.contains("ns1 ("), "{text}");
         assert!(text.contains(&bind.addr().to_string()), "{text}");
@@ -249,7 +278,7 @@ async fn a_key_unknown_to_the_server_is_badkey() {
     let unknown =
         TsigKey::from_base64("other-key", TsigAlgorithm::HmacSha256, bind.secret_base64()).unwrap();
     let error = target_with_key(bind.addr(), unknown)
-        .write(&[change_to(rrset(
+        .write(&[replace(rrset(
             "www.example.test.",
             RecordType::A,
             60,
@@ -275,7 +304,7 @@ async fn a_zone_the_server_does_not_serve_is_notauth() {
         TIMEOUT,
     );
     let error = target
-        .write(&[change_to(rrset(
+        .write(&[replace(rrset(
             "www.other.test.",
             RecordType::A,
             60,
@@ -283,12 +312,15 @@ async fn a_zone_the_server_does_not_serve_is_notauth() {
         ))])
         .await
         .unwrap_err();
-    let text = format!("{error:#}");
-    assert!(text.contains("NOTAUTH"), "{text}");
-    assert!(
-        text.contains("not authoritative for zone other.test."),
-        "{text}"
-    );
+    let transfer_error = target.read_ownership().await.unwrap_err();
+    for error in [error, transfer_error] {
+        let text = format!("{error:#}");
+        assert!(text.contains("NOTAUTH"), "{text}");
+        assert!(
+            text.contains("not authoritative for zone other.test."),
+            "{text}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -298,7 +330,7 @@ async fn a_stopped_server_is_named_in_the_error() {
     bind.stop();
 
     let write_error = target
-        .write(&[change_to(rrset(
+        .write(&[replace(rrset(
             "www.example.test.",
             RecordType::A,
             60,
@@ -310,7 +342,8 @@ async fn a_stopped_server_is_named_in_the_error() {
         .read(&[key("www.example.test.", RecordType::A)])
         .await
         .unwrap_err();
-    for error in [write_error, read_error] {
+    let transfer_error = target.read_ownership().await.unwrap_err();
+    for error in [write_error, read_error, transfer_error] {
         let text = format!("{error:#}");
         assert!(text.contains("cannot connect to ns1"), "{text}");
         assert!(text.contains(&bind.addr().to_string()), "{text}");
@@ -349,6 +382,13 @@ async fn a_silent_server_times_out_with_a_clear_error() {
         "{text}"
     );
     assert!(text.contains("is this its primary"), "{text}");
+    let text = format!("{:#}", target.read_ownership().await.unwrap_err());
+    assert!(
+        text.contains(&format!(
+            "the zone transfer (AXFR) of example.test. from ns1 ({server}) did not finish within 300ms"
+        )),
+        "{text}"
+    );
     holder.abort();
 }
 
@@ -361,13 +401,13 @@ async fn a_name_outside_the_zone_is_refused_before_anything_is_sent() {
 
     let write_error = target
         .write(&[
-            change_to(rrset(
+            replace(rrset(
                 "www.example.test.",
                 RecordType::A,
                 60,
                 &["192.0.2.54"],
             )),
-            change_to(rrset(
+            replace(rrset(
                 "www.example.org.",
                 RecordType::A,
                 60,
@@ -388,4 +428,213 @@ async fn a_name_outside_the_zone_is_refused_before_anything_is_sent() {
         );
         assert!(!text.contains("cannot connect"), "{text}");
     }
+}
+
+#[tokio::test]
+async fn a_create_writes_the_rrset_and_its_ownership_record_which_read_ownership_lists() {
+    let bind = bind();
+    let target = target(&bind);
+    let owner_text = ownership_text(OWNER_ID);
+    assert_eq!(
+        target.read_ownership().await.unwrap(),
+        ownership(&[("owned.example.test.", &owner_text)])
+    );
+
+    let wanted = rrset(
+        "new.example.test.",
+        RecordType::A,
+        60,
+        &["192.0.2.70", "192.0.2.71"],
+    );
+    target.write(&[create(wanted.clone())]).await.unwrap();
+
+    assert_eq!(
+        bind.query("new.example.test.", "A"),
+        ["192.0.2.70", "192.0.2.71"]
+    );
+    assert_eq!(
+        ownership_txt(&bind, "new.example.test."),
+        [format!("\"{owner_text}\"")]
+    );
+    assert_eq!(
+        target
+            .read(std::slice::from_ref(&wanted.key))
+            .await
+            .unwrap(),
+        vec![wanted]
+    );
+    assert_eq!(
+        target.read_ownership().await.unwrap(),
+        ownership(&[
+            ("new.example.test.", &owner_text),
+            ("owned.example.test.", &owner_text),
+        ])
+    );
+}
+
+#[tokio::test]
+async fn a_create_over_an_rrset_that_exists_fails_and_changes_nothing() {
+    let bind = bind();
+    let target = target(&bind);
+    let serial_before = soa_serial(&bind);
+    let error = target
+        .write(&[
+            replace(rrset(
+                "api.example.test.",
+                RecordType::A,
+                60,
+                &["192.0.2.77"],
+            )),
+            create(rrset(
+                "www.example.test.",
+                RecordType::A,
+                60,
+                &["192.0.2.78"],
+            )),
+        ])
+        .await
+        .unwrap_err();
+    let text = format!("{error:#}");
+    assert_eq!(
+        text,
+        format!(
+            "ns1 ({}) refused the update: YXRRSET — www.example.test. A appeared since it was read, so ipdrift did not create it over what is there; nothing in the update was applied, and it will be handled in the next pass",
+            bind.addr()
+        )
+    );
+    assert_eq!(bind.query("www.example.test.", "A"), ["127.0.1.10"]);
+    assert_eq!(
+        bind.query("api.example.test.", "A"),
+        ["192.0.2.1", "192.0.2.2"]
+    );
+    assert!(ownership_txt(&bind, "www.example.test.").is_empty());
+    assert_eq!(soa_serial(&bind), serial_before);
+}
+
+#[tokio::test]
+async fn a_delete_removes_the_rrset_and_its_ownership_record() {
+    let bind = bind();
+    let target = target(&bind);
+    target
+        .write(&[delete(rrset(
+            "owned.example.test.",
+            RecordType::A,
+            ZONE_TTL,
+            &["192.0.2.60"],
+        ))])
+        .await
+        .unwrap();
+
+    assert!(bind.query("owned.example.test.", "A").is_empty());
+    assert!(ownership_txt(&bind, "owned.example.test.").is_empty());
+    assert_eq!(target.read_ownership().await.unwrap(), BTreeMap::new());
+    assert_eq!(bind.query("www.example.test.", "A"), ["127.0.1.10"]);
+}
+
+#[tokio::test]
+async fn a_delete_of_an_rrset_without_ownership_record_fails_and_leaves_it() {
+    let bind = bind();
+    let target = target(&bind);
+    let serial_before = soa_serial(&bind);
+    let error = target
+        .write(&[delete(rrset(
+            "www.example.test.",
+            RecordType::A,
+            ZONE_TTL,
+            &["127.0.1.10"],
+        ))])
+        .await
+        .unwrap_err();
+    let text = format!("{error:#}");
+    assert_eq!(
+        text,
+        format!(
+            "ns1 ({}) refused the update: NXRRSET — the ownership record _ipdrift.www.example.test. TXT of www.example.test. A is gone, so ipdrift no longer owns it and did not delete it; nothing in the update was applied, and it will be handled in the next pass",
+            bind.addr()
+        )
+    );
+    assert_eq!(bind.query("www.example.test.", "A"), ["127.0.1.10"]);
+    assert_eq!(soa_serial(&bind), serial_before);
+}
+
+#[tokio::test]
+async fn a_batch_of_replace_create_and_delete_is_one_update() {
+    let bind = bind();
+    let target = target(&bind);
+    let serial_before = soa_serial(&bind);
+    target
+        .write(&[
+            replace(rrset(
+                "www.example.test.",
+                RecordType::A,
+                60,
+                &["192.0.2.80"],
+            )),
+            create(rrset(
+                "new.example.test.",
+                RecordType::Aaaa,
+                60,
+                &["2001:db8::80"],
+            )),
+            delete(rrset(
+                "owned.example.test.",
+                RecordType::A,
+                ZONE_TTL,
+                &["192.0.2.60"],
+            )),
+        ])
+        .await
+        .unwrap();
+
+    assert_eq!(bind.query("www.example.test.", "A"), ["192.0.2.80"]);
+    assert_eq!(bind.query("new.example.test.", "AAAA"), ["2001:db8::80"]);
+    assert!(bind.query("owned.example.test.", "A").is_empty());
+    assert_eq!(
+        target.read_ownership().await.unwrap(),
+        ownership(&[("new.example.test.", &ownership_text(OWNER_ID))])
+    );
+    // BIND bumps the serial once per UPDATE message.
+    assert_eq!(soa_serial(&bind), serial_before + 1);
+}
+
+#[tokio::test]
+async fn a_zone_transfer_of_many_messages_is_read_to_the_end() {
+    // About 300 kB of TXT records: BIND sends the transfer in several messages.
+    let filler = format!("\"{}\"", "x".repeat(250)).repeat(4);
+    let names: Vec<String> = (0..300).map(|n| format!("filler{n}")).collect();
+    let mut records: Vec<(&str, &str, &str)> = RECORDS.to_vec();
+    records.extend(
+        names
+            .iter()
+            .map(|owner| (owner.as_str(), "TXT", filler.as_str())),
+    );
+    records.push((
+        "_ipdrift.zzz-last",
+        "TXT",
+        "\"heritage=ipdrift,owner=other\"",
+    ));
+    let bind = Bind::new(ZONE, &records);
+    assert!(bind.transfer_message_count() > 3);
+
+    assert_eq!(
+        target(&bind).read_ownership().await.unwrap(),
+        ownership(&[
+            ("owned.example.test.", &ownership_text(OWNER_ID)),
+            ("zzz-last.example.test.", &ownership_text("other")),
+        ])
+    );
+}
+
+#[tokio::test]
+async fn a_refused_zone_transfer_says_what_to_add_to_named_conf() {
+    let bind = Bind::refusing_transfers(ZONE, RECORDS);
+    let error = target(&bind).read_ownership().await.unwrap_err();
+    let text = format!("{error:#}");
+    assert_eq!(
+        text,
+        format!(
+            "ns1 ({}) refused the zone transfer (AXFR): REFUSED — the server does not allow zone transfers of example.test. with TSIG key 'ipdrift-key' (hmac-sha256), which ipdrift needs to find its ownership records; add `allow-transfer {{ key ipdrift-key; }};` to the zone's clause in named.conf",
+            bind.addr()
+        )
+    );
 }

@@ -1,17 +1,54 @@
 //! DNS targets: where records are read from and written to. One file per provider;
 //! the reconciler sees only the [`DnsTarget`] trait.
+//!
+//! Ownership: an RRset that ipdrift creates gets a TXT record at `_ipdrift.<name>` holding
+//! [`ownership_text`] of the controller's `owner_id`. Only RRsets with ipdrift's ownership
+//! record are ever deleted.
 
 pub mod rfc2136;
 pub mod tsig;
 
+use std::collections::BTreeMap;
+
 use crate::BoxFuture;
 use crate::model::{DnsName, RecordKey, RecordSet};
 
-/// Replace one RRset: delete whatever is there (`from`, as last read) and add `to`.
+/// The label in front of a managed name that holds its ownership TXT record.
+pub const OWNERSHIP_LABEL: &str = "_ipdrift";
+
+/// `_ipdrift.<name>`.
+pub fn ownership_name(name: &DnsName) -> DnsName {
+    DnsName(format!("{OWNERSHIP_LABEL}.{}", name.as_str()))
+}
+
+/// The TXT text that marks a name as created by the controller `owner_id`.
+pub fn ownership_text(owner_id: &str) -> String {
+    format!("heritage=ipdrift,owner={owner_id}")
+}
+
+/// One write to one RRset. All of a batch goes into one UPDATE message.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecordChange {
-    pub from: Option<RecordSet>,
-    pub to: RecordSet,
+pub enum RecordChange {
+    /// Replace an RRset that exists (or that someone else may create meanwhile): delete
+    /// whatever is there, add `to`. No ownership record is written: ipdrift did not create it.
+    Replace {
+        from: Option<RecordSet>,
+        to: RecordSet,
+    },
+    /// Create an RRset that does not exist, with its ownership TXT record (`owner` is the
+    /// [`ownership_text`]).
+    Create { to: RecordSet, owner: String },
+    /// Delete an RRset ipdrift owns, and its ownership TXT record.
+    Delete { from: RecordSet },
+}
+
+impl RecordChange {
+    pub fn key(&self) -> &RecordKey {
+        match self {
+            RecordChange::Replace { to, .. } | RecordChange::Create { to, .. } => &to.key,
+            RecordChange::Delete { from } => &from.key,
+        }
+    }
 }
 
 /// A zone that ipdrift reads and writes.
@@ -23,6 +60,9 @@ pub trait DnsTarget: Send + Sync {
     /// Reads the current RRsets for `keys` straight from the authoritative source (never a
     /// cache). RRsets that do not exist are absent from the result.
     fn read<'a>(&'a self, keys: &'a [RecordKey]) -> BoxFuture<'a, anyhow::Result<Vec<RecordSet>>>;
+    /// Every ownership record in the zone: the managed name (without the `_ipdrift.`
+    /// label) → its TXT text. Needs a zone listing (AXFR for RFC 2136).
+    fn read_ownership(&self) -> BoxFuture<'_, anyhow::Result<BTreeMap<DnsName, String>>>;
     /// Writes all `changes` as one batch (one UPDATE message for RFC 2136), atomically
     /// where the provider allows it.
     fn write<'a>(&'a self, changes: &'a [RecordChange]) -> BoxFuture<'a, anyhow::Result<()>>;

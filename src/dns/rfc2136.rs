@@ -2,29 +2,39 @@
 //! (RFC 8945), such as BIND or Knot.
 //!
 //! Reads are plain queries sent straight to that server (never a resolver), all pipelined
-//! on one TCP connection; a write is one UPDATE message holding every change. Every message
-//! is TSIG-signed and every answer's signature is verified before it is believed.
+//! on one TCP connection; a write is one UPDATE message holding every change, with
+//! prerequisites where ownership matters; ownership records are found by listing the zone
+//! with a zone transfer (AXFR, RFC 5936). Every message is TSIG-signed and every answer's
+//! signature is verified before it is believed.
 //!
 //! Message building and answer interpretation are pure functions; [`Rfc2136Target`] only
 //! adds the TCP exchange (RFC 1035 §4.2.2: each message is prefixed with its 2-byte length).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, anyhow, bail};
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::tsig::TsigError;
-use hickory_proto::rr::rdata::{A, AAAA};
+use hickory_proto::rr::rdata::{A, AAAA, TXT};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, TSigVerifier, TSigner};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
 use crate::BoxFuture;
 use crate::dns::tsig::{FUDGE_SECONDS, TsigKey};
-use crate::dns::{DnsTarget, RecordChange};
+use crate::dns::{DnsTarget, OWNERSHIP_LABEL, RecordChange, ownership_name};
 use crate::model::{DnsName, RecordKey, RecordSet, RecordType};
 use crate::validate;
+
+/// The most a zone transfer may carry, in bytes. ipdrift lists the zone only to find its
+/// ownership records; a transfer this big is more likely the wrong zone, or a server that
+/// never stops, than a zone of addresses ipdrift manages.
+const MAX_TRANSFER_BYTES: usize = 64 << 20;
+
+/// A TXT character-string holds at most 255 bytes (RFC 1035 §3.3).
+const MAX_CHARACTER_STRING: usize = 255;
 
 /// One zone on one RFC 2136 primary, reached over TCP and authenticated with one TSIG key.
 #[derive(Debug)]
@@ -40,16 +50,42 @@ pub struct Rfc2136Target {
 #[derive(Debug, Clone, Copy)]
 enum Request<'a> {
     Query(&'a RecordKey),
-    Update,
+    Update(&'a Guarded),
+    /// Message `message` (counting from 1) of the answer to the AXFR query.
+    Transfer {
+        message: usize,
+    },
 }
 
 impl std::fmt::Display for Request<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Request::Query(key) => write!(f, "the query for {key}"),
-            Request::Update => f.write_str("the update"),
+            Request::Update(_) => f.write_str("the update"),
+            Request::Transfer { message: 1 } => f.write_str("the zone transfer (AXFR)"),
+            Request::Transfer { message } => {
+                write!(f, "message {message} of the zone transfer (AXFR)")
+            }
         }
     }
+}
+
+/// The RRsets an UPDATE's prerequisites guard, to name them when the server says one failed
+/// (it does not say which).
+#[derive(Debug, Default)]
+struct Guarded {
+    /// Created only if they do not exist (RFC 2136 §2.4.3).
+    created: Vec<RecordKey>,
+    /// Deleted only if their ownership record exists (RFC 2136 §2.4.1).
+    deleted: Vec<RecordKey>,
+}
+
+/// The prerequisite and update sections of one UPDATE (RFC 2136 §2.4, §2.5).
+#[derive(Debug, Default)]
+struct UpdateSections {
+    prerequisites: Vec<Record>,
+    updates: Vec<Record>,
+    guarded: Guarded,
 }
 
 impl Rfc2136Target {
@@ -130,23 +166,12 @@ impl Rfc2136Target {
             return Ok(());
         }
         let zone = self.checked_name(&self.zone)?;
-        let mut seen = BTreeSet::new();
-        let mut updates = Vec::new();
-        for change in changes {
-            let key = &change.to.key;
-            if !seen.insert(key) {
-                bail!(
-                    "{}: {key} is changed twice in one update; the plan must hold one change per RRset",
-                    self.who()
-                );
-            }
-            let owner = self.owner_name(&key.name)?;
-            updates.extend(
-                replace_rrset(owner, &change.to)
-                    .map_err(|why| anyhow!("{}: refusing to send {key}: {why}", self.who()))?,
-            );
-        }
-        let mut update = update_message(rand::random(), zone, updates);
+        let UpdateSections {
+            prerequisites,
+            updates,
+            guarded,
+        } = self.update_sections(changes)?;
+        let mut update = update_message(rand::random(), zone, prerequisites, updates);
         let mut verifier = sign(&mut update, &self.key.signer())?;
         let request = update.to_vec().context("encoding the DNS UPDATE")?;
 
@@ -158,8 +183,146 @@ impl Rfc2136Target {
                 self.who()
             );
         }
-        self.check_answer(Request::Update, answer, &mut verifier)?;
+        self.check_answer(Request::Update(&guarded), answer, &mut verifier)?;
         Ok(())
+    }
+
+    /// The sections of the UPDATE that makes `changes`:
+    /// - `Replace`: delete the RRset, add `to`.
+    /// - `Create`: prerequisite "RRset does not exist", so a create never merges with an RRset
+    ///   that appeared since it was read; add `to` and the ownership record.
+    /// - `Delete`: prerequisite "ownership record exists", so ipdrift never deletes an RRset
+    ///   whose ownership vanished; delete the RRset and the ownership record.
+    ///
+    /// The server applies updates in order (RFC 2136 §3.4.2) and ownership is per name, so
+    /// deletions go first: a `Create` at a name where another type is deleted in the same
+    /// batch then re-adds the ownership record instead of losing it.
+    fn update_sections(&self, changes: &[RecordChange]) -> anyhow::Result<UpdateSections> {
+        let mut sections = UpdateSections::default();
+        let mut deletions = Vec::new();
+        let mut seen = BTreeSet::new();
+        for change in changes {
+            let key = change.key();
+            if !seen.insert(key) {
+                bail!(
+                    "{}: {key} is changed twice in one update; the plan must hold one change per RRset",
+                    self.who()
+                );
+            }
+            let owner = self.owner_name(&key.name)?;
+            let rtype = hickory_type(key.rtype);
+            let refuse = |why| anyhow!("{}: refusing to send {key}: {why}", self.who());
+            match change {
+                RecordChange::Replace { to, .. } => {
+                    sections
+                        .updates
+                        .extend(replace_rrset(owner, to).map_err(refuse)?);
+                }
+                RecordChange::Create {
+                    to,
+                    owner: ownership_text,
+                } => {
+                    if to.addrs.is_empty() {
+                        return Err(refuse(validate::Invalid(
+                            "an RRset to create needs at least one address".into(),
+                        )));
+                    }
+                    let ownership = self.checked_name(&ownership_name(&key.name))?;
+                    sections
+                        .prerequisites
+                        .push(bare_rrset(owner.clone(), rtype, DNSClass::NONE));
+                    sections
+                        .updates
+                        .extend(add_rrset(owner, to).map_err(refuse)?);
+                    sections
+                        .updates
+                        .push(ownership_record(ownership, to.ttl, ownership_text));
+                    sections.guarded.created.push(key.clone());
+                }
+                RecordChange::Delete { .. } => {
+                    let ownership = self.checked_name(&ownership_name(&key.name))?;
+                    let txt = hickory_proto::rr::RecordType::TXT;
+                    sections
+                        .prerequisites
+                        .push(bare_rrset(ownership.clone(), txt, DNSClass::ANY));
+                    deletions.push(bare_rrset(owner, rtype, DNSClass::ANY));
+                    deletions.push(bare_rrset(ownership, txt, DNSClass::ANY));
+                    sections.guarded.deleted.push(key.clone());
+                }
+            }
+        }
+        deletions.append(&mut sections.updates);
+        sections.updates = deletions;
+        Ok(sections)
+    }
+
+    /// Every ownership record in the zone, from a zone transfer (RFC 5936) of at most
+    /// `max_bytes`, all within the target's timeout.
+    ///
+    /// Every message of the transfer must be TSIG-signed: each is verified against the one
+    /// before (RFC 8945 §5.3.1). The RFC lets a server sign only every 100th message, the
+    /// ones between covered by the next signature, but hickory's verifier takes one message
+    /// at a time; BIND and Knot sign every message.
+    async fn list_ownership(&self, max_bytes: usize) -> anyhow::Result<BTreeMap<DnsName, String>> {
+        let zone = self.checked_name(&self.zone)?;
+        let mut query = transfer_query(rand::random(), zone.clone());
+        let mut verifier = sign(&mut query, &self.key.signer())?;
+        let request = self.frame(&[query.to_vec().context("encoding the AXFR query")?])?;
+        let transfer = async {
+            let mut stream = self.connect().await?;
+            stream
+                .write_all(&request)
+                .await
+                .map_err(|why| self.io_error(why))?;
+            let mut listing = ZoneListing::new(zone);
+            let mut received = 0;
+            let mut number = 0;
+            loop {
+                number += 1;
+                let answer = read_message(&mut stream)
+                    .await
+                    .map_err(|why| self.io_error(why))?;
+                received += answer.len();
+                if received > max_bytes {
+                    bail!(
+                        "the zone transfer (AXFR) of {} from {} is larger than {max_bytes} bytes, the most ipdrift reads to find its ownership records; check that the target's zone is the one holding the managed names",
+                        self.zone,
+                        self.who()
+                    );
+                }
+                if answer[..2] != query.id.to_be_bytes() {
+                    bail!(
+                        "{} answered the zone transfer with a different message id; is something else answering on that address?",
+                        self.who()
+                    );
+                }
+                let message = self.check_answer(
+                    Request::Transfer { message: number },
+                    &answer,
+                    &mut verifier,
+                )?;
+                let complete = listing.take(&message.answers).map_err(|why| {
+                    anyhow!(
+                        "{} sent a zone transfer (AXFR) of {} that {why}",
+                        self.who(),
+                        self.zone
+                    )
+                })?;
+                if complete {
+                    return Ok(listing.into_ownership());
+                }
+            }
+        };
+        tokio::time::timeout(self.timeout, transfer)
+            .await
+            .unwrap_or_else(|_| {
+                Err(anyhow!(
+                    "the zone transfer (AXFR) of {} from {} did not finish within {} — is the server running, and is this its primary?",
+                    self.zone,
+                    self.who(),
+                    humantime::format_duration(self.timeout)
+                ))
+            })
     }
 
     /// Validates `name` again (a `DnsName` that came through serde skipped validation) and
@@ -222,10 +385,13 @@ impl Rfc2136Target {
                 )
             })?;
         } else if succeeded {
+            let check = match request {
+                Request::Transfer { message: 2.. } => "ipdrift needs every message of a zone transfer signed (it cannot verify a signature that covers unsigned messages before it, RFC 8945 §5.3.1), as BIND and Knot do".to_string(),
+                _ => format!("check that the server has TSIG key {}", self.key),
+            };
             bail!(
-                "{} answered {request} without a TSIG signature, so it cannot be trusted; check that the server has TSIG key {}",
-                self.who(),
-                self.key
+                "{} answered {request} without a TSIG signature, so it cannot be trusted; {check}",
+                self.who()
             );
         }
         if succeeded {
@@ -241,6 +407,20 @@ impl Rfc2136Target {
 
     /// Sends `requests` on one TCP connection and returns as many answers, in arrival order.
     async fn exchange(&self, requests: &[Vec<u8>]) -> anyhow::Result<Vec<Vec<u8>>> {
+        let framed = self.frame(requests)?;
+        tokio::time::timeout(self.timeout, self.exchange_on_tcp(&framed, requests.len()))
+            .await
+            .unwrap_or_else(|_| {
+                Err(anyhow!(
+                    "no answer from {} within {} — is the server running and is this its primary?",
+                    self.who(),
+                    humantime::format_duration(self.timeout)
+                ))
+            })
+    }
+
+    /// Each request prefixed with its length (RFC 1035 §4.2.2), ready to send.
+    fn frame(&self, requests: &[Vec<u8>]) -> anyhow::Result<Vec<u8>> {
         let mut framed = Vec::new();
         for request in requests {
             let length = u16::try_from(request.len()).map_err(|_| {
@@ -253,15 +433,7 @@ impl Rfc2136Target {
             framed.extend_from_slice(&length.to_be_bytes());
             framed.extend_from_slice(request);
         }
-        tokio::time::timeout(self.timeout, self.exchange_on_tcp(&framed, requests.len()))
-            .await
-            .unwrap_or_else(|_| {
-                Err(anyhow!(
-                    "no answer from {} within {} — is the server running and is this its primary?",
-                    self.who(),
-                    humantime::format_duration(self.timeout)
-                ))
-            })
+        Ok(framed)
     }
 
     async fn exchange_on_tcp(
@@ -269,13 +441,7 @@ impl Rfc2136Target {
         framed: &[u8],
         answer_count: usize,
     ) -> anyhow::Result<Vec<Vec<u8>>> {
-        let mut stream = TcpStream::connect(self.server).await.map_err(|why| {
-            anyhow!(
-                "cannot connect to {}: {why} — is the server running and listening on TCP {}?",
-                self.who(),
-                self.server
-            )
-        })?;
+        let mut stream = self.connect().await?;
         let (mut reader, mut writer) = stream.split();
         // Read while writing, so a server that answers early never blocks on a full buffer.
         let send = async {
@@ -285,31 +451,48 @@ impl Rfc2136Target {
         let receive = async {
             let mut answers = Vec::with_capacity(answer_count);
             for _ in 0..answer_count {
-                let length = reader.read_u16().await?;
-                let mut answer = vec![0; usize::from(length)];
-                reader.read_exact(&mut answer).await?;
-                if answer.len() < 12 {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        "an answer shorter than a DNS header",
-                    ));
-                }
-                answers.push(answer);
+                answers.push(read_message(&mut reader).await?);
             }
             Ok(answers)
         };
-        let ((), answers) = tokio::try_join!(send, receive).map_err(|why| {
-            if why.kind() == std::io::ErrorKind::UnexpectedEof {
-                anyhow!(
-                    "{} closed the connection before answering — check the server's log",
-                    self.who()
-                )
-            } else {
-                anyhow!("talking to {}: {why}", self.who())
-            }
-        })?;
+        let ((), answers) = tokio::try_join!(send, receive).map_err(|why| self.io_error(why))?;
         Ok(answers)
     }
+
+    async fn connect(&self) -> anyhow::Result<TcpStream> {
+        TcpStream::connect(self.server).await.map_err(|why| {
+            anyhow!(
+                "cannot connect to {}: {why} — is the server running and listening on TCP {}?",
+                self.who(),
+                self.server
+            )
+        })
+    }
+
+    fn io_error(&self, why: std::io::Error) -> anyhow::Error {
+        if why.kind() == std::io::ErrorKind::UnexpectedEof {
+            anyhow!(
+                "{} closed the connection before answering — check the server's log",
+                self.who()
+            )
+        } else {
+            anyhow!("talking to {}: {why}", self.who())
+        }
+    }
+}
+
+/// Reads one length-prefixed message (RFC 1035 §4.2.2) of at least a DNS header.
+async fn read_message(reader: &mut (impl AsyncRead + Unpin)) -> std::io::Result<Vec<u8>> {
+    let length = reader.read_u16().await?;
+    let mut message = vec![0; usize::from(length)];
+    reader.read_exact(&mut message).await?;
+    if message.len() < 12 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "an answer shorter than a DNS header",
+        ));
+    }
+    Ok(message)
 }
 
 impl DnsTarget for Rfc2136Target {
@@ -323,6 +506,10 @@ impl DnsTarget for Rfc2136Target {
 
     fn read<'a>(&'a self, keys: &'a [RecordKey]) -> BoxFuture<'a, anyhow::Result<Vec<RecordSet>>> {
         Box::pin(self.read_rrsets(keys))
+    }
+
+    fn read_ownership(&self) -> BoxFuture<'_, anyhow::Result<BTreeMap<DnsName, String>>> {
+        Box::pin(self.list_ownership(MAX_TRANSFER_BYTES))
     }
 
     fn write<'a>(&'a self, changes: &'a [RecordChange]) -> BoxFuture<'a, anyhow::Result<()>> {
@@ -339,26 +526,59 @@ fn query_message(id: u16, owner: Name, rtype: RecordType) -> Message {
     message
 }
 
-/// An UPDATE (RFC 2136 §2): the zone section names the zone (§2.3: type SOA, class IN), no
-/// prerequisites, then `updates`.
-fn update_message(id: u16, zone: Name, updates: Vec<Record>) -> Message {
+/// A zone transfer query (RFC 5936 §2.1.1): the zone, type AXFR, class IN.
+fn transfer_query(id: u16, zone: Name) -> Message {
+    let mut message = Message::new(id, MessageType::Query, OpCode::Query);
+    message.metadata.recursion_desired = false;
+    message.add_query(Query::query(zone, hickory_proto::rr::RecordType::AXFR));
+    message
+}
+
+/// An UPDATE (RFC 2136 §2): the zone section names the zone (§2.3: type SOA, class IN), then
+/// the prerequisite section (§2.4) and the update section (§2.5).
+fn update_message(
+    id: u16,
+    zone: Name,
+    prerequisites: Vec<Record>,
+    updates: Vec<Record>,
+) -> Message {
     let mut message = Message::new(id, MessageType::Query, OpCode::Update);
     message.metadata.recursion_desired = false;
     let mut zone_section = Query::query(zone, hickory_proto::rr::RecordType::SOA);
     zone_section.set_query_class(DNSClass::IN);
     message.add_query(zone_section);
+    message.add_answers(prerequisites);
     message.add_authorities(updates);
     message
 }
 
-/// The update records that replace an RRset with `to`: "Delete An RRset" (RFC 2136 §2.5.2:
-/// class ANY, TTL 0, empty RDATA), then "Add To An RRset" (§2.5.1) for each address. The
-/// server applies them in order, so the RRset ends up exactly `to`; an empty `to` deletes it.
+/// An RRset named without data (TTL 0, empty RDATA); its class and section say what it
+/// means. As a prerequisite, ANY is "RRset exists (value independent)" (RFC 2136 §2.4.1,
+/// failing with NXRRSET) and NONE is "RRset does not exist" (§2.4.3, failing with YXRRSET);
+/// as an update, ANY is "Delete an RRset" (§2.5.2).
+fn bare_rrset(owner: Name, rtype: hickory_proto::rr::RecordType, class: DNSClass) -> Record {
+    let mut record = Record::update0(owner, 0, rtype);
+    record.dns_class = class;
+    record
+}
+
+/// The update records that replace an RRset with `to`: "Delete an RRset" (RFC 2136 §2.5.2),
+/// then [`add_rrset`]. The server applies them in order, so the RRset ends up exactly `to`;
+/// an empty `to` deletes it.
 fn replace_rrset(owner: Name, to: &RecordSet) -> Result<Vec<Record>, validate::Invalid> {
+    let mut records = vec![bare_rrset(
+        owner.clone(),
+        hickory_type(to.key.rtype),
+        DNSClass::ANY,
+    )];
+    records.extend(add_rrset(owner, to)?);
+    Ok(records)
+}
+
+/// "Add to an RRset" (RFC 2136 §2.5.1) for each address of `to`.
+fn add_rrset(owner: Name, to: &RecordSet) -> Result<Vec<Record>, validate::Invalid> {
     let rtype = to.key.rtype;
-    let mut delete = Record::update0(owner.clone(), 0, hickory_type(rtype));
-    delete.dns_class = DNSClass::ANY;
-    let mut records = vec![delete];
+    let mut records = Vec::new();
     for &addr in &to.addrs {
         validate::target_addr(addr)?;
         let rdata = match (rtype, addr) {
@@ -373,6 +593,93 @@ fn replace_rrset(owner: Name, to: &RecordSet) -> Result<Vec<Record>, validate::I
         records.push(Record::from_rdata(owner.clone(), to.ttl, rdata));
     }
     Ok(records)
+}
+
+/// The ownership record: one TXT RR holding `text`, split into character-strings of at most
+/// 255 bytes (RFC 1035 §3.3.14), which readers concatenate.
+fn ownership_record(owner: Name, ttl: u32, text: &str) -> Record {
+    let mut strings: Vec<&[u8]> = text.as_bytes().chunks(MAX_CHARACTER_STRING).collect();
+    if strings.is_empty() {
+        // TXT-DATA is one or more character-strings.
+        strings.push(b"");
+    }
+    Record::from_rdata(owner, ttl, RData::TXT(TXT::from_bytes(strings)))
+}
+
+/// The records of a zone transfer as its messages arrive, keeping only ownership records.
+/// RFC 5936 §2.2: the transfer opens with the zone's SOA and closes with it again.
+#[derive(Debug)]
+struct ZoneListing {
+    zone: Name,
+    opened: bool,
+    /// Managed name → the texts of its ownership records (normally exactly one).
+    ownership: BTreeMap<DnsName, BTreeSet<String>>,
+}
+
+impl ZoneListing {
+    fn new(zone: Name) -> Self {
+        Self {
+            zone,
+            opened: false,
+            ownership: BTreeMap::new(),
+        }
+    }
+
+    /// Takes the answer records of the next message; true once the closing SOA has come.
+    /// The error says what is wrong with the transfer.
+    fn take(&mut self, answers: &[Record]) -> Result<bool, String> {
+        for (index, record) in answers.iter().enumerate() {
+            let is_soa = record.record_type() == hickory_proto::rr::RecordType::SOA;
+            if !self.opened {
+                if !is_soa || record.name != self.zone {
+                    break;
+                }
+                self.opened = true;
+            } else if is_soa {
+                if index + 1 != answers.len() {
+                    return Err("has records after its closing SOA record".into());
+                }
+                return Ok(true);
+            } else if let Some((name, text)) = ownership_entry(record) {
+                self.ownership.entry(name).or_default().insert(text);
+            }
+        }
+        if !self.opened {
+            return Err(
+                "does not start with the zone's SOA record (RFC 5936 §2.2); is the target's zone right?"
+                    .into(),
+            );
+        }
+        Ok(false)
+    }
+
+    /// Managed name → ownership text. A name with several ownership records gets their texts
+    /// sorted and joined by newlines, which matches no [`crate::dns::ownership_text`]:
+    /// ambiguous ownership counts as none.
+    fn into_ownership(self) -> BTreeMap<DnsName, String> {
+        self.ownership
+            .into_iter()
+            .map(|(name, texts)| (name, texts.into_iter().collect::<Vec<_>>().join("\n")))
+            .collect()
+    }
+}
+
+/// The managed name and text of `record` if it is an ownership record: a TXT record at
+/// `_ipdrift.<name>`, its character-strings concatenated. A name that is not a valid
+/// [`DnsName`] is never one ipdrift manages, so its record is not ipdrift's.
+fn ownership_entry(record: &Record) -> Option<(DnsName, String)> {
+    let RData::TXT(txt) = &record.data else {
+        return None;
+    };
+    // `to_ascii` escapes dots inside labels, so the first `.` ends the first label.
+    let owner = record.name.to_ascii();
+    let (label, managed) = owner.split_once('.')?;
+    if !label.eq_ignore_ascii_case(OWNERSHIP_LABEL) {
+        return None;
+    }
+    let managed = validate::dns_name(managed).ok()?;
+    let text = String::from_utf8_lossy(&txt.txt_data.concat()).into_owned();
+    Some((managed, text))
 }
 
 /// The RRset for `key` in an answer: the A/AAAA records of exactly that name and type
@@ -474,32 +781,87 @@ fn explain_rcode(
     key: &TsigKey,
     server: SocketAddr,
 ) -> String {
-    let updating = matches!(request, Request::Update);
-    match rcode {
+    let allow_transfer = format!(
+        "add `allow-transfer {{ key {}; }};` to the zone's clause in named.conf",
+        key.name_in_config()
+    );
+    match (rcode, request) {
+        (ResponseCode::Refused, Request::Transfer { .. }) => format!(
+            "the server does not allow zone transfers of {zone} with TSIG key {key}, which ipdrift needs to find its ownership records; {allow_transfer}"
+        ),
+        // BIND answers NOTAUTH to a transfer of a zone it does not serve, and some servers
+        // to a transfer their ACL refuses.
+        (ResponseCode::NotAuth, Request::Transfer { .. }) => format!(
+            "the server is not authoritative for zone {zone} or does not allow zone transfers of it with TSIG key {key}; check that {server} is the zone's primary, and {allow_transfer}"
+        ),
         // RFC 2136 §3.1: the zone is not one the server is primary for. A key problem
         // would have come with a TSIG error.
-        ResponseCode::NotAuth => format!(
+        (ResponseCode::NotAuth, _) => format!(
             "the server is not authoritative for zone {zone}; check the zone name and that {server} is the zone's primary"
         ),
-        ResponseCode::Refused if updating => format!(
+        (ResponseCode::Refused, Request::Update(_)) => format!(
             "the server does not allow updates to zone {zone} with TSIG key {key} (check allow-update / update-policy)"
         ),
-        ResponseCode::Refused => format!(
+        (ResponseCode::Refused, _) => format!(
             "the server does not answer for zone {zone} (check that it serves the zone and that allow-query admits this host)"
         ),
-        ResponseCode::NotZone => format!(
+        (
+            ResponseCode::YXDomain
+            | ResponseCode::YXRRSet
+            | ResponseCode::NXDomain
+            | ResponseCode::NXRRSet,
+            Request::Update(guarded),
+        ) => explain_failed_prerequisite(rcode, guarded),
+        (ResponseCode::NotZone, _) => format!(
             "the server says a name in the update is outside zone {zone}; check the zone name"
         ),
-        ResponseCode::ServFail => {
+        (ResponseCode::ServFail, _) => {
             "the server failed to process it; check its log (is the zone loaded, is its journal writable?)".to_string()
         }
-        ResponseCode::NotImp if updating => format!(
+        (ResponseCode::NotImp, Request::Update(_)) => format!(
             "the server does not implement dynamic updates; point the target at a primary that accepts RFC 2136 UPDATE for {zone}"
         ),
-        ResponseCode::FormErr => {
+        (ResponseCode::FormErr, _) => {
             "the server could not parse the message; check its log".to_string()
         }
         _ => "an unexpected answer; check the server's log".to_string(),
+    }
+}
+
+/// Why an UPDATE's prerequisite failed, naming the RRsets it guarded (the server does not
+/// say which one failed). RFC 2136 §3.2.5: YXRRSET when an RRset to create exists, NXRRSET
+/// when an ownership record is gone; nothing of the update was applied (§3.2).
+fn explain_failed_prerequisite(rcode: ResponseCode, guarded: &Guarded) -> String {
+    let creates_failed = matches!(rcode, ResponseCode::YXRRSet | ResponseCode::YXDomain);
+    let no_change = "nothing in the update was applied, and it will be handled in the next pass";
+    match (guarded.created.as_slice(), guarded.deleted.as_slice()) {
+        (created @ [_, ..], deleted) if creates_failed || deleted.is_empty() => format!(
+            "{} appeared since it was read, so ipdrift did not create it over what is there; {no_change}",
+            one_of(created)
+        ),
+        (_, [deleted]) => format!(
+            "the ownership record {} TXT of {deleted} is gone, so ipdrift no longer owns it and did not delete it; {no_change}",
+            ownership_name(&deleted.name)
+        ),
+        (_, deleted @ [_, _, ..]) => format!(
+            "the ownership record ({OWNERSHIP_LABEL}.<name> TXT) of {} is gone, so ipdrift no longer owns it and did not delete it; {no_change}",
+            one_of(deleted)
+        ),
+        _ => "a prerequisite failed, but the update sent none; check the server's log".to_string(),
+    }
+}
+
+/// `www.example.test. A`, or `one of www.example.test. A, api.example.test. A`.
+fn one_of(keys: &[RecordKey]) -> String {
+    let listed = keys
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if keys.len() == 1 {
+        listed
+    } else {
+        format!("one of {listed}")
     }
 }
 
@@ -554,6 +916,7 @@ mod tests {
         let message = update_message(
             7,
             Name::from_ascii("example.test.").unwrap(),
+            Vec::new(),
             replace_rrset(owner.clone(), &www).unwrap(),
         );
         assert_eq!(message.op_code, OpCode::Update);
@@ -720,8 +1083,27 @@ mod tests {
         let texts = [
             explain_tsig_error(&key, TsigError::BadSig),
             explain_tsig_error(&key, TsigError::BadKey),
-            explain_rcode(ResponseCode::Refused, Request::Update, &zone, &key, server),
-            explain_rcode(ResponseCode::NotAuth, Request::Update, &zone, &key, server),
+            explain_rcode(
+                ResponseCode::Refused,
+                Request::Update(&Guarded::default()),
+                &zone,
+                &key,
+                server,
+            ),
+            explain_rcode(
+                ResponseCode::NotAuth,
+                Request::Update(&Guarded::default()),
+                &zone,
+                &key,
+                server,
+            ),
+            explain_rcode(
+                ResponseCode::Refused,
+                Request::Transfer { message: 1 },
+                &zone,
+                &key,
+                server,
+            ),
         ];
         assert!(
             texts[0].contains("'ipdrift-key' (hmac-sha256)"),
@@ -731,10 +1113,365 @@ mod tests {
         assert!(texts[0].contains("secrets differ"), "{}", texts[0]);
         assert!(texts[2].contains("allow-update"), "{}", texts[2]);
         assert!(texts[3].contains("not authoritative"), "{}", texts[3]);
+        assert!(
+            texts[4].contains(
+                "add `allow-transfer { key ipdrift-key; };` to the zone's clause in named.conf"
+            ),
+            "{}",
+            texts[4]
+        );
         for text in texts {
             assert!(!text.contains("6fLGcV97"), "{text}");
         }
         assert_eq!(rcode_mnemonic(ResponseCode::NotAuth), "NOTAUTH");
         assert_eq!(rcode_mnemonic(ResponseCode::BADCOOKIE), "RCODE 23");
+    }
+    fn www() -> Name {
+        Name::from_ascii("www.example.test.").unwrap()
+    }
+
+    fn ownership_of_www() -> Name {
+        Name::from_ascii("_ipdrift.www.example.test.").unwrap()
+    }
+
+    fn txt_texts(record: &Record) -> Vec<&[u8]> {
+        let RData::TXT(txt) = &record.data else {
+            panic!("not a TXT record: {record:?}")
+        };
+        txt.txt_data.iter().map(AsRef::as_ref).collect()
+    }
+
+    #[test]
+    fn a_create_needs_the_rrset_absent_and_adds_the_ownership_record() {
+        let to = rrset(
+            "www.example.test.",
+            RecordType::A,
+            60,
+            &["192.0.2.1", "192.0.2.2"],
+        );
+        let sections = target()
+            .update_sections(&[RecordChange::Create {
+                to,
+                owner: "heritage=ipdrift,owner=test".into(),
+            }])
+            .unwrap();
+
+        let [absent] = sections.prerequisites.as_slice() else {
+            panic!("{:?}", sections.prerequisites)
+        };
+        assert_eq!(
+            (&absent.name, absent.dns_class, absent.ttl, &absent.data),
+            (
+                &www(),
+                DNSClass::NONE,
+                0,
+                &RData::Update0(hickory_proto::rr::RecordType::A)
+            )
+        );
+        let [add1, add2, ownership] = sections.updates.as_slice() else {
+            panic!("{:?}", sections.updates)
+        };
+        for add in [add1, add2] {
+            assert_eq!(
+                (&add.name, add.dns_class, add.ttl),
+                (&www(), DNSClass::IN, 60)
+            );
+        }
+        assert_eq!(
+            (&ownership.name, ownership.dns_class, ownership.ttl),
+            (&ownership_of_www(), DNSClass::IN, 60)
+        );
+        assert_eq!(
+            txt_texts(ownership),
+            [b"heritage=ipdrift,owner=test".as_slice()]
+        );
+        assert_eq!(
+            sections.guarded.created,
+            [RecordKey {
+                name: name("www.example.test."),
+                rtype: RecordType::A
+            }]
+        );
+    }
+
+    #[test]
+    fn deletions_need_the_ownership_record_and_come_before_additions() {
+        let changes = [
+            RecordChange::Create {
+                to: rrset("www.example.test.", RecordType::Aaaa, 60, &["2001:db8::1"]),
+                owner: "heritage=ipdrift,owner=test".into(),
+            },
+            RecordChange::Delete {
+                from: rrset("www.example.test.", RecordType::A, 60, &["192.0.2.1"]),
+            },
+            RecordChange::Replace {
+                from: None,
+                to: rrset("api.example.test.", RecordType::A, 60, &["192.0.2.9"]),
+            },
+        ];
+        let sections = target().update_sections(&changes).unwrap();
+        let api = Name::from_ascii("api.example.test.").unwrap();
+        let shape = |records: &[Record]| {
+            records
+                .iter()
+                .map(|record| {
+                    (
+                        record.name.clone(),
+                        record.dns_class,
+                        record.record_type(),
+                        record.ttl,
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        use hickory_proto::rr::RecordType::{A as TYPE_A, AAAA as TYPE_AAAA, TXT as TYPE_TXT};
+        // Update0 records report the type they name.
+        assert_eq!(
+            shape(&sections.prerequisites),
+            [
+                (www(), DNSClass::NONE, TYPE_AAAA, 0),
+                (ownership_of_www(), DNSClass::ANY, TYPE_TXT, 0),
+            ]
+        );
+        assert_eq!(
+            shape(&sections.updates),
+            [
+                (www(), DNSClass::ANY, TYPE_A, 0),
+                (ownership_of_www(), DNSClass::ANY, TYPE_TXT, 0),
+                (www(), DNSClass::IN, TYPE_AAAA, 60),
+                (ownership_of_www(), DNSClass::IN, TYPE_TXT, 60),
+                (api.clone(), DNSClass::ANY, TYPE_A, 0),
+                (api, DNSClass::IN, TYPE_A, 60),
+            ]
+        );
+        // Round-trips through the wire format, prerequisites in the answer section.
+        let message = update_message(
+            7,
+            Name::from_ascii("example.test.").unwrap(),
+            sections.prerequisites,
+            sections.updates,
+        );
+        let decoded = Message::from_vec(&message.to_vec().unwrap()).unwrap();
+        assert_eq!((decoded.answers.len(), decoded.authorities.len()), (2, 6));
+    }
+
+    #[test]
+    fn bad_batches_are_refused_before_anything_is_sent() {
+        let target = target();
+        let empty_create = RecordChange::Create {
+            to: rrset("www.example.test.", RecordType::A, 60, &[]),
+            owner: "heritage=ipdrift,owner=test".into(),
+        };
+        let text = target
+            .update_sections(&[empty_create])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("www.example.test. A: an RRset to create needs at least one address"),
+            "{text}"
+        );
+        let twice = [
+            RecordChange::Delete {
+                from: rrset("www.example.test.", RecordType::A, 60, &[]),
+            },
+            RecordChange::Replace {
+                from: None,
+                to: rrset("www.example.test.", RecordType::A, 60, &["192.0.2.1"]),
+            },
+        ];
+        let text = target.update_sections(&twice).unwrap_err().to_string();
+        assert!(text.contains("changed twice in one update"), "{text}");
+    }
+
+    #[test]
+    fn long_ownership_texts_are_split_into_character_strings_and_rejoined() {
+        use hickory_proto::serialize::binary::{BinDecodable as _, BinEncodable as _};
+        let text = format!("heritage=ipdrift,owner={}", "é".repeat(300));
+        let record = ownership_record(ownership_of_www(), 60, &text);
+        let lengths: Vec<usize> = txt_texts(&record).iter().map(|s| s.len()).collect();
+        assert_eq!(lengths, [255, 255, text.len() - 510]);
+        let decoded = Record::from_bytes(&record.to_bytes().unwrap()).unwrap();
+        assert_eq!(
+            ownership_entry(&decoded),
+            Some((name("www.example.test."), text))
+        );
+    }
+
+    fn soa() -> Record {
+        let zone = Name::from_ascii("example.test.").unwrap();
+        let soa = hickory_proto::rr::rdata::SOA::new(
+            Name::from_ascii("ns1.example.test.").unwrap(),
+            Name::from_ascii("hostmaster.example.test.").unwrap(),
+            1,
+            3600,
+            600,
+            86400,
+            60,
+        );
+        Record::from_rdata(zone, 300, RData::SOA(soa))
+    }
+
+    fn txt(owner: &str, text: &str) -> Record {
+        Record::from_rdata(
+            Name::from_ascii(owner).unwrap(),
+            300,
+            RData::TXT(TXT::new(vec![text.into()])),
+        )
+    }
+
+    fn zone_listing() -> ZoneListing {
+        ZoneListing::new(Name::from_ascii("EXAMPLE.test.").unwrap())
+    }
+
+    #[test]
+    fn a_zone_listing_keeps_ownership_records_until_the_closing_soa() {
+        let mut listing = zone_listing();
+        let first = [
+            soa(),
+            Record::from_rdata(www(), 300, RData::A(A::new(192, 0, 2, 1))),
+            txt("_ipdrift.www.example.test.", "heritage=ipdrift,owner=a"),
+            txt("_IPDRIFT.Api.example.test.", "heritage=ipdrift,owner=b"),
+            txt("_ipdrift.example.test.", "heritage=ipdrift,owner=apex"),
+            txt("other.www.example.test.", "not ownership"),
+            txt("_ipdriftx.www.example.test.", "not ownership"),
+            Record::from_rdata(
+                Name::from_ascii("_ipdrift.v4.example.test.").unwrap(),
+                300,
+                RData::A(A::new(192, 0, 2, 2)),
+            ),
+        ];
+        assert_eq!(listing.take(&first), Ok(false));
+        let last = [
+            txt("_ipdrift.twice.example.test.", "heritage=ipdrift,owner=b"),
+            txt("_ipdrift.twice.example.test.", "heritage=ipdrift,owner=a"),
+            soa(),
+        ];
+        assert_eq!(listing.take(&last), Ok(true));
+        let owners: Vec<(String, String)> = listing
+            .into_ownership()
+            .into_iter()
+            .map(|(name, text)| (name.as_str().to_string(), text))
+            .collect();
+        let expected = [
+            ("api.example.test.", "heritage=ipdrift,owner=b"),
+            ("example.test.", "heritage=ipdrift,owner=apex"),
+            (
+                "twice.example.test.",
+                "heritage=ipdrift,owner=a\nheritage=ipdrift,owner=b",
+            ),
+            ("www.example.test.", "heritage=ipdrift,owner=a"),
+        ]
+        .map(|(name, text)| (name.to_string(), text.to_string()));
+        assert_eq!(owners, expected);
+    }
+
+    #[test]
+    fn a_zone_listing_must_open_and_close_with_the_zones_soa() {
+        let www_txt = txt("_ipdrift.www.example.test.", "x");
+        assert!(
+            zone_listing()
+                .take(&[])
+                .unwrap_err()
+                .contains("does not start with the zone's SOA")
+        );
+        assert!(zone_listing().take(&[www_txt.clone(), soa()]).is_err());
+        let mut other_zone_soa = soa();
+        other_zone_soa.name = Name::from_ascii("example.org.").unwrap();
+        assert!(zone_listing().take(&[other_zone_soa]).is_err());
+        assert_eq!(
+            zone_listing().take(&[soa(), soa(), www_txt]),
+            Err("has records after its closing SOA record".to_string())
+        );
+    }
+
+    #[test]
+    fn failed_prerequisites_name_the_guarded_rrsets() {
+        let www_a = RecordKey {
+            name: name("www.example.test."),
+            rtype: RecordType::A,
+        };
+        let api_a = RecordKey {
+            name: name("api.example.test."),
+            rtype: RecordType::A,
+        };
+        let creating = Guarded {
+            created: vec![www_a.clone()],
+            deleted: Vec::new(),
+        };
+        let deleting = Guarded {
+            created: Vec::new(),
+            deleted: vec![www_a.clone()],
+        };
+        let both = Guarded {
+            created: vec![www_a.clone(), api_a.clone()],
+            deleted: vec![www_a, api_a],
+        };
+        assert_eq!(
+            explain_failed_prerequisite(ResponseCode::YXRRSet, &creating),
+            "www.example.test. A appeared since it was read, so ipdrift did not create it over what is there; nothing in the update was applied, and it will be handled in the next pass"
+        );
+        assert_eq!(
+            explain_failed_prerequisite(ResponseCode::NXRRSet, &deleting),
+            "the ownership record _ipdrift.www.example.test. TXT of www.example.test. A is gone, so ipdrift no longer owns it and did not delete it; nothing in the update was applied, and it will be handled in the next pass"
+        );
+        let text = explain_failed_prerequisite(ResponseCode::YXRRSet, &both);
+        assert!(
+            text.starts_with("one of www.example.test. A, api.example.test. A appeared"),
+            "{text}"
+        );
+        let text = explain_failed_prerequisite(ResponseCode::NXRRSet, &both);
+        assert!(
+            text.starts_with("the ownership record (_ipdrift.<name> TXT) of one of www.example.test. A, api.example.test. A is gone"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn every_message_of_a_zone_transfer_after_the_first_must_be_signed() {
+        let (query, mut verifier) = signed_query();
+        let unsigned = answer(&query, None);
+        let text = target()
+            .check_answer(Request::Transfer { message: 2 }, &unsigned, &mut verifier)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains(
+                "answered message 2 of the zone transfer (AXFR) without a TSIG signature"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("every message of a zone transfer signed"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_zone_transfer_larger_than_the_limit_is_cut_off() {
+        // Answers the AXFR query with one maximal message, whatever it holds.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = listener.local_addr().unwrap();
+        let flood = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            read_message(&mut socket).await.unwrap();
+            let mut frame = u16::MAX.to_be_bytes().to_vec();
+            frame.resize(2 + usize::from(u16::MAX), 0);
+            let _ = socket.write_all(&frame).await;
+        });
+        let target = Rfc2136Target::new(
+            "ns1".into(),
+            server,
+            name("example.test."),
+            key(),
+            Duration::from_secs(5),
+        );
+        let text = target.list_ownership(1000).await.unwrap_err().to_string();
+        assert!(
+            text.contains(&format!(
+                "the zone transfer (AXFR) of example.test. from ns1 ({server}) is larger than 1000 bytes"
+            )),
+            "{text}"
+        );
+        flood.await.unwrap();
     }
 }

@@ -124,6 +124,12 @@ impl TsigKey {
         )
         .expect("hickory implements every HMAC-SHA2 TSIG algorithm")
     }
+
+    /// The key's name as the server's config writes it (`ipdrift-key`, no trailing dot), for
+    /// errors that say what to put in named.conf.
+    pub fn name_in_config(&self) -> &str {
+        display_name(&self.name)
+    }
 }
 
 impl fmt::Debug for TsigKey {
@@ -140,7 +146,7 @@ impl fmt::Debug for TsigKey {
 /// algorithm. Never the secret.
 impl fmt::Display for TsigKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "'{}' ({})", display_name(&self.name), self.algorithm)
+        write!(f, "'{}' ({})", self.name_in_config(), self.algorithm)
     }
 }
 

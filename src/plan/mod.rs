@@ -1,25 +1,38 @@
 //! Desired × observed → the ordered list of changes, plus what the guards withheld and what
 //! cannot be repaired. Pure and deterministic: `diff`, `apply` and `run` all call [`plan`],
 //! so they can never disagree.
+//!
+//! Guards (each refusal names one):
+//! - `never-empty`: no record set is emptied, no backend left without a server in service;
+//! - `source-unavailable`: while a source a rule depends on failed (or returned nothing
+//!   after having had instances), nothing that depends on it is deleted or disabled;
+//! - `max-remove-fraction`: removals above `controller.max_remove_fraction` of what a
+//!   target manages are refused (`apply --force` overrides this one only).
+//!
+//! Updates that move addresses to running instances are never removals: an event that
+//! changes every address at once (the seed outage) is repaired in full.
 
 pub mod render;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 
 use serde::Serialize;
 
-use crate::desired::{Desired, Problem};
-use crate::dns::RecordChange;
+use crate::config::{HealthGate, ServerRemoval};
+use crate::desired::{Desired, Problem, contested_record, contested_server};
+use crate::dns::{RecordChange, ownership_text};
 use crate::haproxy::ServerChange;
 use crate::model::{
-    ObservedServer, RecordKey, RecordSet, ServerAdmin, ServerIntent, ServerKey, socket_text,
+    DnsName, ObservedServer, RecordKey, RecordSet, ServerAdmin, ServerIntent, ServerKey,
+    socket_text,
 };
 
 /// What a change does, as shown in `diff` and counted in `ipdrift_changes_total{op}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Op {
-    /// A record set that does not exist yet.
+    /// A record set that does not exist yet, or a server added to a backend.
     Create,
     /// New addresses or TTL for a record set, new address or port for a server.
     Update,
@@ -27,10 +40,12 @@ pub enum Op {
     Enable,
     /// Take a server out of service (`state maint`).
     Disable,
+    /// Delete a record set ipdrift owns, or a server (`del server`).
+    Delete,
 }
 
 impl Op {
-    pub const ALL: [Op; 4] = [Op::Create, Op::Update, Op::Enable, Op::Disable];
+    pub const ALL: [Op; 5] = [Op::Create, Op::Update, Op::Enable, Op::Disable, Op::Delete];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -38,6 +53,7 @@ impl Op {
             Op::Update => "update",
             Op::Enable => "enable",
             Op::Disable => "disable",
+            Op::Delete => "delete",
         }
     }
 }
@@ -59,6 +75,9 @@ pub struct Change {
     pub to: Option<String>,
     #[serde(skip)]
     pub action: Action,
+    /// How many records or servers this change takes away (for `max-remove-fraction`).
+    #[serde(skip)]
+    pub removes: usize,
 }
 
 /// A change a guard withheld.
@@ -72,6 +91,35 @@ pub struct Refusal {
 }
 
 pub const GUARD_NEVER_EMPTY: &str = "never-empty";
+pub const GUARD_SOURCE_UNAVAILABLE: &str = "source-unavailable";
+pub const GUARD_MAX_REMOVE_FRACTION: &str = "max-remove-fraction";
+/// Every guard, for metrics initialisation and documentation.
+pub const GUARDS: [&str; 3] = [
+    GUARD_NEVER_EMPTY,
+    GUARD_SOURCE_UNAVAILABLE,
+    GUARD_MAX_REMOVE_FRACTION,
+];
+
+/// Settings that shape a plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanOptions {
+    /// `controller.max_remove_fraction`.
+    pub max_remove_fraction: f64,
+    /// `apply --force`: lifts `max-remove-fraction` (and nothing else).
+    pub force: bool,
+    /// `controller.owner_id`, written into and compared with ownership records.
+    pub owner_id: String,
+}
+
+impl Default for PlanOptions {
+    fn default() -> PlanOptions {
+        PlanOptions {
+            max_remove_fraction: crate::config::DEFAULT_MAX_REMOVE_FRACTION,
+            force: false,
+            owner_id: crate::config::DEFAULT_OWNER_ID.to_string(),
+        }
+    }
+}
 
 /// Everything one pass would do and could not do.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -104,7 +152,13 @@ impl Plan {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Observed {
     pub records: BTreeMap<String, Vec<RecordSet>>,
+    /// DNS target → its ownership records (managed name → TXT text), for the targets
+    /// where some rule needs them (`adopt = false`, `policy = "sync"`).
+    pub ownership: BTreeMap<String, BTreeMap<DnsName, String>>,
     pub servers: BTreeMap<String, Vec<ObservedServer>>,
+    /// Instance endpoints that accepted a TCP connection from ipdrift this pass: servers
+    /// behind a `health = "probe"` backend are put into service only once theirs did.
+    pub reachable: BTreeSet<SocketAddr>,
 }
 
 fn addrs_text(set: &RecordSet) -> String {
@@ -117,13 +171,19 @@ fn record_text(set: &RecordSet) -> String {
 }
 
 /// Plans every target that was observed.
-pub fn plan(desired: &Desired, observed: &Observed) -> Plan {
+pub fn plan(desired: &Desired, observed: &Observed, options: &PlanOptions) -> Plan {
     let mut out = Plan::default();
     for (target, current) in &observed.records {
-        plan_zone(target, desired, current, &mut out);
+        let ownership = observed.ownership.get(target);
+        let mut target_plan = plan_zone(target, desired, current, ownership, options);
+        let managed = current.iter().map(|s| s.addrs.len()).sum();
+        limit_removals(&mut target_plan, managed, options);
+        merge(&mut out, target_plan);
     }
     for (target, current) in &observed.servers {
-        plan_servers(target, desired, current, &mut out);
+        let mut target_plan = plan_servers(target, desired, current, &observed.reachable);
+        limit_removals(&mut target_plan, current.len(), options);
+        merge(&mut out, target_plan);
     }
     out.changes
         .sort_by(|a, b| (&a.target, &a.object, a.op).cmp(&(&b.target, &b.object, b.op)));
@@ -132,28 +192,95 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Plan {
     out
 }
 
-fn plan_zone(target: &str, desired: &Desired, current: &[RecordSet], out: &mut Plan) {
+fn merge(out: &mut Plan, part: Plan) {
+    out.changes.extend(part.changes);
+    out.refusals.extend(part.refusals);
+    out.unrepairable.extend(part.unrepairable);
+}
+
+/// Guard `max-remove-fraction`: when a target's changes would take away more than the
+/// allowed fraction of what it manages, every removing change is withheld.
+fn limit_removals(target_plan: &mut Plan, managed: usize, options: &PlanOptions) {
+    let removed: usize = target_plan.changes.iter().map(|c| c.removes).sum();
+    if removed == 0
+        || options.force
+        || removed as f64 <= options.max_remove_fraction * managed as f64
+    {
+        return;
+    }
+    let (withheld, kept): (Vec<Change>, Vec<Change>) =
+        target_plan.changes.drain(..).partition(|c| c.removes > 0);
+    target_plan.changes = kept;
+    for change in withheld {
+        target_plan.refusals.push(Refusal {
+            guard: GUARD_MAX_REMOVE_FRACTION,
+            reason: format!(
+                "this pass would remove {removed} of the {managed} records/servers the target manages, above controller.max_remove_fraction = {}; check the inventory, or run `ipdrift apply --force` if it is intended",
+                options.max_remove_fraction
+            ),
+            target: change.target,
+            object: change.object,
+        });
+    }
+}
+
+fn plan_zone(
+    target: &str,
+    desired: &Desired,
+    current: &[RecordSet],
+    ownership: Option<&BTreeMap<DnsName, String>>,
+    options: &PlanOptions,
+) -> Plan {
+    let mut out = Plan::default();
+    let ours = ownership_text(&options.owner_id);
+    let owned_by_us = |name: &DnsName| ownership.and_then(|o| o.get(name)) == Some(&ours);
     let current: BTreeMap<&RecordKey, &RecordSet> = current.iter().map(|s| (&s.key, s)).collect();
-    for (key, want) in desired.records.get(target).into_iter().flatten() {
+    let wanted = desired.records.get(target);
+    let not_adopted = desired.not_adopted.get(target);
+    for (key, want) in wanted.into_iter().flatten() {
         let have = current.get(key).copied();
         if have == Some(want) {
             continue;
         }
-        // Only the TTL differs and the addresses agree: still an update, shown as such.
+        let Some(have) = have else {
+            out.changes.push(Change {
+                target: target.to_string(),
+                op: Op::Create,
+                object: key.to_string(),
+                from: None,
+                to: Some(record_text(want)),
+                action: Action::Dns(RecordChange::Create {
+                    to: want.clone(),
+                    owner: ours.clone(),
+                }),
+                removes: 0,
+            });
+            continue;
+        };
+        if not_adopted.is_some_and(|keys| keys.contains(key)) && !owned_by_us(&key.name) {
+            out.unrepairable.push(Problem {
+                target: Some(target.to_string()),
+                object: key.to_string(),
+                message: format!(
+                    "differs ({} instead of {}) but was not created by ipdrift and its rule says adopt = false; left alone",
+                    record_text(have),
+                    record_text(want)
+                ),
+            });
+            continue;
+        }
+        // Only a set that shrinks removes records; new addresses in place of old are updates.
         out.changes.push(Change {
             target: target.to_string(),
-            op: if have.is_some() {
-                Op::Update
-            } else {
-                Op::Create
-            },
+            op: Op::Update,
             object: key.to_string(),
-            from: have.map(record_text),
+            from: Some(record_text(have)),
             to: Some(record_text(want)),
-            action: Action::Dns(RecordChange {
-                from: have.cloned(),
+            action: Action::Dns(RecordChange::Replace {
+                from: Some(have.clone()),
                 to: want.clone(),
             }),
+            removes: have.addrs.len().saturating_sub(want.addrs.len()),
         });
     }
     for key in desired.empty_records.get(target).into_iter().flatten() {
@@ -169,103 +296,292 @@ fn plan_zone(target: &str, desired: &Desired, current: &[RecordSet], out: &mut P
             });
         }
     }
+    for key in orphans(target, desired, ownership, &ours) {
+        let Some(have) = current.get(&key) else {
+            continue;
+        };
+        let rule = desired.sync_rules[target]
+            .iter()
+            .find(|r| r.rtype == key.rtype && r.template.matches(key.name.as_str()))
+            .expect("orphans() only returns keys a sync rule matches");
+        if !rule.failed_sources.is_empty() {
+            out.refusals.push(Refusal {
+                guard: GUARD_SOURCE_UNAVAILABLE,
+                target: target.to_string(),
+                object: key.to_string(),
+                reason: format!(
+                    "would be deleted (no instance produces it), but inventory source {} failed; nothing is deleted on missing data",
+                    rule.failed_sources.join(", ")
+                ),
+            });
+            continue;
+        }
+        out.changes.push(Change {
+            target: target.to_string(),
+            op: Op::Delete,
+            object: key.to_string(),
+            from: Some(record_text(have)),
+            to: None,
+            action: Action::Dns(RecordChange::Delete {
+                from: (*have).clone(),
+            }),
+            removes: have.addrs.len(),
+        });
+    }
+    out
 }
 
-fn plan_servers(target: &str, desired: &Desired, current: &[ObservedServer], out: &mut Plan) {
+/// Record sets owned by this controller that a `policy = "sync"` rule of `target` matches
+/// but no instance produces any more: the candidates for deletion. The reconciler reads
+/// them too, so that their current contents are known.
+pub fn orphans(
+    target: &str,
+    desired: &Desired,
+    ownership: Option<&BTreeMap<DnsName, String>>,
+    ours: &str,
+) -> Vec<RecordKey> {
+    let (Some(rules), Some(ownership)) = (desired.sync_rules.get(target), ownership) else {
+        return Vec::new();
+    };
+    let wanted = desired.records.get(target);
+    let mut keys = BTreeSet::new();
+    for (name, owner) in ownership {
+        if owner != ours {
+            continue;
+        }
+        for rule in rules.iter().filter(|r| r.template.matches(name.as_str())) {
+            let key = RecordKey {
+                name: name.clone(),
+                rtype: rule.rtype,
+            };
+            let produced = wanted.is_some_and(|w| w.contains_key(&key));
+            if !produced && !desired.contested.contains(&contested_record(target, &key)) {
+                keys.insert(key);
+            }
+        }
+    }
+    keys.into_iter().collect()
+}
+
+/// Servers whose instance is gone from a (healthy) listing: matched by the backend's
+/// template, not desired, not contested.
+fn vanished<'a>(
+    target: &str,
+    desired: &Desired,
+    current: &'a [ObservedServer],
+) -> Vec<&'a ObservedServer> {
+    let wanted = desired.servers.get(target);
+    current
+        .iter()
+        .filter(|s| {
+            desired
+                .backend_policy(target, &s.key.backend)
+                .is_some_and(|p| p.template.matches(&s.key.server))
+                && !wanted.is_some_and(|w| w.contains_key(&s.key))
+                && !desired
+                    .contested
+                    .contains(&contested_server(target, &s.key))
+        })
+        .collect()
+}
+
+fn plan_servers(
+    target: &str,
+    desired: &Desired,
+    current: &[ObservedServer],
+    reachable: &BTreeSet<SocketAddr>,
+) -> Plan {
+    let mut out = Plan::default();
     let current_by_key: BTreeMap<&ServerKey, &ObservedServer> =
         current.iter().map(|s| (&s.key, s)).collect();
-    let mut disables: BTreeMap<&str, Vec<Change>> = BTreeMap::new();
-    let mut enabled_after: BTreeMap<&str, BTreeSet<&ServerKey>> = BTreeMap::new();
+    let mut removals: BTreeMap<&str, Vec<Change>> = BTreeMap::new();
+    let mut in_service: BTreeMap<&str, BTreeSet<&ServerKey>> = BTreeMap::new();
     for server in current {
         if server.admin != ServerAdmin::Maint {
-            enabled_after
+            in_service
                 .entry(&server.key.backend)
                 .or_default()
                 .insert(&server.key);
         }
     }
+    let change = |op: Op,
+                  key: &ServerKey,
+                  from: Option<String>,
+                  to: Option<String>,
+                  action: ServerChange| Change {
+        target: target.to_string(),
+        op,
+        object: key.to_string(),
+        from,
+        to,
+        action: Action::Haproxy(action),
+        removes: usize::from(matches!(op, Op::Disable | Op::Delete)),
+    };
     for (key, want) in desired.servers.get(target).into_iter().flatten() {
-        let Some(have) = current_by_key.get(key) else {
-            if matches!(want.intent, ServerIntent::Serve { .. }) {
-                out.unrepairable.push(Problem {
-                    target: Some(target.to_string()),
-                    object: key.to_string(),
-                    message: format!(
-                        "server {} is not in backend {}; add a `server {} …` line (or a server-template) to haproxy.cfg",
-                        key.server, key.backend, key.server
-                    ),
-                });
-            }
+        let Some(policy) = desired.backend_policy(target, &key.backend) else {
             continue;
         };
-        match want.intent {
-            ServerIntent::Serve { addr, port } => {
+        let have = current_by_key.get(key);
+        match (want.intent, have) {
+            (ServerIntent::Serve { addr, port }, None) => {
+                let check = policy.health == HealthGate::Haproxy;
+                out.changes.push(change(
+                    Op::Create,
+                    key,
+                    None,
+                    Some(socket_text(addr, port)),
+                    ServerChange::Add {
+                        key: key.clone(),
+                        addr,
+                        port,
+                        check,
+                    },
+                ));
+                if check || reachable.contains(&SocketAddr::new(addr, port)) {
+                    in_service.entry(&key.backend).or_default().insert(key);
+                    out.changes.push(change(
+                        Op::Enable,
+                        key,
+                        Some(ServerAdmin::Maint.to_string()),
+                        Some(ServerAdmin::Ready.to_string()),
+                        ServerChange::SetAdmin {
+                            key: key.clone(),
+                            admin: ServerAdmin::Ready,
+                        },
+                    ));
+                }
+            }
+            (ServerIntent::Serve { addr, port }, Some(have)) => {
                 if have.addr != Some(addr) || have.port != port {
-                    out.changes.push(Change {
-                        target: target.to_string(),
-                        op: Op::Update,
-                        object: key.to_string(),
-                        from: Some(match have.addr {
-                            Some(a) => socket_text(a, have.port),
-                            None => format!("(no address):{}", have.port),
-                        }),
-                        to: Some(socket_text(addr, port)),
-                        action: Action::Haproxy(ServerChange::SetAddr {
+                    let from = match have.addr {
+                        Some(a) => socket_text(a, have.port),
+                        None => format!("(no address):{}", have.port),
+                    };
+                    out.changes.push(change(
+                        Op::Update,
+                        key,
+                        Some(from),
+                        Some(socket_text(addr, port)),
+                        ServerChange::SetAddr {
                             key: key.clone(),
                             addr,
                             port,
-                        }),
-                    });
+                        },
+                    ));
                 }
-                if have.admin == ServerAdmin::Maint {
-                    enabled_after.entry(&key.backend).or_default().insert(key);
-                    out.changes.push(Change {
-                        target: target.to_string(),
-                        op: Op::Enable,
-                        object: key.to_string(),
-                        from: Some(ServerAdmin::Maint.to_string()),
-                        to: Some(ServerAdmin::Ready.to_string()),
-                        action: Action::Haproxy(ServerChange::SetAdmin {
+                let may_enable = policy.health == HealthGate::Haproxy
+                    || reachable.contains(&SocketAddr::new(addr, port));
+                if have.admin == ServerAdmin::Maint && may_enable {
+                    in_service.entry(&key.backend).or_default().insert(key);
+                    out.changes.push(change(
+                        Op::Enable,
+                        key,
+                        Some(ServerAdmin::Maint.to_string()),
+                        Some(ServerAdmin::Ready.to_string()),
+                        ServerChange::SetAdmin {
                             key: key.clone(),
                             admin: ServerAdmin::Ready,
-                        }),
-                    });
+                        },
+                    ));
                 }
             }
-            ServerIntent::Maint => {
-                if have.admin != ServerAdmin::Maint {
-                    disables.entry(&key.backend).or_default().push(Change {
-                        target: target.to_string(),
-                        op: Op::Disable,
-                        object: key.to_string(),
-                        from: Some(have.admin.to_string()),
-                        to: Some(ServerAdmin::Maint.to_string()),
-                        action: Action::Haproxy(ServerChange::SetAdmin {
-                            key: key.clone(),
-                            admin: ServerAdmin::Maint,
-                        }),
-                    });
-                }
+            (ServerIntent::Maint, Some(have)) => {
+                removals.entry(&key.backend).or_default().extend(take_out(
+                    have,
+                    policy.remove,
+                    &change,
+                ));
             }
+            (ServerIntent::Maint, None) => {}
         }
     }
-    for (backend, changes) in disables {
-        let enabled = enabled_after.get(backend).map_or(0, |s| s.len());
-        if changes.len() >= enabled {
+    for have in vanished(target, desired, current) {
+        let policy = desired
+            .backend_policy(target, &have.key.backend)
+            .expect("vanished() checked it");
+        let taken_out = take_out(have, policy.remove, &change);
+        if policy.failed_sources.is_empty() {
+            removals
+                .entry(&have.key.backend)
+                .or_default()
+                .extend(taken_out);
+        } else {
+            out.refusals.extend(taken_out.into_iter().map(|c| Refusal {
+                guard: GUARD_SOURCE_UNAVAILABLE,
+                target: c.target,
+                object: c.object,
+                reason: format!(
+                    "no listed instance has this server, but inventory source {} failed; nothing is taken out on missing data",
+                    policy.failed_sources.join(", ")
+                ),
+            }));
+        }
+    }
+    for (backend, changes) in removals {
+        let disabling: BTreeSet<&str> = changes
+            .iter()
+            .filter(|c| c.op == Op::Disable)
+            .map(|c| c.object.as_str())
+            .collect();
+        let left = in_service
+            .get(backend)
+            .map_or(0, |s| s.len())
+            .saturating_sub(disabling.len());
+        if left == 0 && !disabling.is_empty() {
             for change in changes {
                 out.refusals.push(Refusal {
                     guard: GUARD_NEVER_EMPTY,
                     target: change.target,
                     object: change.object,
-                    reason: format!(
-                        "taking it out of service would leave backend {backend} with no server in service"
-                    ),
+                    reason: format!("taking it out of service would leave backend {backend} with no server in service"),
                 });
             }
         } else {
             out.changes.extend(changes);
         }
     }
+    // A server missing from its backend with `add server` refused earlier shows up as
+    // an error of the write; nothing here is unrepairable any more.
+    out
+}
+
+/// The changes that take `have` out of service: maintenance, then `del server` when the
+/// backend says `remove = "delete"`.
+fn take_out(
+    have: &ObservedServer,
+    remove: ServerRemoval,
+    change: &impl Fn(Op, &ServerKey, Option<String>, Option<String>, ServerChange) -> Change,
+) -> Vec<Change> {
+    let mut changes = Vec::new();
+    let key = &have.key;
+    if have.admin != ServerAdmin::Maint {
+        changes.push(change(
+            Op::Disable,
+            key,
+            Some(have.admin.to_string()),
+            Some(ServerAdmin::Maint.to_string()),
+            ServerChange::SetAdmin {
+                key: key.clone(),
+                admin: ServerAdmin::Maint,
+            },
+        ));
+    }
+    if remove == ServerRemoval::Delete {
+        let from = have.addr.map(|a| socket_text(a, have.port));
+        let mut delete = change(
+            Op::Delete,
+            key,
+            from,
+            None,
+            ServerChange::Delete { key: key.clone() },
+        );
+        // Deleting a server already out of service takes nothing more away.
+        if have.admin == ServerAdmin::Maint {
+            delete.removes = 0;
+        }
+        changes.push(delete);
+    }
+    changes
 }
 
 /// A source or target that could not be read or written this pass.
@@ -285,6 +601,8 @@ pub struct PassReport {
     pub errors: Vec<TargetError>,
     /// Targets written this pass: `Ok` when the batch was written and read back.
     pub written: BTreeMap<String, Result<(), String>>,
+    /// Targets whose write was accepted but did not read back.
+    pub verify_failed: BTreeSet<String>,
 }
 
 impl PassReport {

@@ -50,6 +50,14 @@ fn config() -> Config {
     config::parse(CONFIG, Path::new("ipdrift.toml")).unwrap()
 }
 
+/// The default options, with the fraction guard off unless a test is about it.
+fn opts() -> PlanOptions {
+    PlanOptions {
+        max_remove_fraction: 1.0,
+        ..PlanOptions::default()
+    }
+}
+
 fn instance(
     name: &str,
     role: &str,
@@ -106,8 +114,18 @@ fn written(observed: &Observed, plan: &Plan) -> Observed {
         match &change.action {
             Action::Dns(c) => {
                 let zone = after.records.get_mut(&change.target).unwrap();
-                zone.retain(|s| s.key != c.to.key);
-                zone.push(c.to.clone());
+                zone.retain(|s| &s.key != c.key());
+                let ownership = after.ownership.entry(change.target.clone()).or_default();
+                match c {
+                    RecordChange::Replace { to, .. } => zone.push(to.clone()),
+                    RecordChange::Create { to, owner } => {
+                        zone.push(to.clone());
+                        ownership.insert(to.key.name.clone(), owner.clone());
+                    }
+                    RecordChange::Delete { from } => {
+                        ownership.remove(&from.key.name);
+                    }
+                }
             }
             Action::Haproxy(c) => {
                 let servers = after.servers.get_mut(&change.target).unwrap();
@@ -120,6 +138,15 @@ fn written(observed: &Observed, plan: &Plan) -> Observed {
                     ServerChange::SetAdmin { key, admin } => {
                         servers.iter_mut().find(|s| &s.key == key).unwrap().admin = *admin;
                     }
+                    ServerChange::Add {
+                        key, addr, port, ..
+                    } => servers.push(ObservedServer {
+                        key: key.clone(),
+                        addr: Some(*addr),
+                        port: *port,
+                        admin: ServerAdmin::Maint,
+                    }),
+                    ServerChange::Delete { key } => servers.retain(|s| &s.key != key),
                 }
             }
         }
@@ -151,13 +178,14 @@ fn converged(instances: Vec<Instance>) -> Observed {
     Observed {
         records: BTreeMap::from([("ns1".to_string(), records)]),
         servers: BTreeMap::from([("lb-01".to_string(), servers)]),
+        ..Observed::default()
     }
 }
 
 #[test]
 fn a_converged_system_plans_nothing() {
     let observed = converged(fleet(1));
-    let p = plan(&desired(&config(), &listed(fleet(1))), &observed);
+    let p = plan(&desired(&config(), &listed(fleet(1))), &observed, &opts());
     assert_eq!(p, Plan::default());
 }
 
@@ -168,7 +196,7 @@ type ChangeSummary = (String, Op, String, Option<String>, Option<String>);
 fn the_seed_outage_is_repaired_in_one_plan() {
     let observed = converged(fleet(1));
     let want = desired(&config(), &listed(fleet(2)));
-    let p = plan(&want, &observed);
+    let p = plan(&want, &observed, &opts());
     let summary: Vec<ChangeSummary> = p
         .changes
         .iter()
@@ -223,7 +251,10 @@ fn the_seed_outage_is_repaired_in_one_plan() {
         ]
     );
     assert!(p.refusals.is_empty() && p.unrepairable.is_empty());
-    assert_eq!(plan(&want, &written(&observed, &p)), Plan::default());
+    assert_eq!(
+        plan(&want, &written(&observed, &p), &opts()),
+        Plan::default()
+    );
 }
 
 #[test]
@@ -231,7 +262,7 @@ fn a_record_is_never_emptied() {
     let observed = converged(fleet(1));
     let mut instances = fleet(1);
     instances[0].state = InstanceState::Stopped;
-    let p = plan(&desired(&config(), &listed(instances)), &observed);
+    let p = plan(&desired(&config(), &listed(instances)), &observed, &opts());
     assert!(p.changes.is_empty(), "{:?}", p.changes);
     assert_eq!(p.refusals.len(), 1);
     assert_eq!(p.refusals[0].guard, GUARD_NEVER_EMPTY);
@@ -244,13 +275,17 @@ fn a_stopped_server_goes_to_maintenance_but_never_the_last_one() {
     let observed = converged(fleet(1));
     let mut instances = fleet(1);
     instances[1].state = InstanceState::Stopped;
-    let p = plan(&desired(&config(), &listed(instances.clone())), &observed);
+    let p = plan(
+        &desired(&config(), &listed(instances.clone())),
+        &observed,
+        &opts(),
+    );
     let disables: Vec<&Change> = p.changes.iter().filter(|c| c.op == Op::Disable).collect();
     assert_eq!(disables.len(), 1);
     assert_eq!(disables[0].object, "web/web-01");
 
     instances[2].state = InstanceState::Terminated;
-    let p = plan(&desired(&config(), &listed(instances)), &observed);
+    let p = plan(&desired(&config(), &listed(instances)), &observed, &opts());
     assert!(
         p.changes.iter().all(|c| c.op != Op::Disable),
         "{:?}",
@@ -260,22 +295,230 @@ fn a_stopped_server_goes_to_maintenance_but_never_the_last_one() {
 }
 
 #[test]
-fn a_server_missing_from_its_backend_is_unrepairable_drift() {
+fn a_server_missing_from_its_backend_is_added_and_enabled_once_it_answers() {
     let mut observed = converged(fleet(1));
     observed
         .servers
         .get_mut("lb-01")
         .unwrap()
         .retain(|s| s.key.server != "web-02");
-    let p = plan(&desired(&config(), &listed(fleet(1))), &observed);
-    assert!(p.changes.is_empty());
-    assert_eq!(p.unrepairable.len(), 1);
-    assert!(
-        p.unrepairable[0].message.contains("haproxy.cfg"),
-        "{:?}",
-        p.unrepairable
+    let want = desired(&config(), &listed(fleet(1)));
+    let p = plan(&want, &observed, &opts());
+    let ops: Vec<(Op, &str)> = p
+        .changes
+        .iter()
+        .map(|c| (c.op, c.object.as_str()))
+        .collect();
+    assert_eq!(
+        ops,
+        vec![(Op::Create, "web/web-02")],
+        "not enabled before the probe answered"
     );
-    assert!(p.has_drift());
+
+    observed.reachable.insert("10.0.1.12:80".parse().unwrap());
+    let p = plan(&want, &observed, &opts());
+    let ops: Vec<(Op, &str)> = p
+        .changes
+        .iter()
+        .map(|c| (c.op, c.object.as_str()))
+        .collect();
+    assert_eq!(
+        ops,
+        vec![(Op::Create, "web/web-02"), (Op::Enable, "web/web-02")]
+    );
+    assert_eq!(
+        plan(&want, &written(&observed, &p), &opts()).changes,
+        vec![]
+    );
+}
+
+#[test]
+fn a_server_whose_instance_vanished_goes_to_maintenance_or_is_deleted() {
+    let observed = converged(fleet(1));
+    let mut instances = fleet(1);
+    instances.retain(|i| i.name != "web-02");
+    let p = plan(
+        &desired(&config(), &listed(instances.clone())),
+        &observed,
+        &opts(),
+    );
+    let ops: Vec<(Op, &str)> = p
+        .changes
+        .iter()
+        .map(|c| (c.op, c.object.as_str()))
+        .collect();
+    assert_eq!(ops, vec![(Op::Disable, "web/web-02")]);
+
+    let deleting = config::parse(
+        &CONFIG.replace(
+            "server = \"{name}\"",
+            "server = \"{name}\"\nremove = \"delete\"",
+        ),
+        Path::new("c.toml"),
+    )
+    .unwrap();
+    let p = plan(&desired(&deleting, &listed(instances)), &observed, &opts());
+    let ops: Vec<(Op, &str)> = p
+        .changes
+        .iter()
+        .map(|c| (c.op, c.object.as_str()))
+        .collect();
+    assert_eq!(
+        ops,
+        vec![(Op::Disable, "web/web-02"), (Op::Delete, "web/web-02")]
+    );
+}
+
+#[test]
+fn removals_above_the_fraction_are_refused_unless_forced() {
+    let observed = converged(fleet(1));
+    let mut instances = fleet(1);
+    instances[1].state = InstanceState::Stopped;
+    let strict = PlanOptions {
+        max_remove_fraction: 0.34,
+        ..PlanOptions::default()
+    };
+    let p = plan(
+        &desired(&config(), &listed(instances.clone())),
+        &observed,
+        &strict,
+    );
+    assert!(p.changes.is_empty(), "{:?}", p.changes);
+    assert_eq!(p.refusals.len(), 1);
+    assert_eq!(p.refusals[0].guard, GUARD_MAX_REMOVE_FRACTION);
+    assert!(
+        p.refusals[0].reason.contains("--force"),
+        "{}",
+        p.refusals[0].reason
+    );
+
+    let forced = PlanOptions {
+        force: true,
+        ..strict.clone()
+    };
+    let p = plan(&desired(&config(), &listed(instances)), &observed, &forced);
+    assert_eq!(p.changes.len(), 1);
+    assert_eq!(p.changes[0].op, Op::Disable);
+
+    // Moving every address is not a removal: the seed outage passes the strictest guard.
+    let p = plan(
+        &desired(&config(), &listed(fleet(2))),
+        &observed,
+        &PlanOptions {
+            max_remove_fraction: 0.01,
+            ..strict
+        },
+    );
+    assert_eq!(p.changes.len(), 5);
+    assert!(p.refusals.is_empty());
+}
+
+#[test]
+fn nothing_is_taken_out_while_a_source_failed() {
+    let two_sources = CONFIG.replace(
+        "[[dns]]",
+        "[[inventory]]\nname = \"other\"\nkind = \"file\"\npath = \"other.json\"\n\n[[dns]]",
+    );
+    let config = config::parse(&two_sources, Path::new("c.toml")).unwrap();
+    let observed = converged(fleet(1));
+    let mut instances = fleet(1);
+    instances.retain(|i| i.name != "web-02");
+    let mut sources = listed(instances);
+    sources.insert("other".into(), SourceSnapshot::Failed);
+    let p = plan(&desired(&config, &sources), &observed, &opts());
+    assert!(
+        p.changes.iter().all(|c| c.op != Op::Disable),
+        "{:?}",
+        p.changes
+    );
+    assert_eq!(p.refusals.len(), 1, "{:?}", p.refusals);
+    assert_eq!(p.refusals[0].guard, GUARD_SOURCE_UNAVAILABLE);
+    assert_eq!(p.refusals[0].object, "web/web-02");
+}
+
+#[test]
+fn created_records_are_owned_and_only_owned_orphans_are_deleted() {
+    let sync = config::parse(
+        &CONFIG.replace(
+            "name = \"{name}.example.com.\"",
+            "name = \"{name}.example.com.\"\npolicy = \"sync\"",
+        ),
+        Path::new("c.toml"),
+    )
+    .unwrap();
+    let mut observed = converged(fleet(1));
+    observed
+        .records
+        .get_mut("ns1")
+        .unwrap()
+        .retain(|s| !s.key.name.as_str().starts_with("web-"));
+    observed.ownership.insert("ns1".into(), BTreeMap::new());
+    let want = desired(&sync, &listed(fleet(1)));
+    let p = plan(&want, &observed, &opts());
+    let creates: Vec<&Change> = p.changes.iter().filter(|c| c.op == Op::Create).collect();
+    assert_eq!(creates.len(), 2);
+    assert!(
+        matches!(&creates[0].action, Action::Dns(RecordChange::Create { owner, .. }) if owner == "heritage=ipdrift,owner=ipdrift")
+    );
+    let after = written(&observed, &p);
+
+    // web-02 is terminated: its owned record goes; a hand-made one of the same shape stays.
+    let mut after = after;
+    let hand_made = RecordSet {
+        key: RecordKey {
+            name: crate::validate::dns_name("old.example.com.").unwrap(),
+            rtype: crate::model::RecordType::A,
+        },
+        ttl: 60,
+        addrs: [IpAddr::from([192, 0, 2, 200])].into(),
+    };
+    after.records.get_mut("ns1").unwrap().push(hand_made);
+    let mut instances = fleet(1);
+    instances[2].state = InstanceState::Terminated;
+    let want = desired(&sync, &listed(instances));
+    let p = plan(&want, &after, &opts());
+    let deletes: Vec<&str> = p
+        .changes
+        .iter()
+        .filter(|c| c.op == Op::Delete)
+        .map(|c| c.object.as_str())
+        .collect();
+    assert_eq!(deletes, vec!["web-02.example.com. A"]);
+    assert_eq!(plan(&want, &written(&after, &p), &opts()).changes, vec![]);
+}
+
+#[test]
+fn adopt_false_leaves_records_someone_else_made() {
+    let shy = config::parse(
+        &CONFIG.replace(
+            "name = \"www.example.com.\"",
+            "name = \"www.example.com.\"\nadopt = false",
+        ),
+        Path::new("c.toml"),
+    )
+    .unwrap();
+    let mut observed = converged(fleet(1));
+    observed.ownership.insert("ns1".into(), BTreeMap::new());
+    let p = plan(&desired(&shy, &listed(fleet(2))), &observed, &opts());
+    assert!(p.changes.iter().all(|c| c.object != "www.example.com. A"));
+    assert!(
+        p.unrepairable
+            .iter()
+            .any(|u| u.object == "www.example.com. A" && u.message.contains("adopt = false"))
+    );
+    // Once ipdrift owns it (it created it), it is updated as usual.
+    let www = crate::validate::dns_name("www.example.com.").unwrap();
+    observed
+        .ownership
+        .get_mut("ns1")
+        .unwrap()
+        .insert(www, "heritage=ipdrift,owner=ipdrift".into());
+    let p = plan(&desired(&shy, &listed(fleet(2))), &observed, &opts());
+    assert!(
+        p.changes
+            .iter()
+            .any(|c| c.object == "www.example.com. A" && c.op == Op::Update)
+    );
 }
 
 #[test]
@@ -283,8 +526,15 @@ fn a_failed_source_plans_nothing_that_depends_on_it() {
     let observed = converged(fleet(1));
     let sources = BTreeMap::from([("local".to_string(), SourceSnapshot::Failed)]);
     let want = desired(&config(), &sources);
-    let p = plan(&want, &observed);
-    assert_eq!(p, Plan::default());
+    let p = plan(&want, &observed, &opts());
+    assert!(p.changes.is_empty(), "{:?}", p.changes);
+    // Every server looks gone, but the source failed: each removal is refused by name.
+    assert_eq!(p.refusals.len(), 2, "{:?}", p.refusals);
+    assert!(
+        p.refusals
+            .iter()
+            .all(|r| r.guard == GUARD_SOURCE_UNAVAILABLE)
+    );
     assert!(
         want.problems.iter().any(|p| p.message.contains("failed")),
         "{:?}",
@@ -314,7 +564,13 @@ fn hostile_instance_names_are_skipped_with_a_problem() {
 fn a_server_in_maintenance_for_a_running_instance_is_enabled() {
     let mut observed = converged(fleet(1));
     observed.servers.get_mut("lb-01").unwrap()[0].admin = ServerAdmin::Maint;
-    let p = plan(&desired(&config(), &listed(fleet(1))), &observed);
+    let want = desired(&config(), &listed(fleet(1)));
+    assert!(
+        plan(&want, &observed, &opts()).changes.is_empty(),
+        "not before the probe answered"
+    );
+    observed.reachable.insert("10.0.1.11:80".parse().unwrap());
+    let p = plan(&want, &observed, &opts());
     assert_eq!(p.changes.len(), 1);
     assert_eq!(
         (p.changes[0].op, p.changes[0].object.as_str()),
@@ -370,8 +626,8 @@ proptest! {
             }
         }
         let want = desired(&config(), &listed(after));
-        let first = plan(&want, &observed);
-        let second = plan(&want, &written(&observed, &first));
+        let first = plan(&want, &observed, &opts());
+        let second = plan(&want, &written(&observed, &first), &opts());
         prop_assert!(second.changes.is_empty(), "{:?}", second.changes);
         prop_assert_eq!(&second.refusals, &first.refusals);
     }
@@ -380,10 +636,10 @@ proptest! {
     #[test]
     fn a_plan_never_removes_the_last_address(before in arb_fleet(), after in arb_fleet()) {
         let observed = converged(before);
-        let p = plan(&desired(&config(), &listed(after)), &observed);
+        let p = plan(&desired(&config(), &listed(after)), &observed, &opts());
         for change in &p.changes {
-            if let Action::Dns(c) = &change.action {
-                prop_assert!(!c.to.addrs.is_empty());
+            if let Action::Dns(RecordChange::Replace { to, .. } | RecordChange::Create { to, .. }) = &change.action {
+                prop_assert!(!to.addrs.is_empty());
             }
         }
         let after_write = written(&observed, &p);

@@ -1,5 +1,6 @@
 //! A real BIND 9 primary for one zone, on a free loopback port, accepting dynamic updates
-//! signed with a fresh TSIG key (`ipdrift-key`). See RECIPES.md, "BIND 9".
+//! and zone transfers (AXFR) signed with a fresh TSIG key (`ipdrift-key`). See RECIPES.md,
+//! "BIND 9".
 //!
 //! Synchronous (std::process), so it works from plain and tokio tests alike.
 
@@ -27,14 +28,34 @@ pub struct Bind {
     port: u16,
     zone: String,
     secret_base64: String,
+    transfers: Transfers,
     named: Option<Child>,
+}
+
+/// Who may transfer (AXFR) the zone.
+#[derive(Debug, Clone, Copy)]
+enum Transfers {
+    /// Requests signed with the key, as ipdrift's `read_ownership` needs.
+    WithKey,
+    /// Nobody: a primary that was not set up for ipdrift.
+    Refused,
 }
 
 impl Bind {
     /// Starts named as primary for `zone` (e.g. `example.test.`) with an SOA, an NS
     /// (`ns1`, 127.0.0.1) and `records`: `(owner relative to the zone or "@", type, rdata)`,
-    /// e.g. `("www", "A", "127.0.1.10")`, each with TTL [`ZONE_TTL`].
+    /// e.g. `("www", "A", "127.0.1.10")`, each with TTL [`ZONE_TTL`]. Updates and transfers
+    /// signed with the key are allowed.
     pub fn new(zone: &str, records: &[(&str, &str, &str)]) -> Bind {
+        Self::start_new(zone, records, Transfers::WithKey)
+    }
+
+    /// Like [`Bind::new`], but the zone refuses every transfer (`allow-transfer { none; }`).
+    pub fn refusing_transfers(zone: &str, records: &[(&str, &str, &str)]) -> Bind {
+        Self::start_new(zone, records, Transfers::Refused)
+    }
+
+    fn start_new(zone: &str, records: &[(&str, &str, &str)], transfers: Transfers) -> Bind {
         let dir = tempfile::Builder::new()
             .prefix("ipdrift-bind-")
             .tempdir()
@@ -60,6 +81,7 @@ impl Bind {
             port: 0,
             zone,
             secret_base64,
+            transfers,
             named: None,
         };
         for _ in 0..PORT_ATTEMPTS {
@@ -86,7 +108,7 @@ impl Bind {
         &self.zone
     }
 
-    /// The name of the TSIG key the zone's `allow-update` admits.
+    /// The name of the TSIG key the zone's `allow-update` (and `allow-transfer`) admits.
     pub fn key_name(&self) -> &str {
         KEY_NAME
     }
@@ -114,6 +136,22 @@ impl Bind {
             .collect();
         lines.sort();
         lines
+    }
+
+    /// How many messages a zone transfer signed with the key takes, as `dig` counts them.
+    pub fn transfer_message_count(&self) -> usize {
+        let output = run(Command::new(super::require_binary("dig", INSTALL))
+            .arg("-k")
+            .arg(self.key_file_path())
+            .args(["+nocmd", "+nocomments", "+noall", "+stats", "-p"])
+            .arg(self.port.to_string())
+            .args(["@127.0.0.1", &self.zone, "AXFR"]));
+        // ";; XFR size: 412 records (messages 9, bytes 200123)"
+        output
+            .split_once("(messages ")
+            .and_then(|(_, rest)| rest.split_once(','))
+            .and_then(|(count, _)| count.parse().ok())
+            .unwrap_or_else(|| panic!("no message count in dig's AXFR output:\n{output}"))
     }
 
     /// Kills named (SIGKILL: fast, and updates are already in the journal) and waits for it.
@@ -144,6 +182,10 @@ impl Bind {
         let dir = self.dir.path().display();
         let zone = self.zone.trim_end_matches('.');
         let port = self.port;
+        let allow_transfer = match self.transfers {
+            Transfers::WithKey => format!("key {KEY_NAME};"),
+            Transfers::Refused => "none;".to_string(),
+        };
         let config = format!(
             r#"include "{dir}/key.conf";
 options {{
@@ -153,7 +195,6 @@ options {{
     pid-file "{dir}/named.pid";
     session-keyfile "{dir}/session.key";
     recursion no;
-    allow-transfer {{ any; }};
     dnssec-validation no;
 }};
 controls {{ }};
@@ -161,6 +202,7 @@ zone "{zone}" {{
     type primary;
     file "{dir}/zone.db";
     allow-update {{ key {KEY_NAME}; }};
+    allow-transfer {{ {allow_transfer} }};
 }};
 "#
         );
