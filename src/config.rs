@@ -1236,6 +1236,40 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Any text at all gives a config or errors with lines inside the text; never a panic.
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,400}") {
+            if let Err(errors) = parse(&text, Path::new("fuzz.toml")) {
+                let lines = text.lines().count().max(1);
+                for e in errors.0 {
+                    proptest::prop_assert!(e.line.is_none_or(|l| l >= 1 && l <= lines + 1), "{e}");
+                }
+            }
+        }
+
+        /// The example with any one line dropped or any one value replaced still never
+        /// panics, and every error names a line.
+        #[test]
+        fn mangled_examples_never_panic(
+            drop_line in 0usize..60,
+            replace_line in 0usize..60,
+            replacement in "[a-z_]{1,8} = (\"[^\"\\\\]{0,8}\"|-?[0-9]{1,7}|\\{\\}|\\[\\])",
+        ) {
+            let text: Vec<String> = EXAMPLE
+                .lines()
+                .enumerate()
+                .filter(|(i, _)| *i != drop_line)
+                .map(|(i, l)| if i == replace_line { replacement.clone() } else { l.to_string() })
+                .collect();
+            if let Err(errors) = parse(&text.join("\n"), Path::new("fuzz.toml")) {
+                for e in errors.0 {
+                    proptest::prop_assert!(e.line.is_some() || e.field == "inventory", "{e}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn missing_secrets_are_reported_without_revealing_anything() {
         let dir = tempfile::tempdir().unwrap();
