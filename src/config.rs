@@ -61,7 +61,16 @@ pub struct InventoryConfig {
 pub enum InventoryKind {
     /// A JSON array of instances, re-read every pass.
     File { path: PathBuf },
+    /// A command that prints that JSON array on stdout; run in the config's directory.
+    Exec {
+        command: Vec<String>,
+        timeout: Duration,
+        dir: PathBuf,
+    },
 }
+
+/// How long an `exec` source's command may run (`timeout`), unless the config says otherwise.
+pub const DEFAULT_EXEC_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
 pub struct DnsConfig {
@@ -373,6 +382,8 @@ struct RawInventory {
     name: Spanned<String>,
     kind: Spanned<String>,
     path: Option<Spanned<String>>,
+    command: Option<Spanned<Vec<String>>>,
+    timeout: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -682,10 +693,26 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigErrors> {
                     "a file inventory needs `path = \"instances.json\"`",
                 ),
             },
+            "exec" => match &r.command {
+                Some(command) if !command.get_ref().is_empty() && !command.get_ref()[0].is_empty() => {
+                    let timeout = c.duration(&r.timeout, &format!("{field}.timeout"), DEFAULT_EXEC_TIMEOUT);
+                    let dir = c.path.parent().unwrap_or(Path::new(".")).to_path_buf();
+                    inventories.push(InventoryConfig {
+                        name: r.name.get_ref().clone(),
+                        kind: InventoryKind::Exec { command: command.get_ref().clone(), timeout, dir },
+                    });
+                }
+                Some(command) => c.error(command, format!("{field}.command"), "the command must not be empty"),
+                None => c.error(
+                    inv,
+                    format!("{field}.command"),
+                    "an exec inventory needs `command = [\"program\", \"arg\", …]` printing the instances as JSON",
+                ),
+            },
             other => c.error(
                 &r.kind,
                 format!("{field}.kind"),
-                format!("unknown inventory kind {other:?}; supported: file"),
+                format!("unknown inventory kind {other:?}; supported: file, exec"),
             ),
         }
     }
@@ -1098,6 +1125,24 @@ mod tests {
             c.target_names(),
             vec!["ns1".to_string(), "lb-01".to_string()]
         );
+    }
+
+    #[test]
+    fn exec_sources_need_a_command_and_take_a_timeout() {
+        let text = "[[inventory]]\nname = \"cloud\"\nkind = \"exec\"\ncommand = [\"./list\", \"--json\"]\ntimeout = \"3s\"\n";
+        let c = parse(text, Path::new("/etc/ipdrift/c.toml")).unwrap();
+        assert_eq!(
+            c.inventories[0].kind,
+            InventoryKind::Exec {
+                command: vec!["./list".into(), "--json".into()],
+                timeout: Duration::from_secs(3),
+                dir: PathBuf::from("/etc/ipdrift"),
+            }
+        );
+        let e = errors_of("[[inventory]]\nname = \"cloud\"\nkind = \"exec\"\ncommand = []\n");
+        assert!(e[0].field.ends_with(".command"), "{e:?}");
+        let e = errors_of("[[inventory]]\nname = \"cloud\"\nkind = \"exec\"\n");
+        assert!(e[0].message.contains("command = ["), "{e:?}");
     }
 
     #[test]

@@ -17,6 +17,7 @@ use crate::dns::{DnsTarget, RecordChange, ownership_text};
 use crate::haproxy::client::HaproxyClient;
 use crate::haproxy::{LoadBalancer, ServerChange};
 use crate::inventory::Inventory;
+use crate::inventory::exec::ExecInventory;
 use crate::inventory::file::FileInventory;
 use crate::model::{DnsName, ObservedServer, RecordKey, RecordSet, ServerAdmin, ServerIntent};
 use crate::plan::{Action, Observed, PassReport, Plan, PlanOptions, TargetError, orphans, plan};
@@ -63,6 +64,16 @@ impl Reconciler {
             .iter()
             .map(|inv| -> Box<dyn Inventory> {
                 match &inv.kind {
+                    InventoryKind::Exec {
+                        command,
+                        timeout,
+                        dir,
+                    } => Box::new(ExecInventory::new(
+                        inv.name.clone(),
+                        command.clone(),
+                        *timeout,
+                        dir.clone(),
+                    )),
                     InventoryKind::File { path } => {
                         Box::new(FileInventory::new(inv.name.clone(), path.clone()))
                     }
@@ -154,12 +165,13 @@ impl Reconciler {
         errors: &mut Vec<TargetError>,
     ) -> BTreeMap<String, SourceSnapshot> {
         let listings = join_all(self.inventories.iter().map(|inv| async move {
-            let result = match timeout(self.timeout, inv.list()).await {
+            let limit = inv.time_limit(self.timeout);
+            let result = match timeout(limit, inv.list()).await {
                 Ok(result) => result,
                 Err(_) => Err(anyhow!(
                     "inventory {:?} did not answer within {}",
                     inv.name(),
-                    humantime::format_duration(self.timeout)
+                    humantime::format_duration(limit)
                 )),
             };
             (inv.name().to_string(), result)

@@ -2,9 +2,11 @@
 //! the reconciler sees only the [`Inventory`] trait. A source that fails returns an error —
 //! never an empty list — so that nothing is planned on unknown state.
 
+pub mod exec;
 pub mod file;
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use crate::BoxFuture;
 use crate::model::Instance;
@@ -15,6 +17,10 @@ pub trait Inventory: Send + Sync {
     fn name(&self) -> &str;
     /// Lists every instance the source knows, in any state.
     fn list(&self) -> BoxFuture<'_, anyhow::Result<Vec<Instance>>>;
+    /// How long a listing may take, given the controller's `timeout`.
+    fn time_limit(&self, default: Duration) -> Duration {
+        default
+    }
 }
 
 /// Parses the file-source JSON (also what `exec` sources print): an array of instances.
