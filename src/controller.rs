@@ -79,6 +79,9 @@ fn log_report(report: &PassReport) {
     for error in &report.errors {
         tracing::error!(target_name = %error.target, "{}", error.message);
     }
+    for f in &report.forecast {
+        tracing::warn!(source = %f.source, instance = %f.instance, name = %f.name, code = %f.code, not_before = f.not_before, records = ?f.records, servers = ?f.servers, "scheduled maintenance will change this instance's addresses");
+    }
     for (target, result) in &report.written {
         if let Err(message) = result {
             tracing::error!(target_name = %target, "{message}");

@@ -11,6 +11,7 @@
 //! - [`template`]: `{name}` / `{id}` name templates.
 //! - [`config`]: TOML → validated [`config::Config`] (errors carry file:line).
 //! - [`desired`]: instances × rules → desired state.
+//! - [`forecast`]: announced maintenance → the records and servers it will break.
 //! - [`plan`]: desired × observed → changes, guard refusals; `plan::render` prints them.
 //! - [`haproxy::protocol`], [`dns::tsig`]: command builders, response and key parsers.
 //!
@@ -29,6 +30,7 @@ pub mod config;
 pub mod controller;
 pub mod desired;
 pub mod dns;
+pub mod forecast;
 pub mod haproxy;
 pub mod inventory;
 pub mod metrics;

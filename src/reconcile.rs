@@ -11,9 +11,10 @@ use futures_util::future::join_all;
 use tokio::time::timeout;
 
 use crate::config::{Config, DnsKind, HealthGate, InventoryKind};
-use crate::desired::{Desired, SourceSnapshot, desired};
+use crate::desired::{Desired, Problem, SourceSnapshot, desired};
 use crate::dns::rfc2136::Rfc2136Target;
 use crate::dns::{DnsTarget, RecordChange, ownership_text};
+use crate::forecast::{ScheduledEvent, forecast};
 use crate::haproxy::client::HaproxyClient;
 use crate::haproxy::{LoadBalancer, ServerChange};
 use crate::inventory::Inventory;
@@ -139,9 +140,12 @@ impl Reconciler {
         resting: &BTreeMap<String, Duration>,
     ) -> PassOutcome {
         let mut report = PassReport::default();
-        let sources = self.list_sources(&mut report.errors).await;
+        let (sources, events) = self
+            .list_sources(&mut report.errors, &mut report.problems)
+            .await;
         let want = desired(&self.config, &sources);
-        report.problems = want.problems.clone();
+        report.problems.extend(want.problems.iter().cloned());
+        report.forecast = forecast(&want, &sources, &events);
         let observed = self
             .observe_targets(&want, resting, &mut report.errors)
             .await;
@@ -160,23 +164,51 @@ impl Reconciler {
         PassOutcome { report, sources }
     }
 
+    /// Lists every source (and asks it for announced maintenance) concurrently.
     async fn list_sources(
         &self,
         errors: &mut Vec<TargetError>,
-    ) -> BTreeMap<String, SourceSnapshot> {
+        problems: &mut Vec<Problem>,
+    ) -> (
+        BTreeMap<String, SourceSnapshot>,
+        BTreeMap<String, Vec<ScheduledEvent>>,
+    ) {
         let listings = join_all(self.inventories.iter().map(|inv| async move {
             let limit = inv.time_limit(self.timeout);
-            let result = match timeout(limit, inv.list()).await {
-                Ok(result) => result,
-                Err(_) => Err(anyhow!(
+            let timed_out = || {
+                anyhow!(
                     "inventory {:?} did not answer within {}",
                     inv.name(),
                     humantime::format_duration(limit)
-                )),
+                )
             };
-            (inv.name().to_string(), result)
+            let (listed, events) = tokio::join!(
+                timeout(limit, inv.list()),
+                timeout(limit, inv.scheduled_events())
+            );
+            let listed = listed.unwrap_or_else(|_| Err(timed_out()));
+            let events = events.unwrap_or_else(|_| Err(timed_out()));
+            (inv.name().to_string(), listed, events)
         }))
         .await;
+        let mut events = BTreeMap::new();
+        let listings: Vec<_> = listings
+            .into_iter()
+            .map(|(name, listed, source_events)| {
+                match source_events {
+                    Ok(list) => {
+                        events.insert(name.clone(), list);
+                    }
+                    // Forewarning is lost for this pass; repairs are not affected.
+                    Err(e) => problems.push(Problem {
+                        target: None,
+                        object: format!("inventory {name:?}"),
+                        message: format!("scheduled events unavailable: {e:#}"),
+                    }),
+                }
+                (name, listed)
+            })
+            .collect();
         let mut last_counts = self.last_counts.lock().expect("lock");
         let mut sources = BTreeMap::new();
         for (name, result) in listings {
@@ -205,7 +237,7 @@ impl Reconciler {
             };
             sources.insert(name, snapshot);
         }
-        sources
+        (sources, events)
     }
 
     async fn observe_targets(

@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use crate::BoxFuture;
+use crate::forecast::ScheduledEvent;
 use crate::model::Instance;
 
 /// A source of instances.
@@ -17,6 +18,11 @@ pub trait Inventory: Send + Sync {
     fn name(&self) -> &str;
     /// Lists every instance the source knows, in any state.
     fn list(&self) -> BoxFuture<'_, anyhow::Result<Vec<Instance>>>;
+    /// Maintenance the provider announced for the source's instances (for forewarning).
+    /// Sources that cannot know return none.
+    fn scheduled_events(&self) -> BoxFuture<'_, anyhow::Result<Vec<ScheduledEvent>>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
     /// How long a listing may take, given the controller's `timeout`.
     fn time_limit(&self, default: Duration) -> Duration {
         default

@@ -603,6 +603,8 @@ pub struct PassReport {
     pub written: BTreeMap<String, Result<(), String>>,
     /// Targets whose write was accepted but did not read back.
     pub verify_failed: BTreeSet<String>,
+    /// Announced maintenance that will change addresses, and what depends on them.
+    pub forecast: Vec<crate::forecast::Forecast>,
 }
 
 impl PassReport {

@@ -64,6 +64,7 @@ pub fn json(report: &PassReport) -> Value {
         "unrepairable": unrepairable,
         "problems": problems,
         "errors": errors,
+        "forecast": report.forecast,
     })
 }
 
@@ -126,10 +127,123 @@ pub fn text(report: &PassReport) -> String {
     for e in &report.errors {
         let _ = writeln!(out, "error    {}: {}", e.target, e.message);
     }
+    for f in &report.forecast {
+        let when = humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(f.not_before),
+        );
+        let mut affected: Vec<&str> = f
+            .records
+            .iter()
+            .chain(&f.servers)
+            .map(String::as_str)
+            .collect();
+        if affected.is_empty() {
+            affected.push("nothing ipdrift manages");
+        }
+        let _ = writeln!(
+            out,
+            "forecast {} of {} ({}, source {}) not before {when} will change its addresses; depends on it: {}",
+            f.code,
+            f.name,
+            f.instance,
+            f.source,
+            affected.join("; ")
+        );
+    }
     for (target, result) in &report.written {
         if let Err(message) = result {
             let _ = writeln!(out, "error    {target}: {message}");
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::forecast::Forecast;
+    use crate::plan::{Change, Op, Plan, Refusal, TargetError};
+
+    fn report() -> PassReport {
+        let change = Change {
+            target: "ns1".into(),
+            op: Op::Update,
+            object: "www.example.com. A".into(),
+            from: Some("192.0.2.1 ttl=60".into()),
+            to: Some("192.0.2.2 ttl=60".into()),
+            action: crate::plan::Action::Haproxy(crate::haproxy::ServerChange::Delete {
+                key: crate::model::ServerKey {
+                    backend: "b".into(),
+                    server: "s".into(),
+                },
+            }),
+            removes: 0,
+        };
+        PassReport {
+            plan: Plan {
+                changes: vec![change],
+                refusals: vec![Refusal {
+                    guard: "never-empty",
+                    target: "lb-01".into(),
+                    object: "web/web-01".into(),
+                    reason: "last one".into(),
+                }],
+                unrepairable: vec![],
+            },
+            errors: vec![TargetError {
+                target: "local".into(),
+                message: "cannot read".into(),
+            }],
+            forecast: vec![Forecast {
+                source: "aws".into(),
+                instance: "i-1".into(),
+                name: "web-01".into(),
+                code: "instance-stop".into(),
+                not_before: 1_800_000_000,
+                description: "stop".into(),
+                records: vec!["ns1: web-01.example.com. A".into()],
+                servers: vec![],
+            }],
+            ..PassReport::default()
+        }
+    }
+
+    #[test]
+    fn json_has_the_contracted_shape() {
+        let v = json(&report());
+        let change = &v["changes"][0];
+        assert_eq!(change["target"], "ns1");
+        assert_eq!(change["op"], "update");
+        assert_eq!(change["object"], "www.example.com. A");
+        assert_eq!(change["from"], "192.0.2.1 ttl=60");
+        assert_eq!(change["to"], "192.0.2.2 ttl=60");
+        assert!(
+            change.get("result").is_none(),
+            "no result before anything was written"
+        );
+        assert_eq!(v["refusals"][0]["guard"], "never-empty");
+        assert_eq!(v["errors"][0]["target"], "local");
+        assert_eq!(v["forecast"][0]["code"], "instance-stop");
+        assert_eq!(v["in_sync"], false);
+    }
+
+    #[test]
+    fn text_names_every_part() {
+        let text = text(&report());
+        assert!(
+            text.contains("update   ns1: www.example.com. A  192.0.2.1 ttl=60 -> 192.0.2.2 ttl=60"),
+            "{text}"
+        );
+        assert!(
+            text.contains("refused  lb-01: web/web-01  guard never-empty"),
+            "{text}"
+        );
+        assert!(text.contains("error    local: cannot read"), "{text}");
+        assert!(
+            text.contains(
+                "forecast instance-stop of web-01 (i-1, source aws) not before 2027-01-15T08:00:00Z"
+            ),
+            "{text}"
+        );
+    }
 }
