@@ -2,12 +2,12 @@
 //! target → verify by reading back. Shared by `diff`, `apply` and `run`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use futures_util::future::join_all;
-use tokio::time::timeout;
+use tokio::time::{Instant, timeout};
 
 use crate::config::{Config, DnsKind, InventoryKind};
 use crate::desired::{Desired, SourceSnapshot, desired};
@@ -42,6 +42,46 @@ pub struct Reconciler {
 pub struct PassOutcome {
     pub report: PassReport,
     pub sources: BTreeMap<String, SourceSnapshot>,
+    /// Every network call of the pass, for the latency histograms and logs.
+    pub timings: Vec<Timing>,
+}
+
+/// Whether a call read (a source listing, a target read or read-back) or wrote a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Io {
+    Read,
+    Write,
+}
+
+/// How long one call to a source or target took, timeouts included.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timing {
+    /// Source or target name.
+    pub target: String,
+    pub io: Io,
+    pub duration: Duration,
+}
+
+/// Collects the timings of the calls a pass makes concurrently.
+#[derive(Default)]
+struct Timings(Mutex<Vec<Timing>>);
+
+impl Timings {
+    /// Awaits `call` and records how long it took.
+    async fn time<T>(&self, target: &str, io: Io, call: impl Future<Output = T>) -> T {
+        let started = Instant::now();
+        let result = call.await;
+        self.0.lock().expect("lock").push(Timing {
+            target: target.to_string(),
+            io,
+            duration: started.elapsed(),
+        });
+        result
+    }
+
+    fn into_vec(self) -> Vec<Timing> {
+        self.0.into_inner().expect("lock")
+    }
 }
 
 impl Reconciler {
@@ -101,25 +141,34 @@ impl Reconciler {
 
     /// Runs one pass.
     pub async fn pass(&self, mode: Mode) -> PassOutcome {
+        let timings = Timings::default();
         let mut report = PassReport::default();
-        let sources = self.list_sources(&mut report.errors).await;
+        let sources = self.list_sources(&mut report.errors, &timings).await;
         let want = desired(&self.config, &sources);
         report.problems = want.problems.clone();
-        let observed = self.observe_targets(&want, &mut report.errors).await;
+        let observed = self
+            .observe_targets(&want, &mut report.errors, &timings)
+            .await;
         report.plan = plan(&want, &observed);
         if mode == Mode::Apply {
-            report.written = self.apply(&want, &report).await;
+            report.written = self.apply(&want, &report, &timings).await;
         }
         report.errors.sort();
-        PassOutcome { report, sources }
+        PassOutcome {
+            report,
+            sources,
+            timings: timings.into_vec(),
+        }
     }
 
     async fn list_sources(
         &self,
         errors: &mut Vec<TargetError>,
+        timings: &Timings,
     ) -> BTreeMap<String, SourceSnapshot> {
         let listings = join_all(self.inventories.iter().map(|inv| async move {
-            let result = match timeout(self.timeout, inv.list()).await {
+            let listing = timings.time(inv.name(), Io::Read, timeout(self.timeout, inv.list()));
+            let result = match listing.await {
                 Ok(result) => result,
                 Err(_) => Err(anyhow!(
                     "inventory {:?} did not answer within {}",
@@ -147,16 +196,25 @@ impl Reconciler {
         sources
     }
 
-    async fn observe_targets(&self, want: &Desired, errors: &mut Vec<TargetError>) -> Observed {
+    async fn observe_targets(
+        &self,
+        want: &Desired,
+        errors: &mut Vec<TargetError>,
+        timings: &Timings,
+    ) -> Observed {
         let dns_reads = join_all(self.dns.iter().map(|t| async move {
             let keys = keys_to_read(want, t.name());
-            (t.name().to_string(), self.read_dns(t.as_ref(), &keys).await)
+            (
+                t.name().to_string(),
+                self.read_dns(t.as_ref(), &keys, timings).await,
+            )
         }));
-        let lb_reads = join_all(
-            self.load_balancers
-                .iter()
-                .map(|lb| async move { (lb.name().to_string(), self.read_lb(lb.as_ref()).await) }),
-        );
+        let lb_reads = join_all(self.load_balancers.iter().map(|lb| async move {
+            (
+                lb.name().to_string(),
+                self.read_lb(lb.as_ref(), timings).await,
+            )
+        }));
         let (dns_results, lb_results) = tokio::join!(dns_reads, lb_reads);
         let mut observed = Observed::default();
         for (name, result) in dns_results {
@@ -188,8 +246,14 @@ impl Reconciler {
         &self,
         target: &dyn DnsTarget,
         keys: &[RecordKey],
+        timings: &Timings,
     ) -> anyhow::Result<Vec<crate::model::RecordSet>> {
-        timeout(self.timeout, target.read(keys))
+        timings
+            .time(
+                target.name(),
+                Io::Read,
+                timeout(self.timeout, target.read(keys)),
+            )
             .await
             .map_err(|_| {
                 anyhow!(
@@ -203,9 +267,15 @@ impl Reconciler {
     async fn read_lb(
         &self,
         lb: &dyn LoadBalancer,
+        timings: &Timings,
     ) -> anyhow::Result<Vec<crate::model::ObservedServer>> {
         let backends = self.backends_of(lb.name());
-        timeout(self.timeout, lb.read(&backends))
+        timings
+            .time(
+                lb.name(),
+                Io::Read,
+                timeout(self.timeout, lb.read(&backends)),
+            )
             .await
             .map_err(|_| {
                 anyhow!(
@@ -233,6 +303,7 @@ impl Reconciler {
         &self,
         want: &Desired,
         report: &PassReport,
+        timings: &Timings,
     ) -> BTreeMap<String, Result<(), String>> {
         let mut dns_batches: BTreeMap<&str, Vec<RecordChange>> = BTreeMap::new();
         let mut lb_batches: BTreeMap<&str, Vec<ServerChange>> = BTreeMap::new();
@@ -252,15 +323,19 @@ impl Reconciler {
             let batch = dns_batches.get(t.name())?;
             Some(async move {
                 let result = async {
-                    timeout(self.timeout, t.write(batch)).await.map_err(|_| {
-                        anyhow!(
-                            "the update was not answered within {}",
-                            humantime::format_duration(self.timeout)
-                        )
-                    })??;
+                    let write = timeout(self.timeout, t.write(batch));
+                    timings
+                        .time(t.name(), Io::Write, write)
+                        .await
+                        .map_err(|_| {
+                            anyhow!(
+                                "the update was not answered within {}",
+                                humantime::format_duration(self.timeout)
+                            )
+                        })??;
                     let keys = keys_to_read(want, t.name());
                     let back = self
-                        .read_dns(t.as_ref(), &keys)
+                        .read_dns(t.as_ref(), &keys, timings)
                         .await
                         .context("reading back after the update")?;
                     let observed = Observed {
@@ -280,14 +355,18 @@ impl Reconciler {
             let batch = lb_batches.get(lb.name())?;
             Some(async move {
                 let result = async {
-                    timeout(self.timeout, lb.write(batch)).await.map_err(|_| {
-                        anyhow!(
-                            "HAProxy did not answer within {}",
-                            humantime::format_duration(self.timeout)
-                        )
-                    })??;
+                    let write = timeout(self.timeout, lb.write(batch));
+                    timings
+                        .time(lb.name(), Io::Write, write)
+                        .await
+                        .map_err(|_| {
+                            anyhow!(
+                                "HAProxy did not answer within {}",
+                                humantime::format_duration(self.timeout)
+                            )
+                        })??;
                     let back = self
-                        .read_lb(lb.as_ref())
+                        .read_lb(lb.as_ref(), timings)
                         .await
                         .context("reading back after the change")?;
                     let observed = Observed {

@@ -184,11 +184,10 @@ fn run_repairs_the_outage_within_about_one_interval_and_reports_it() {
         applied.len() >= 5,
         "structured 'applied' log lines: {stderr}"
     );
-    assert!(
-        applied.iter().all(|v| v["target_name"].is_string()
-            && v["object"].is_string()
-            && v["to"].is_string())
-    );
+    assert!(applied.iter().all(|v| v["target"].is_string()
+        && v["target"] != "ipdrift::controller"
+        && v["object"].is_string()
+        && v["to"].is_string()));
 }
 
 #[test]
