@@ -33,7 +33,7 @@ fn write_duration(timings: &[Timing], target: &str) -> Option<f64> {
     timings
         .iter()
         .find(|t| t.io == Io::Write && t.target == target)
-        .map(|t| audit::seconds(t.duration))
+        .map(|t| t.duration.as_secs_f64())
 }
 
 /// Logs a pass's outcome with structured fields (`target`, `object`, `from`, `to`,
@@ -50,7 +50,7 @@ pub fn log_pass(outcome: &PassOutcome, events: &PassEvents, elapsed: Duration) {
             new,
         } = &record.event
         {
-            tracing::info!(source = %source, instance = %instance, name = %name, address = ?address, from = %old, to = %new, "instance address changed");
+            tracing::info!(source = %source, instance = %instance, name = %name, address = address.as_str(), from = %old, to = %new, "instance address changed");
         }
     }
     for change in &report.plan.changes {

@@ -5,19 +5,30 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use super::timeline::{Entry, Fix, Impact, Incident, Status, Timeline};
 use super::{ChangeResult, Event};
 use crate::model::AddressKind;
+
+/// What the times mean, said once per output.
+const TIMES_NOTE: &str = "Times are UTC and say when ipdrift observed each event: an address changes up to one controller interval before the pass that sees it.";
 
 /// The JSON document of `timeline --output json`.
 pub fn json(timeline: &Timeline) -> serde_json::Value {
     serde_json::to_value(timeline).expect("a timeline always serializes")
 }
 
+/// RFC 3339 with milliseconds, e.g. `2026-05-01T10:00:02.000Z`, so that times line up.
 fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&Rfc3339).expect("UTC times always format")
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{}T{:02}:{:02}:{:02}.{:03}Z",
+        t.date(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
 }
 
 /// `HH:MM:SS.mmm`, with the date in front when it is not the incident's first day.
@@ -315,6 +326,9 @@ pub fn text(timeline: &Timeline) -> String {
             }
         }
     }
+    if !timeline.incidents.is_empty() {
+        let _ = writeln!(out, "\n{TIMES_NOTE}");
+    }
     if let Some(note) = skipped_note(timeline) {
         let _ = writeln!(out, "\nNote: {note}");
     }
@@ -343,7 +357,7 @@ pub fn markdown(timeline: &Timeline) -> String {
     let _ = writeln!(out, "# ipdrift incident timeline\n");
     let _ = writeln!(
         out,
-        "{} incident(s) in {}. Times are UTC.",
+        "{} incident(s) in {}. {TIMES_NOTE}",
         timeline.incidents.len(),
         window_text(timeline)
     );

@@ -197,7 +197,10 @@ impl Open {
                 summary.targets.insert(target.clone());
                 self.drifting.insert(target.clone());
                 for object in objects {
-                    if self.open_row(target, object).is_none() {
+                    // Seen again after a restart: still the same wrong object.
+                    if let Some(row) = self.open_row(target, object) {
+                        row.fix = Fix::Open;
+                    } else {
                         self.incident.impact.push(Impact {
                             target: target.clone(),
                             object: object.clone(),
@@ -435,6 +438,23 @@ mod tests {
         assert_eq!(second.status, Status::Resolved);
         assert_eq!(second.ended, at("2026-05-01T11:05:00Z"));
         assert_eq!(second.impact[0].fix, Fix::Unknown);
+
+        let mut again = parsed.records.clone();
+        let restart = again.len() - 1;
+        again.insert(
+            restart,
+            crate::audit::Record {
+                ts: at("2026-05-01T11:05:00Z"),
+                event: Event::DriftDetected {
+                    target: "lb-01".into(),
+                    objects: vec!["web/web-03".into()],
+                },
+            },
+        );
+        let ongoing = &build(&again, None, None, vec![]).incidents[1];
+        assert_eq!(ongoing.status, Status::Ongoing);
+        assert_eq!(ongoing.impact.len(), 1);
+        assert_eq!(ongoing.impact[0].fix, Fix::Open);
         assert!(matches!(
             second.entries.last().unwrap().event,
             Event::Started { .. }
