@@ -476,3 +476,53 @@ fn webhooks_hear_of_drift_and_repair_and_a_hanging_one_slows_nothing() {
     let audit = std::fs::read_to_string(fleet.dir.path().join("audit.jsonl")).unwrap();
     assert!(!audit.contains("secret-token") && !audit.contains(&hanging.url));
 }
+
+#[test]
+fn apply_appends_its_repair_to_the_audit_log_and_timeline_needs_a_log() {
+    let mut fleet = Fleet::start();
+    let out = fleet.ipdrift(&["timeline"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        describe(&out).contains("controller.audit_log") && describe(&out).contains("--audit-log"),
+        "{}",
+        describe(&out)
+    );
+
+    configure(&fleet, &[]);
+    fleet.move_to(2);
+    let apply = fleet.ipdrift(&["apply"]);
+    assert_eq!(apply.status.code(), Some(0), "{}", describe(&apply));
+    let again = fleet.ipdrift(&["apply"]);
+    assert_eq!(again.status.code(), Some(0), "{}", describe(&again));
+
+    let audit = std::fs::read_to_string(fleet.dir.path().join("audit.jsonl")).unwrap();
+    let kinds: Vec<String> = audit
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["event"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    // One pass: both targets drift, five changes, both converge; the quiet second apply
+    // writes nothing.
+    let count = |kind: &str| kinds.iter().filter(|k| *k == kind).count();
+    assert_eq!(count("drift_detected"), 2, "{audit}");
+    assert_eq!(count("change"), 5, "{audit}");
+    assert_eq!(count("converged"), 2, "{audit}");
+    assert_eq!(count("pass"), 1, "{audit}");
+    assert_eq!(kinds.last().map(String::as_str), Some("pass"));
+
+    let out = fleet.ipdrift(&["timeline", "--output", "text"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with("Incident 1: ") && text.contains("drift, resolved in"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Repairs:          5 applied, 0 failed attempt(s)"),
+        "{text}"
+    );
+}
