@@ -124,18 +124,14 @@ impl Tracker {
             errors.insert(&error.target, &error.message);
         }
         for (&target, &message) in &errors {
-            let stamp = if read_failed.contains(target) {
-                started
+            // A failed read is an observation (pass start); a failed write happens at the end.
+            let (stamp, bucket) = if read_failed.contains(target) {
+                (started, &mut early)
             } else {
-                finished
+                (finished, &mut late)
             };
             let known = self.failures.get(target);
             if known.is_none_or(|f| f.message != message) {
-                let bucket = if stamp == started {
-                    &mut early
-                } else {
-                    &mut late
-                };
                 bucket.push(Event::TargetError {
                     target: target.to_string(),
                     message: message.to_string(),
