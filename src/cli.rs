@@ -43,6 +43,15 @@ pub enum OutputFormat {
     Json,
 }
 
+/// Formats of `timeline`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TimelineFormat {
+    Text,
+    Json,
+    /// For pasting into a postmortem document.
+    Markdown,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the controller: a pass every interval, serving /metrics /healthz /readyz.
@@ -68,6 +77,21 @@ pub enum Command {
         /// Override the max-remove-fraction guard (only that one) for this pass.
         #[arg(long)]
         force: bool,
+    },
+    /// Turn the audit log into incident timelines: when addresses changed, when drift was
+    /// detected, each repair, when everything converged, and what was wrong for how long.
+    Timeline {
+        /// The audit log to read (default: controller.audit_log of the config).
+        #[arg(long)]
+        audit_log: Option<PathBuf>,
+        /// Only incidents that end after this: RFC 3339 (2026-05-01T10:00:00Z) or a duration ago (2h).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only incidents that start before this: RFC 3339 or a duration ago.
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long, value_enum, default_value_t = TimelineFormat::Text)]
+        output: TimelineFormat,
     },
     /// Validate the configuration (and that the TSIG secrets can be read) without network access.
     /// Exit 0 valid, 1 invalid.

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use crate::cli::{Cli, Command, LogFormat, OutputFormat};
+use crate::audit::{self, AuditLog, render as timeline_render, timeline};
+use crate::cli::{Cli, Command, LogFormat, OutputFormat, TimelineFormat};
 use crate::config;
 use crate::controller;
 use crate::plan::{PassReport, render};
@@ -34,9 +35,11 @@ pub fn init_logging(format: LogFormat, command: &Command) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // `target` is a field of ours (the DNS or HAProxy target), not the Rust module path.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_target(false)
         .with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Text => builder.init(),
@@ -46,6 +49,16 @@ pub fn init_logging(format: LogFormat, command: &Command) {
 
 /// Runs the command the user asked for.
 pub async fn execute(cli: Cli) -> Outcome {
+    // A timeline of a given log needs no config: it may be read far from the controller.
+    if let Command::Timeline {
+        audit_log: Some(path),
+        since,
+        until,
+        output,
+    } = &cli.command
+    {
+        return print_timeline(path, since.as_deref(), until.as_deref(), *output);
+    }
     let loaded = config::load(&cli.config);
     let mut config = match loaded {
         Ok(config) => config,
@@ -70,6 +83,21 @@ pub async fn execute(cli: Cli) -> Outcome {
             }
             Err(errors) => {
                 eprintln!("{errors}");
+                Outcome::Error
+            }
+        },
+        Command::Timeline {
+            since,
+            until,
+            output,
+            ..
+        } => match &config.controller.audit_log {
+            Some(path) => print_timeline(path, since.as_deref(), until.as_deref(), output),
+            None => {
+                eprintln!(
+                    "ipdrift: {} has no controller.audit_log; set it, or pass --audit-log PATH",
+                    config.path.display()
+                );
                 Outcome::Error
             }
         },
@@ -135,16 +163,68 @@ async fn one_pass(
     output: OutputFormat,
     force: bool,
 ) -> Outcome {
-    let reconciler = match Reconciler::new(Arc::new(config), force) {
+    let config = Arc::new(config);
+    let reconciler = match Reconciler::new(config.clone(), force) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("ipdrift: {e:#}");
             return Outcome::Error;
         }
     };
-    let report = reconciler.pass(mode).await.report;
-    print_report(&report, output);
-    outcome_of(&report, mode)
+    let started_at = audit::now();
+    let started = tokio::time::Instant::now();
+    let outcome = reconciler.pass(mode).await;
+    print_report(&outcome.report, output);
+    let result = outcome_of(&outcome.report, mode);
+    if mode == Mode::Apply
+        && let Err(e) = controller::audit_one_pass(&config, &outcome, started_at, started.elapsed())
+    {
+        eprintln!("ipdrift: {e:#}");
+        return Outcome::Error;
+    }
+    result
+}
+
+/// `ipdrift timeline`: reads the audit log, prints the incidents in the window.
+fn print_timeline(
+    path: &std::path::Path,
+    since: Option<&str>,
+    until: Option<&str>,
+    output: TimelineFormat,
+) -> Outcome {
+    let now = audit::now();
+    let window = |text: Option<&str>, flag: &str| {
+        text.map(|t| timeline::parse_time(t, now))
+            .transpose()
+            .map_err(|e| format!("--{flag}: {e}"))
+    };
+    let (since, until) = match (window(since, "since"), window(until, "until")) {
+        (Ok(since), Ok(until)) => (since, until),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("ipdrift: {e}");
+            return Outcome::Error;
+        }
+    };
+    let parsed = match AuditLog::new(path.to_path_buf()).read() {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            eprintln!(
+                "ipdrift: cannot read the audit log {}: {e}; pass --audit-log PATH or set controller.audit_log",
+                path.display()
+            );
+            return Outcome::Error;
+        }
+    };
+    let built = timeline::build(&parsed.records, since, until, parsed.skipped);
+    let text = match output {
+        TimelineFormat::Text => timeline_render::text(&built),
+        TimelineFormat::Json => format!("{}\n", timeline_render::json(&built)),
+        TimelineFormat::Markdown => timeline_render::markdown(&built),
+    };
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.flush();
+    Outcome::Success
 }
 
 fn print_report(report: &PassReport, output: OutputFormat) {

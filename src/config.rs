@@ -23,6 +23,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_TTL: u32 = 60;
 pub const DEFAULT_MAX_REMOVE_FRACTION: f64 = 0.34;
 pub const DEFAULT_OWNER_ID: &str = "ipdrift";
+pub const DEFAULT_NOTIFY_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_FAILING_PASSES: u32 = 3;
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
@@ -34,6 +36,7 @@ pub struct Config {
     pub dns: Vec<DnsConfig>,
     pub records: Vec<RecordRule>,
     pub haproxy: Vec<HaproxyConfig>,
+    pub notify: Vec<NotifyConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -49,6 +52,59 @@ pub struct ControllerConfig {
     pub max_remove_fraction: f64,
     /// Written into the ownership TXT record of every RRset this controller creates.
     pub owner_id: String,
+    /// Where `run` and `apply` append the audit log (JSON lines); `None`: no audit log.
+    pub audit_log: Option<PathBuf>,
+}
+
+/// A `[[notify]]` webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifyConfig {
+    pub url: WebhookUrl,
+    pub kind: NotifyKind,
+    /// Send "repair failing" when a target has failed (or stayed out of sync) this many
+    /// passes in a row.
+    pub failing_passes: u32,
+    /// Limit for one delivery attempt.
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotifyKind {
+    /// A Slack incoming webhook: `{"text": "…"}`.
+    Slack,
+    /// The notice as a JSON object.
+    Json,
+}
+
+/// A webhook URL. Treated as a secret (Slack's carry a token): its `Debug` shows only the
+/// scheme and host, and it never appears in logs, errors or the audit log.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WebhookUrl(String);
+
+impl WebhookUrl {
+    /// Accepts an `http://` or `https://` URL with a host. The error does not quote it.
+    pub fn parse(text: &str) -> Result<WebhookUrl, &'static str> {
+        match reqwest::Url::parse(text) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {
+                Ok(WebhookUrl(text.to_string()))
+            }
+            _ => Err("not an http:// or https:// URL with a host"),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for WebhookUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let host = reqwest::Url::parse(&self.0)
+            .ok()
+            .and_then(|u| Some(format!("{}://{}/…", u.scheme(), u.host_str()?)))
+            .unwrap_or_else(|| "…".to_string());
+        write!(f, "WebhookUrl({host})")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -364,6 +420,17 @@ struct RawConfig {
     record: Vec<Spanned<RawRecord>>,
     #[serde(default)]
     haproxy: Vec<Spanned<RawHaproxy>>,
+    #[serde(default)]
+    notify: Vec<Spanned<RawNotify>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNotify {
+    url: Spanned<String>,
+    kind: Spanned<String>,
+    failing_passes: Option<Spanned<i64>>,
+    timeout: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -374,6 +441,7 @@ struct RawController {
     timeout: Option<Spanned<String>>,
     max_remove_fraction: Option<Spanned<f64>>,
     owner_id: Option<Spanned<String>>,
+    audit_log: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -656,12 +724,16 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigErrors> {
                 text.clone()
             }
         };
+        let audit_log = raw_controller
+            .and_then(|r| r.audit_log.as_ref())
+            .map(|path| c.resolve_path(path.get_ref()));
         ControllerConfig {
             interval,
             listen,
             timeout,
             max_remove_fraction,
             owner_id,
+            audit_log,
         }
     };
 
@@ -952,6 +1024,13 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigErrors> {
         }
     }
 
+    let notify = raw
+        .notify
+        .iter()
+        .enumerate()
+        .filter_map(|(index, n)| notify_config(&mut c, n.get_ref(), index + 1))
+        .collect();
+
     if c.errors.is_empty() {
         Ok(Config {
             path: path.to_path_buf(),
@@ -960,10 +1039,60 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigErrors> {
             dns: dns_targets,
             records,
             haproxy: haproxies,
+            notify,
         })
     } else {
         Err(ConfigErrors(c.errors))
     }
+}
+
+/// One `[[notify]]` (the `number`th, 1-based). Errors never quote the URL: it may hold a token.
+fn notify_config(c: &mut Checker<'_>, raw: &RawNotify, number: usize) -> Option<NotifyConfig> {
+    let field = format!("notify[{number}]");
+    let url = match WebhookUrl::parse(raw.url.get_ref()) {
+        Ok(url) => Some(url),
+        Err(message) => {
+            c.error(&raw.url, format!("{field}.url"), message);
+            None
+        }
+    };
+    let kind = match raw.kind.get_ref().as_str() {
+        "slack" => Some(NotifyKind::Slack),
+        "json" => Some(NotifyKind::Json),
+        other => {
+            c.error(
+                &raw.kind,
+                format!("{field}.kind"),
+                format!("unknown kind {other:?}; use \"slack\" or \"json\""),
+            );
+            None
+        }
+    };
+    let failing_passes = match &raw.failing_passes {
+        None => DEFAULT_FAILING_PASSES,
+        Some(n) => match u32::try_from(*n.get_ref()) {
+            Ok(n) if n > 0 => n,
+            _ => {
+                c.error(
+                    n,
+                    format!("{field}.failing_passes"),
+                    "must be a whole number of passes, 1 or more",
+                );
+                DEFAULT_FAILING_PASSES
+            }
+        },
+    };
+    let timeout = c.duration(
+        &raw.timeout,
+        &format!("{field}.timeout"),
+        DEFAULT_NOTIFY_TIMEOUT,
+    );
+    Some(NotifyConfig {
+        url: url?,
+        kind: kind?,
+        failing_passes,
+        timeout,
+    })
 }
 
 /// `IP:PORT`, or a bare IP meaning port 53.
@@ -1146,6 +1275,37 @@ mod tests {
     }
 
     #[test]
+    fn audit_log_and_notify_are_optional_and_validated() {
+        let c = parse(EXAMPLE, Path::new("/etc/ipdrift/ipdrift.toml")).unwrap();
+        assert_eq!(
+            c.controller.audit_log,
+            Some(PathBuf::from("/etc/ipdrift/audit.jsonl"))
+        );
+        assert_eq!(c.notify.len(), 1);
+        assert_eq!(c.notify[0].kind, NotifyKind::Slack);
+        assert_eq!(c.notify[0].failing_passes, DEFAULT_FAILING_PASSES);
+        assert_eq!(c.notify[0].timeout, DEFAULT_NOTIFY_TIMEOUT);
+        let shown = format!("{:?}", c.notify[0]);
+        assert!(shown.contains("https://hooks.slack.com/…"), "{shown}");
+        assert!(!shown.contains("XXXX"), "the token leaks: {shown}");
+
+        let token = "T000/B000/secret-token";
+        let text = format!(
+            "{EXAMPLE}\n[[notify]]\nurl = \"ftp://example.com/{token}\"\nkind = \"teams\"\nfailing_passes = 0\n"
+        );
+        let e = errors_of(&text);
+        let all = ConfigErrors(e.clone()).to_string();
+        for field in [
+            "notify[2].url",
+            "notify[2].kind",
+            "notify[2].failing_passes",
+        ] {
+            assert!(all.contains(field), "{field} not reported in {all}");
+        }
+        assert!(!all.contains(token), "the URL is quoted: {all}");
+    }
+
+    #[test]
     fn only_inventory_is_required_and_defaults_apply() {
         let c = parse(
             "[[inventory]]\nname = \"a\"\nkind = \"file\"\npath = \"i.json\"\n",
@@ -1155,6 +1315,7 @@ mod tests {
         assert_eq!(c.controller.interval, DEFAULT_INTERVAL);
         assert_eq!(c.controller.listen.to_string(), DEFAULT_LISTEN);
         assert!(c.dns.is_empty() && c.haproxy.is_empty() && c.records.is_empty());
+        assert!(c.notify.is_empty() && c.controller.audit_log.is_none());
         assert_eq!(
             c.inventories[0].kind,
             InventoryKind::File {

@@ -1,91 +1,104 @@
-//! `ipdrift run`: a pass every interval (with a little jitter), metrics and readiness
-//! updated after each, until SIGINT or SIGTERM. Targets are written independently, so a
-//! dead load balancer never holds back DNS repair. The loop never stops on an error.
+//! `ipdrift run`: a pass every interval (with a little jitter), metrics, readiness, the
+//! audit log and notifications updated after each, until SIGINT or SIGTERM. Targets are
+//! written independently, so a dead load balancer never holds back DNS repair. The loop
+//! never stops on an error, and never waits for a webhook.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
+use anyhow::Context as _;
 use backon::BackoffBuilder as _;
+use time::OffsetDateTime;
 use tokio::sync::watch;
 
 use crate::admin::{self, AdminState};
+use crate::audit::tracker::{PassEvents, Tracker};
+use crate::audit::{self, AuditLog, Event, Record};
 use crate::config::Config;
 use crate::desired::SourceSnapshot;
-use crate::metrics::{ChangeLabels, GuardLabel, Metrics, SourceLabel, TargetLabel};
-use crate::model::AddressKind;
+use crate::metrics::{
+    ChangeLabels, GuardLabel, Metrics, ScheduledEventLabels, SourceLabel, TargetLabel,
+};
+use crate::notify::{Notice, Notifier};
 use crate::plan::{GUARDS, PassReport};
-use crate::reconcile::{Mode, PassOutcome, Reconciler};
+use crate::reconcile::{Io, Mode, PassOutcome, Reconciler, Timing};
 
-/// Addresses of every instance as last seen, per source: (source, id, kind) → address.
-type AddressMemory = BTreeMap<(String, String, AddressKind), IpAddr>;
+/// How long queued notifications may still go out after SIGTERM.
+const NOTIFY_GRACE: Duration = Duration::from_secs(2);
 
-/// Counts address changes against the previous pass and remembers the new addresses.
-/// Only sources that listed successfully are compared; the first pass only records.
-fn count_address_changes(
-    memory: &mut AddressMemory,
-    sources: &BTreeMap<String, SourceSnapshot>,
-) -> BTreeMap<String, u64> {
-    let mut changes = BTreeMap::new();
-    for (source, snapshot) in sources {
-        let SourceSnapshot::Listed(instances) = snapshot else {
-            continue;
-        };
-        let count = changes.entry(source.clone()).or_insert(0);
-        for instance in instances {
-            for kind in [
-                AddressKind::PublicIpv4,
-                AddressKind::PrivateIpv4,
-                AddressKind::Ipv6,
-            ] {
-                let Some(addr) = instance.address(kind) else {
-                    continue;
-                };
-                let key = (source.clone(), instance.id.clone(), kind);
-                if let Some(old) = memory.insert(key, addr)
-                    && old != addr
-                {
-                    *count += 1;
-                    tracing::info!(source = %source, instance = %instance.id, name = %instance.name, from = %old, to = %addr, "instance address changed");
-                }
-            }
-        }
-    }
-    changes
+/// Seconds since the Unix epoch, for timestamp gauges.
+fn unix_seconds(t: OffsetDateTime) -> f64 {
+    t.unix_timestamp_nanos() as f64 / 1e9
 }
 
-/// Logs a pass's outcome with structured fields.
-fn log_report(report: &PassReport) {
+/// How long the target's batch took to write this pass, if it was written.
+fn write_duration(timings: &[Timing], target: &str) -> Option<f64> {
+    timings
+        .iter()
+        .find(|t| t.io == Io::Write && t.target == target)
+        .map(|t| t.duration.as_secs_f64())
+}
+
+/// Logs a pass's outcome with structured fields (`target`, `object`, `from`, `to`,
+/// `duration` in seconds), in text and JSON alike.
+pub fn log_pass(outcome: &PassOutcome, events: &PassEvents, elapsed: Duration) {
+    let report = &outcome.report;
+    for record in &events.records {
+        if let Event::AddressChanged {
+            source,
+            instance,
+            name,
+            address,
+            old,
+            new,
+        } = &record.event
+        {
+            tracing::info!(source = %source, instance = %instance, name = %name, address = address.as_str(), from = %old, to = %new, "instance address changed");
+        }
+    }
     for change in &report.plan.changes {
+        let from = change.from.as_deref().unwrap_or("-");
+        let to = change.to.as_deref().unwrap_or("-");
+        let op = change.op.as_str();
         match report.written.get(&change.target) {
             Some(Ok(())) => {
-                tracing::info!(target_name = %change.target, op = change.op.as_str(), object = %change.object, from = change.from.as_deref().unwrap_or("-"), to = change.to.as_deref().unwrap_or("-"), "applied")
+                let duration = write_duration(&outcome.timings, &change.target);
+                tracing::info!(target = %change.target, op, object = %change.object, from, to, duration, "applied")
             }
             Some(Err(_)) => {
-                tracing::warn!(target_name = %change.target, op = change.op.as_str(), object = %change.object, "not applied")
+                tracing::warn!(target = %change.target, op, object = %change.object, from, to, "not applied")
             }
             None => {
-                tracing::info!(target_name = %change.target, op = change.op.as_str(), object = %change.object, "planned")
+                tracing::info!(target = %change.target, op, object = %change.object, from, to, "planned")
             }
         }
     }
     for refusal in &report.plan.refusals {
-        tracing::warn!(guard = refusal.guard, target_name = %refusal.target, object = %refusal.object, reason = %refusal.reason, "refused by guard");
+        tracing::warn!(guard = refusal.guard, target = %refusal.target, object = %refusal.object, reason = %refusal.reason, "refused by guard");
     }
     for problem in report.plan.unrepairable.iter().chain(&report.problems) {
-        tracing::warn!(target_name = problem.target.as_deref().unwrap_or("-"), object = %problem.object, "{}", problem.message);
+        tracing::warn!(target = problem.target.as_deref().unwrap_or("-"), object = %problem.object, "{}", problem.message);
     }
     for error in &report.errors {
-        tracing::error!(target_name = %error.target, "{}", error.message);
+        tracing::error!(target = %error.target, "{}", error.message);
+    }
+    for (target, result) in &report.written {
+        if let Err(message) = result {
+            tracing::error!(target = %target, "{message}");
+        }
     }
     for f in &report.forecast {
         tracing::warn!(source = %f.source, instance = %f.instance, name = %f.name, code = %f.code, not_before = f.not_before, records = ?f.records, servers = ?f.servers, "scheduled maintenance will change this instance's addresses");
     }
-    for (target, result) in &report.written {
-        if let Err(message) = result {
-            tracing::error!(target_name = %target, "{message}");
-        }
+    for (target, lasted) in &events.converged {
+        tracing::info!(target = %target, duration = audit::seconds(*lasted), "converged");
+    }
+    let duration = audit::seconds(elapsed);
+    if events.records.is_empty() {
+        tracing::debug!(duration, "pass finished");
+    } else {
+        tracing::info!(duration, "pass finished");
     }
 }
 
@@ -94,7 +107,9 @@ fn record_metrics(
     metrics: &Metrics,
     config: &Config,
     outcome: &PassOutcome,
-    address_changes: &BTreeMap<String, u64>,
+    events: &PassEvents,
+    tracker: &Tracker,
+    finished: OffsetDateTime,
     elapsed: Duration,
 ) {
     let report = &outcome.report;
@@ -107,6 +122,10 @@ fn record_metrics(
             .drift_objects
             .get_or_create(&label)
             .set(report.remaining_drift(&target) as i64);
+        metrics
+            .drift_started
+            .get_or_create(&label)
+            .set(tracker.drift_started(&target).map_or(0.0, unix_seconds));
         let read_failed = report.errors.iter().any(|e| e.target == target);
         metrics
             .target_up
@@ -119,6 +138,33 @@ fn record_metrics(
         if report.verify_failed.contains(&target) {
             metrics.verify_failures.get_or_create(&label).inc();
         }
+    }
+    // Events come and go: the family holds exactly the ones announced now.
+    metrics.scheduled_events.clear();
+    for f in &report.forecast {
+        let labels = ScheduledEventLabels {
+            source: f.source.clone(),
+            instance: f.instance.clone(),
+            code: f.code.clone(),
+        };
+        metrics
+            .scheduled_events
+            .get_or_create(&labels)
+            .set(f.not_before as f64);
+    }
+    for timing in &outcome.timings {
+        let family = match timing.io {
+            Io::Read => &metrics.read_duration,
+            Io::Write => &metrics.write_duration,
+        };
+        family
+            .get_or_create(&TargetLabel {
+                target: timing.target.clone(),
+            })
+            .observe(timing.duration.as_secs_f64());
+    }
+    for (_, lasted) in &events.converged {
+        metrics.time_to_converge.observe(lasted.as_secs_f64());
     }
     for change in &report.plan.changes {
         if let Some(Ok(())) = report.written.get(&change.target) {
@@ -157,7 +203,7 @@ fn record_metrics(
             }
         }
     }
-    for (source, count) in address_changes {
+    for (source, count) in &events.address_changes {
         metrics
             .address_changes
             .get_or_create(&SourceLabel {
@@ -166,10 +212,46 @@ fn record_metrics(
             .inc_by(*count);
     }
     if !report.failed() {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        metrics.last_success.set(now.as_secs_f64());
+        metrics.last_success.set(unix_seconds(finished));
+    }
+}
+
+/// Sources and targets, the names the tracker follows.
+pub fn tracked_names(config: &Config) -> Vec<String> {
+    let mut names: Vec<String> = config.inventories.iter().map(|i| i.name.clone()).collect();
+    names.extend(config.target_names());
+    names
+}
+
+/// Appends a pass's records to the audit log, if one is configured; a failure is logged
+/// and counted, never fatal: the repair matters more than its record.
+fn write_audit(log: Option<&AuditLog>, records: &[Record], metrics: &Metrics) {
+    let Some(log) = log else { return };
+    if records.is_empty() {
+        return;
+    }
+    if let Err(e) = log.append(records) {
+        metrics.audit_log_errors.inc();
+        tracing::error!(path = %log.path().display(), error = %e, "cannot append to the audit log");
+    }
+}
+
+/// Sends the pass's notices: drift detected, repaired, new refusals, repair failing.
+fn notify(notifier: &Notifier, events: &PassEvents, finished: OffsetDateTime) {
+    for record in &events.records {
+        if let Some(notice) = Notice::from_event(&record.event) {
+            notifier.notify(record.ts, &notice);
+        }
+    }
+    for failing in &events.failing {
+        notifier.notify(
+            finished,
+            &Notice::RepairFailing {
+                target: failing.target.clone(),
+                passes: failing.passes,
+                reason: failing.reason.clone(),
+            },
+        );
     }
 }
 
@@ -236,9 +318,15 @@ const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// Re-reads the configuration on SIGHUP; `Err` carries a message for the log.
 pub type ConfigLoader = Box<dyn Fn() -> Result<Config, String> + Send + Sync>;
 
+/// How old the last good pass may be for /readyz: three intervals and two timeouts.
+fn ready_window(config: &Config) -> Duration {
+    config.controller.interval * 3 + config.controller.timeout * 2
+}
+
 /// Runs the controller until `shutdown` turns true. Each message on `reload` re-reads the
-/// config with `load`: a valid one replaces the running one, an invalid one is logged and
-/// the running one stays.
+/// config with `load`: a valid one replaces the running one (the listen address, the audit
+/// log and the webhooks take effect at the next restart), an invalid one is logged and the
+/// running one stays.
 pub async fn run(
     config: Arc<Config>,
     shutdown: watch::Receiver<bool>,
@@ -249,26 +337,61 @@ pub async fn run(
     let mut reconciler = Reconciler::new(config.clone(), false)?;
     let sources: Vec<String> = config.inventories.iter().map(|i| i.name.clone()).collect();
     let metrics = Arc::new(Metrics::new(&config.target_names(), &sources, &GUARDS));
+    metrics
+        .reconcile_interval
+        .set(config.controller.interval.as_secs_f64());
+    let audit_log = config.controller.audit_log.clone().map(AuditLog::new);
+    if let Some(log) = &audit_log {
+        let started = Record {
+            ts: audit::now(),
+            event: Event::Started {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            },
+        };
+        log.append(&[started]).with_context(|| {
+            format!(
+                "cannot append to the audit log {}; fix controller.audit_log or the directory's permissions",
+                log.path().display()
+            )
+        })?;
+    }
+    let notifier = Notifier::start(&config.notify, metrics.clone())?;
     let state = Arc::new(AdminState::new(metrics.clone(), ready_window(&config)));
     let server = admin::serve(config.controller.listen, state.clone(), shutdown.clone()).await?;
     tracing::info!(listen = %config.controller.listen, interval = %humantime::format_duration(config.controller.interval), config = %config.path.display(), "ipdrift controller started");
 
-    let mut memory = AddressMemory::new();
+    let mut tracker = Tracker::new(tracked_names(&config));
     let mut backoffs = Backoffs::default();
+    let mut first_pass = true;
     let mut shutdown_rx = shutdown.clone();
     loop {
+        let started_at = audit::now();
         let started = tokio::time::Instant::now();
         let resting = backoffs.resting(started);
         let outcome = reconciler.pass_resting(Mode::Apply, &resting).await;
-        let address_changes = count_address_changes(&mut memory, &outcome.sources);
-        log_report(&outcome.report);
+        let elapsed = started.elapsed();
+        let finished_at = audit::now();
+        let mut events =
+            tracker.observe(&outcome.report, &outcome.sources, started_at, finished_at);
+        log_pass(&outcome, &events, elapsed);
         record_metrics(
             &metrics,
             &config,
             &outcome,
-            &address_changes,
-            started.elapsed(),
+            &events,
+            &tracker,
+            finished_at,
+            elapsed,
         );
+        notify(&notifier, &events, finished_at);
+        // The first pass is always recorded: it tells a timeline what is still wrong after a restart.
+        if !events.records.is_empty() || first_pass {
+            events
+                .records
+                .push(tracker.pass_record(&outcome.report, finished_at, elapsed));
+        }
+        write_audit(audit_log.as_ref(), &events.records, &metrics);
+        first_pass = false;
         backoffs.record(
             &outcome.report,
             &config.target_names(),
@@ -286,12 +409,19 @@ pub async fn run(
                     Reconciler::new(new.clone(), false).map(|r| (new, r)).map_err(|e| format!("{e:#}"))
                 }) {
                     Ok((new, new_reconciler)) => {
-                        if new.controller.listen != config.controller.listen {
-                            tracing::warn!(listen = %new.controller.listen, "controller.listen changed; it takes effect at the next restart");
+                        if new.controller.listen != config.controller.listen
+                            || new.controller.audit_log != config.controller.audit_log
+                            || new.notify != config.notify
+                        {
+                            tracing::warn!("controller.listen, controller.audit_log and [[notify]] changes take effect at the next restart");
+                        }
+                        if tracked_names(&new) != tracked_names(&config) {
+                            tracker = Tracker::new(tracked_names(&new));
                         }
                         config = new;
                         reconciler = new_reconciler;
                         backoffs = Backoffs::default();
+                        metrics.reconcile_interval.set(config.controller.interval.as_secs_f64());
                         state.set_ready_window(ready_window(&config));
                         tracing::info!(config = %config.path.display(), "configuration reloaded");
                     }
@@ -304,54 +434,40 @@ pub async fn run(
         }
     }
     tracing::info!("ipdrift controller stopping");
+    notifier.shutdown(NOTIFY_GRACE).await;
     let _ = server.await;
     Ok(())
 }
 
-/// How old the last good pass may be for /readyz: three intervals and two timeouts.
-fn ready_window(config: &Config) -> Duration {
-    config.controller.interval * 3 + config.controller.timeout * 2
+/// Appends the records of a one-shot `apply` to the audit log, if one is configured. A
+/// fresh tracker: drift found and repaired in this pass is recorded as detected, changed
+/// and converged.
+pub fn audit_one_pass(
+    config: &Config,
+    outcome: &PassOutcome,
+    started: OffsetDateTime,
+    elapsed: Duration,
+) -> anyhow::Result<()> {
+    let Some(path) = &config.controller.audit_log else {
+        return Ok(());
+    };
+    let finished = audit::now();
+    let mut tracker = Tracker::new(tracked_names(config));
+    let mut records = tracker
+        .observe(&outcome.report, &outcome.sources, started, finished)
+        .records;
+    if records.is_empty() {
+        return Ok(());
+    }
+    records.push(tracker.pass_record(&outcome.report, finished, elapsed));
+    AuditLog::new(path.clone())
+        .append(&records)
+        .with_context(|| format!("cannot append to the audit log {}", path.display()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Instance, InstanceState};
-
-    fn instance(id: &str, public: &str) -> Instance {
-        Instance {
-            id: id.into(),
-            name: id.into(),
-            state: InstanceState::Running,
-            public_ipv4: Some(public.parse().unwrap()),
-            private_ipv4: None,
-            ipv6: None,
-            tags: Default::default(),
-        }
-    }
-
-    #[test]
-    fn address_changes_are_counted_per_source_from_the_second_pass() {
-        let mut memory = AddressMemory::new();
-        let first = BTreeMap::from([(
-            "local".to_string(),
-            SourceSnapshot::Listed(vec![
-                instance("i-1", "192.0.2.1"),
-                instance("i-2", "192.0.2.2"),
-            ]),
-        )]);
-        assert_eq!(count_address_changes(&mut memory, &first)["local"], 0);
-        let second = BTreeMap::from([(
-            "local".to_string(),
-            SourceSnapshot::Listed(vec![
-                instance("i-1", "198.51.100.1"),
-                instance("i-2", "192.0.2.2"),
-            ]),
-        )]);
-        assert_eq!(count_address_changes(&mut memory, &second)["local"], 1);
-        let failed = BTreeMap::from([("local".to_string(), SourceSnapshot::Failed)]);
-        assert!(count_address_changes(&mut memory, &failed).is_empty());
-    }
 
     #[test]
     fn jitter_stays_within_ten_percent() {

@@ -14,6 +14,8 @@
 //! - [`forecast`]: announced maintenance → the records and servers it will break.
 //! - [`plan`]: desired × observed → changes, guard refusals; `plan::render` prints them.
 //! - [`haproxy::protocol`], [`dns::tsig`]: command builders, response and key parsers.
+//! - [`audit::tracker`]: state kept across passes → audit events (drift seen, converged…).
+//! - [`audit::timeline`], [`audit::render`]: audit log → incidents → text, JSON, Markdown.
 //!
 //! I/O:
 //! - [`inventory`]: sources of instances (`file`).
@@ -21,9 +23,12 @@
 //! - [`haproxy::client`]: the HAProxy runtime API over a unix or TCP socket.
 //! - [`reconcile`]: one pass over all of them.
 //! - [`controller`]: the `run` loop; [`admin`]: /metrics /healthz /readyz; [`metrics`]: names.
+//! - [`audit`]: the audit log's event schema and its O_APPEND writer and reader.
+//! - [`notify`]: webhook notifications through bounded queues, with timeouts and retries.
 //! - [`cli`], [`commands`]: the command line and what each command does.
 
 pub mod admin;
+pub mod audit;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -35,6 +40,7 @@ pub mod haproxy;
 pub mod inventory;
 pub mod metrics;
 pub mod model;
+pub mod notify;
 pub mod plan;
 pub mod reconcile;
 pub mod template;

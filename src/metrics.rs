@@ -1,6 +1,8 @@
 //! Prometheus metrics: the exposed names as constants, and the registry that `/metrics`
 //! encodes (OpenMetrics text). Labelled families are initialised to zero for every
-//! configured target and source, so that alerts see zeros rather than absent series.
+//! configured target and source, so that alerts see zeros rather than absent series. Label
+//! values come from config (targets, sources, guards, ops) or small fixed sets, never from
+//! addresses, so cardinality stays bounded.
 
 use std::sync::atomic::AtomicU64;
 
@@ -25,6 +27,40 @@ pub const INSTANCE_ADDRESS_CHANGES_TOTAL: &str = "ipdrift_instance_address_chang
 pub const GUARD_REFUSALS_TOTAL: &str = "ipdrift_guard_refusals_total";
 pub const VERIFY_FAILURES_TOTAL: &str = "ipdrift_verify_failures_total";
 pub const BUILD_INFO: &str = "ipdrift_build_info";
+pub const RECONCILE_INTERVAL: &str = "ipdrift_reconcile_interval_seconds";
+pub const TIME_TO_CONVERGE: &str = "ipdrift_time_to_converge_seconds";
+pub const DRIFT_STARTED_TIMESTAMP: &str = "ipdrift_drift_started_timestamp_seconds";
+pub const TARGET_READ_DURATION: &str = "ipdrift_target_read_duration_seconds";
+pub const TARGET_WRITE_DURATION: &str = "ipdrift_target_write_duration_seconds";
+pub const SCHEDULED_EVENTS: &str = "ipdrift_scheduled_events";
+pub const NOTIFICATIONS_TOTAL: &str = "ipdrift_notifications_total";
+pub const AUDIT_LOG_ERRORS_TOTAL: &str = "ipdrift_audit_log_errors_total";
+
+/// Every metric family `/metrics` exposes, by its exposed name.
+pub const ALL: [&str; 19] = [
+    LAST_RECONCILE_SUCCESS_TIMESTAMP,
+    RECONCILE_DURATION,
+    DRIFT_OBJECTS,
+    CHANGES_TOTAL,
+    ERRORS_TOTAL,
+    TARGET_UP,
+    INSTANCES,
+    INSTANCE_ADDRESS_CHANGES_TOTAL,
+    GUARD_REFUSALS_TOTAL,
+    VERIFY_FAILURES_TOTAL,
+    BUILD_INFO,
+    RECONCILE_INTERVAL,
+    TIME_TO_CONVERGE,
+    DRIFT_STARTED_TIMESTAMP,
+    TARGET_READ_DURATION,
+    TARGET_WRITE_DURATION,
+    SCHEDULED_EVENTS,
+    NOTIFICATIONS_TOTAL,
+    AUDIT_LOG_ERRORS_TOTAL,
+];
+
+/// Values of the `result` label of [`NOTIFICATIONS_TOTAL`].
+pub const NOTIFICATION_RESULTS: [&str; 3] = ["sent", "failed", "dropped"];
 
 /// The content type `/metrics` is served with.
 pub const OPENMETRICS_CONTENT_TYPE: &str =
@@ -51,6 +87,20 @@ pub struct GuardLabel {
     pub guard: String,
 }
 
+/// A provider's announced event (maintenance, reboot, migration) that will change an
+/// instance's addresses. `code` is the provider's event type.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ScheduledEventLabels {
+    pub source: String,
+    pub instance: String,
+    pub code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabels {
     pub version: String,
@@ -69,6 +119,21 @@ pub struct Metrics {
     pub address_changes: Family<SourceLabel, Counter>,
     pub guard_refusals: Family<GuardLabel, Counter>,
     pub verify_failures: Family<TargetLabel, Counter>,
+    pub reconcile_interval: Gauge<f64, AtomicU64>,
+    pub time_to_converge: Histogram,
+    pub drift_started: Family<TargetLabel, Gauge<f64, AtomicU64>>,
+    pub read_duration: Family<TargetLabel, Histogram, fn() -> Histogram>,
+    pub write_duration: Family<TargetLabel, Histogram, fn() -> Histogram>,
+    /// Empty until an inventory source reports scheduled events; the value is the Unix time
+    /// the event starts.
+    pub scheduled_events: Family<ScheduledEventLabels, Gauge<f64, AtomicU64>>,
+    pub notifications: Family<ResultLabel, Counter>,
+    pub audit_log_errors: Counter,
+}
+
+/// Buckets for one network call to a source or target: 1 ms to about 8 s.
+fn io_duration_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 14))
 }
 
 /// Counters are registered without `_total`: the OpenMetrics encoder appends it.
@@ -146,6 +211,66 @@ impl Metrics {
             "Always 1; labelled with the version",
             build_info.clone(),
         );
+        let reconcile_interval = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            RECONCILE_INTERVAL,
+            "Configured time between passes; alerts count missed intervals with it",
+            reconcile_interval.clone(),
+        );
+        // From a quarter second (repaired within its own pass) to about an hour.
+        let time_to_converge = Histogram::new(exponential_buckets(0.25, 2.0, 15));
+        registry.register(
+            TIME_TO_CONVERGE,
+            "Time from the pass that first saw a target drift to the pass that verified it fixed",
+            time_to_converge.clone(),
+        );
+        let drift_started = Family::<TargetLabel, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            DRIFT_STARTED_TIMESTAMP,
+            "Unix time the target's current drift was first seen; 0 when it is in sync",
+            drift_started.clone(),
+        );
+        let read_duration =
+            Family::<TargetLabel, Histogram, fn() -> Histogram>::new_with_constructor(
+                io_duration_histogram,
+            );
+        registry.register(
+            TARGET_READ_DURATION,
+            "Duration of one read of a target (or listing of a source), timeouts included",
+            read_duration.clone(),
+        );
+        let write_duration =
+            Family::<TargetLabel, Histogram, fn() -> Histogram>::new_with_constructor(
+                io_duration_histogram,
+            );
+        registry.register(
+            TARGET_WRITE_DURATION,
+            "Duration of one batch written to a target (before it is read back)",
+            write_duration.clone(),
+        );
+        let scheduled_events = Family::<ScheduledEventLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            SCHEDULED_EVENTS,
+            "Announced provider events that will change an instance's addresses; the value is the Unix time the event starts",
+            scheduled_events.clone(),
+        );
+        let notifications = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            counter_name(NOTIFICATIONS_TOTAL),
+            "Webhook notifications: sent, failed after retries, or dropped because the queue was full",
+            notifications.clone(),
+        );
+        for result in NOTIFICATION_RESULTS {
+            let _ = notifications.get_or_create(&ResultLabel {
+                result: result.to_string(),
+            });
+        }
+        let audit_log_errors = Counter::default();
+        registry.register(
+            counter_name(AUDIT_LOG_ERRORS_TOTAL),
+            "Passes whose events could not be appended to the audit log",
+            audit_log_errors.clone(),
+        );
         build_info
             .get_or_create(&BuildLabels {
                 version: env!("CARGO_PKG_VERSION").to_string(),
@@ -160,6 +285,9 @@ impl Metrics {
             let _ = errors.get_or_create(&label);
             let _ = verify_failures.get_or_create(&label);
             let _ = target_up.get_or_create(&label);
+            let _ = drift_started.get_or_create(&label);
+            let _ = read_duration.get_or_create(&label);
+            let _ = write_duration.get_or_create(&label);
             for op in Op::ALL {
                 let _ = changes.get_or_create(&ChangeLabels {
                     target: target.clone(),
@@ -173,12 +301,12 @@ impl Metrics {
             };
             let _ = instances.get_or_create(&label);
             let _ = address_changes.get_or_create(&label);
-            let _ = errors.get_or_create(&TargetLabel {
+            let source_label = TargetLabel {
                 target: source.clone(),
-            });
-            let _ = target_up.get_or_create(&TargetLabel {
-                target: source.clone(),
-            });
+            };
+            let _ = errors.get_or_create(&source_label);
+            let _ = target_up.get_or_create(&source_label);
+            let _ = read_duration.get_or_create(&source_label);
         }
         for guard in guards {
             let _ = guard_refusals.get_or_create(&GuardLabel {
@@ -197,6 +325,14 @@ impl Metrics {
             address_changes,
             guard_refusals,
             verify_failures,
+            reconcile_interval,
+            time_to_converge,
+            drift_started,
+            read_duration,
+            write_duration,
+            scheduled_events,
+            notifications,
+            audit_log_errors,
         }
     }
 
@@ -221,27 +357,34 @@ mod tests {
             &["never-empty"],
         );
         let text = m.encode();
-        for name in [
-            LAST_RECONCILE_SUCCESS_TIMESTAMP,
-            RECONCILE_DURATION,
-            DRIFT_OBJECTS,
-            CHANGES_TOTAL,
-            ERRORS_TOTAL,
-            TARGET_UP,
-            INSTANCES,
-            INSTANCE_ADDRESS_CHANGES_TOTAL,
-            GUARD_REFUSALS_TOTAL,
-            VERIFY_FAILURES_TOTAL,
-            BUILD_INFO,
-        ] {
+        // A family without series is not written at all: scheduled events appear only
+        // once a source reports one.
+        for name in ALL.iter().filter(|n| **n != SCHEDULED_EVENTS) {
+            let family = counter_name(name);
             assert!(
-                text.contains(&format!("\n{name}")),
+                text.contains(&format!("# TYPE {family} ")),
                 "{name} missing in\n{text}"
             );
         }
         assert!(text.contains("ipdrift_changes_total{target=\"lb-01\",op=\"update\"} 0"));
         assert!(text.contains("ipdrift_drift_objects{target=\"ns1\"} 0"));
         assert!(text.contains("ipdrift_instances{source=\"local\"} 0"));
+        assert!(text.contains("ipdrift_drift_started_timestamp_seconds{target=\"lb-01\"} 0"));
+        assert!(text.contains("ipdrift_target_read_duration_seconds_count{target=\"local\"} 0"));
+        assert!(text.contains("ipdrift_target_write_duration_seconds_count{target=\"ns1\"} 0"));
+        assert!(text.contains("ipdrift_notifications_total{result=\"dropped\"} 0"));
+        assert!(text.contains("ipdrift_time_to_converge_seconds_count 0"));
         assert!(text.trim_end().ends_with("# EOF"));
+        assert!(!text.contains(SCHEDULED_EVENTS));
+        m.scheduled_events
+            .get_or_create(&ScheduledEventLabels {
+                source: "aws".into(),
+                instance: "i-1".into(),
+                code: "system-reboot".into(),
+            })
+            .set(1_777_000_000.0);
+        assert!(m.encode().contains(
+            "ipdrift_scheduled_events{source=\"aws\",instance=\"i-1\",code=\"system-reboot\"} 1777000000.0"
+        ));
     }
 }

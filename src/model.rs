@@ -54,6 +54,15 @@ pub enum AddressKind {
 }
 
 impl AddressKind {
+    /// The name used in config, JSON and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AddressKind::PublicIpv4 => "public_ipv4",
+            AddressKind::PrivateIpv4 => "private_ipv4",
+            AddressKind::Ipv6 => "ipv6",
+        }
+    }
+
     pub fn record_type(self) -> RecordType {
         match self {
             AddressKind::PublicIpv4 | AddressKind::PrivateIpv4 => RecordType::A,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use futures_util::future::join_all;
-use tokio::time::timeout;
+use tokio::time::{Instant, timeout};
 
 use crate::config::{Config, DnsKind, HealthGate, InventoryKind};
 use crate::desired::{Desired, Problem, SourceSnapshot, desired};
@@ -46,12 +46,55 @@ pub struct Reconciler {
     timeout: Duration,
     /// Instances each source listed last time it listed any.
     last_counts: Mutex<BTreeMap<String, usize>>,
+    /// The current pass's network calls (passes of one reconciler never overlap).
+    timings: Timings,
 }
 
 /// A pass's report plus what the sources listed, for state kept across passes.
 pub struct PassOutcome {
     pub report: PassReport,
     pub sources: BTreeMap<String, SourceSnapshot>,
+    /// Every network call of the pass, for the latency histograms and logs.
+    pub timings: Vec<Timing>,
+}
+
+/// Whether a call read (a source listing, a target read or read-back) or wrote a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Io {
+    Read,
+    Write,
+}
+
+/// How long one call to a source or target took, timeouts included.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timing {
+    /// Source or target name.
+    pub target: String,
+    pub io: Io,
+    pub duration: Duration,
+}
+
+/// Collects the timings of the calls a pass makes concurrently.
+#[derive(Default)]
+struct Timings(Mutex<Vec<Timing>>);
+
+impl Timings {
+    /// Awaits `call` and records how long it took.
+    async fn time<T>(&self, target: &str, io: Io, call: impl Future<Output = T>) -> T {
+        let started = Instant::now();
+        let result = call.await;
+        self.0.lock().expect("lock").push(Timing {
+            target: target.to_string(),
+            io,
+            duration: started.elapsed(),
+        });
+        result
+    }
+
+    /// The timings collected so far; the collection starts afresh.
+    fn take(&self) -> Vec<Timing> {
+        std::mem::take(&mut *self.0.lock().expect("lock"))
+    }
 }
 
 impl Reconciler {
@@ -120,6 +163,7 @@ impl Reconciler {
             options,
             timeout,
             last_counts: Mutex::new(BTreeMap::new()),
+            timings: Timings::default(),
         })
     }
 
@@ -161,7 +205,11 @@ impl Reconciler {
             }
         }
         report.errors.sort();
-        PassOutcome { report, sources }
+        PassOutcome {
+            report,
+            sources,
+            timings: self.timings.take(),
+        }
     }
 
     /// Lists every source (and asks it for announced maintenance) concurrently.
@@ -183,7 +231,8 @@ impl Reconciler {
                 )
             };
             let (listed, events) = tokio::join!(
-                timeout(limit, inv.list()),
+                self.timings
+                    .time(inv.name(), Io::Read, timeout(limit, inv.list())),
                 timeout(limit, inv.scheduled_events())
             );
             let listed = listed.unwrap_or_else(|_| Err(timed_out()));
@@ -345,7 +394,12 @@ impl Reconciler {
         target: &dyn DnsTarget,
         keys: &[RecordKey],
     ) -> anyhow::Result<Vec<RecordSet>> {
-        timeout(self.timeout, target.read(keys))
+        self.timings
+            .time(
+                target.name(),
+                Io::Read,
+                timeout(self.timeout, target.read(keys)),
+            )
             .await
             .map_err(|_| {
                 anyhow!(
@@ -358,7 +412,12 @@ impl Reconciler {
 
     async fn read_lb(&self, lb: &dyn LoadBalancer) -> anyhow::Result<Vec<ObservedServer>> {
         let backends = self.backends_of(lb.name());
-        timeout(self.timeout, lb.read(&backends))
+        self.timings
+            .time(
+                lb.name(),
+                Io::Read,
+                timeout(self.timeout, lb.read(&backends)),
+            )
             .await
             .map_err(|_| {
                 anyhow!(
@@ -430,12 +489,15 @@ impl Reconciler {
             let batch = dns_batches.get(t.name())?;
             Some(async move {
                 let result = async {
-                    timeout(self.timeout, t.write(batch)).await.map_err(|_| {
-                        anyhow!(
-                            "the update was not answered within {}",
-                            humantime::format_duration(self.timeout)
-                        )
-                    })??;
+                    self.timings
+                        .time(t.name(), Io::Write, timeout(self.timeout, t.write(batch)))
+                        .await
+                        .map_err(|_| {
+                            anyhow!(
+                                "the update was not answered within {}",
+                                humantime::format_duration(self.timeout)
+                            )
+                        })??;
                     let keys: Vec<RecordKey> = observed.records[t.name()]
                         .iter()
                         .map(|s| s.key.clone())
@@ -470,12 +532,15 @@ impl Reconciler {
             let batch = lb_batches.get(lb.name())?;
             Some(async move {
                 let result = async {
-                    timeout(self.timeout, lb.write(batch)).await.map_err(|_| {
-                        anyhow!(
-                            "HAProxy did not answer within {}",
-                            humantime::format_duration(self.timeout)
-                        )
-                    })??;
+                    self.timings
+                        .time(lb.name(), Io::Write, timeout(self.timeout, lb.write(batch)))
+                        .await
+                        .map_err(|_| {
+                            anyhow!(
+                                "HAProxy did not answer within {}",
+                                humantime::format_duration(self.timeout)
+                            )
+                        })??;
                     let back = self
                         .read_lb(lb.as_ref())
                         .await

@@ -476,7 +476,7 @@ fn run_with_json_log_format_writes_json_lines_to_stderr() {
         assert!(
             events
                 .iter()
-                .any(|e| e["level"] == "ERROR" && e["target_name"] == target),
+                .any(|e| e["level"] == "ERROR" && e["target"] == target),
             "no ERROR event for {target}:\n{all}"
         );
     }

@@ -15,7 +15,7 @@
 pub mod render;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use serde::Serialize;
 
@@ -437,7 +437,10 @@ fn plan_servers(
                         check,
                     },
                 ));
-                if check || reachable.contains(&SocketAddr::new(addr, port)) {
+                if !check && !reachable.contains(&SocketAddr::new(addr, port)) {
+                    out.unrepairable
+                        .push(awaiting_probe(target, key, addr, port));
+                } else {
                     in_service.entry(&key.backend).or_default().insert(key);
                     out.changes.push(change(
                         Op::Enable,
@@ -471,7 +474,10 @@ fn plan_servers(
                 }
                 let may_enable = policy.health == HealthGate::Haproxy
                     || reachable.contains(&SocketAddr::new(addr, port));
-                if have.admin == ServerAdmin::Maint && may_enable {
+                if have.admin == ServerAdmin::Maint && !may_enable {
+                    out.unrepairable
+                        .push(awaiting_probe(target, key, addr, port));
+                } else if have.admin == ServerAdmin::Maint {
                     in_service.entry(&key.backend).or_default().insert(key);
                     out.changes.push(change(
                         Op::Enable,
@@ -543,6 +549,19 @@ fn plan_servers(
     // A server missing from its backend with `add server` refused earlier shows up as
     // an error of the write; nothing here is unrepairable any more.
     out
+}
+
+/// A server that should take traffic but stays in maintenance until ipdrift's probe of its
+/// instance succeeds: drift, reported every pass until then.
+fn awaiting_probe(target: &str, key: &ServerKey, addr: IpAddr, port: u16) -> Problem {
+    Problem {
+        target: Some(target.to_string()),
+        object: key.to_string(),
+        message: format!(
+            "kept in maintenance: {} does not accept connections yet (health = \"probe\"); it is put into service once it does",
+            socket_text(addr, port)
+        ),
+    }
 }
 
 /// The changes that take `have` out of service: maintenance, then `del server` when the

@@ -3,8 +3,10 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod bind;
+pub mod controller;
 pub mod fleet;
 pub mod haproxy;
+pub mod webhook;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -35,6 +37,14 @@ pub fn require_binary(name: &str, install: &str) -> PathBuf {
         }
     }
     panic!("`{name}` is not installed; install it with: {install} (scripts/test does this)");
+}
+
+/// The path of promtool; panics (never skips) with the install command when missing.
+pub fn require_promtool() -> PathBuf {
+    require_binary(
+        "promtool",
+        "scripts/install-deps (apt-get download prometheus; dpkg-deb -x prometheus_*.deb DIR; cp DIR/usr/bin/promtool /usr/local/bin/)",
+    )
 }
 
 /// Polls `check` until it returns true or `timeout` passes.

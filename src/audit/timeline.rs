@@ -1,0 +1,503 @@
+//! Audit records → incidents, in the shape of a postmortem: when addresses changed, when
+//! drift was detected, each repair, when everything converged, and which names and servers
+//! were wrong for how long. Pure; [`super::render`] prints the result.
+//!
+//! An incident opens with the first address change, drift, refusal, error or change while
+//! none is open. It closes at the end of a pass (a `pass` event) after which no target is
+//! drifting or failing. A `started` event means the controller lost its memory: what was
+//! open is forgotten, and the next pass re-detects whatever is still wrong.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::{ChangeResult, Event, Record, elapsed};
+
+/// The incidents of a log that overlap the requested window.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Timeline {
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub since: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub until: Option<OffsetDateTime>,
+    pub incidents: Vec<Incident>,
+    /// Lines of the log that were skipped as unreadable (see [`super::Parsed`]).
+    pub skipped_lines: Vec<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Everything converged (or recovered) again.
+    Resolved,
+    /// Still drifting or failing at the end of the log.
+    Ongoing,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Incident {
+    pub status: Status,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started: OffsetDateTime,
+    /// The first pass that saw drift.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub detected: Option<OffsetDateTime>,
+    /// When the last target converged or recovered; for an ongoing incident, the last event.
+    #[serde(with = "time::serde::rfc3339")]
+    pub ended: OffsetDateTime,
+    #[serde(serialize_with = "as_seconds")]
+    pub duration: Duration,
+    pub summary: Summary,
+    pub entries: Vec<Entry>,
+    /// Every object that was wrong, in the order it was found.
+    pub impact: Vec<Impact>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Summary {
+    pub address_changes: usize,
+    /// Instances whose addresses changed (ids).
+    pub instances: BTreeSet<String>,
+    pub targets: BTreeSet<String>,
+    pub repairs_applied: usize,
+    pub repairs_failed: usize,
+    pub guard_refusals: usize,
+    pub target_errors: usize,
+}
+
+/// One line of the timeline: an event, possibly repeated (failed attempts collapse).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Entry {
+    #[serde(with = "time::serde::rfc3339")]
+    pub ts: OffsetDateTime,
+    #[serde(flatten)]
+    pub event: Event,
+    /// How many times it happened; more than 1 only for repeated failed changes.
+    pub times: u32,
+    #[serde(with = "time::serde::rfc3339")]
+    pub last: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fix {
+    /// A change was written and read back.
+    Repaired,
+    /// It came back in sync without a change from ipdrift (instances changed again, or
+    /// someone fixed it by hand).
+    Resolved,
+    /// The controller restarted before it saw the end.
+    Unknown,
+    /// Still wrong at the end of the log.
+    Open,
+}
+
+/// A name or server that was wrong, and for how long (at least: from the pass that saw it).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Impact {
+    pub target: String,
+    pub object: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub wrong_since: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub fixed_at: Option<OffsetDateTime>,
+    pub fix: Fix,
+    /// What it said while wrong, and what it says now (the last change written or tried).
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+impl Impact {
+    /// How long it was wrong; up to `end` when not fixed.
+    pub fn wrong_for(&self, end: OffsetDateTime) -> Duration {
+        elapsed(self.wrong_since, self.fixed_at.unwrap_or(end))
+    }
+}
+
+fn as_seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_millis() as f64 / 1000.0)
+}
+
+/// Parses `--since` / `--until`: an RFC 3339 time (`2026-05-01T10:00:00Z`, any offset) or a
+/// duration before `now` (`2h`, `30m`, `1day`).
+pub fn parse_time(text: &str, now: OffsetDateTime) -> Result<OffsetDateTime, String> {
+    if let Ok(t) = OffsetDateTime::parse(text, &Rfc3339) {
+        return Ok(t);
+    }
+    match humantime::parse_duration(text) {
+        Ok(ago) => Ok(now - ago),
+        Err(_) => Err(format!(
+            "{text:?} is neither an RFC 3339 time (e.g. 2026-05-01T10:00:00Z) nor a duration ago (e.g. 2h, 30m)"
+        )),
+    }
+}
+
+/// An incident being assembled.
+struct Open {
+    incident: Incident,
+    drifting: BTreeSet<String>,
+    failing: BTreeSet<String>,
+}
+
+impl Open {
+    fn new(ts: OffsetDateTime) -> Open {
+        Open {
+            incident: Incident {
+                status: Status::Ongoing,
+                started: ts,
+                detected: None,
+                ended: ts,
+                duration: Duration::ZERO,
+                summary: Summary::default(),
+                entries: Vec::new(),
+                impact: Vec::new(),
+            },
+            drifting: BTreeSet::new(),
+            failing: BTreeSet::new(),
+        }
+    }
+
+    fn is_quiet(&self) -> bool {
+        self.drifting.is_empty() && self.failing.is_empty()
+    }
+
+    /// The latest row for an object that is not fixed yet.
+    fn open_row(&mut self, target: &str, object: &str) -> Option<&mut Impact> {
+        self.incident
+            .impact
+            .iter_mut()
+            .rev()
+            .find(|i| i.target == target && i.object == object && i.fixed_at.is_none())
+    }
+
+    fn add(&mut self, record: &Record) {
+        let ts = record.ts;
+        let inc = &mut self.incident;
+        inc.ended = ts;
+        let summary = &mut inc.summary;
+        match &record.event {
+            Event::Started { .. } => {
+                self.drifting.clear();
+                self.failing.clear();
+                for row in &mut inc.impact {
+                    if row.fixed_at.is_none() {
+                        row.fix = Fix::Unknown;
+                    }
+                }
+            }
+            Event::AddressChanged { instance, .. } => {
+                summary.address_changes += 1;
+                summary.instances.insert(instance.clone());
+            }
+            Event::DriftDetected { target, objects } => {
+                inc.detected.get_or_insert(ts);
+                summary.targets.insert(target.clone());
+                self.drifting.insert(target.clone());
+                for object in objects {
+                    // Seen again after a restart: still the same wrong object.
+                    if let Some(row) = self.open_row(target, object) {
+                        row.fix = Fix::Open;
+                    } else {
+                        self.incident.impact.push(Impact {
+                            target: target.clone(),
+                            object: object.clone(),
+                            wrong_since: ts,
+                            fixed_at: None,
+                            fix: Fix::Open,
+                            from: None,
+                            to: None,
+                        });
+                    }
+                }
+            }
+            Event::Change {
+                target,
+                object,
+                from,
+                to,
+                result,
+                ..
+            } => {
+                summary.targets.insert(target.clone());
+                match result {
+                    ChangeResult::Applied => summary.repairs_applied += 1,
+                    ChangeResult::Failed => summary.repairs_failed += 1,
+                }
+                if self.open_row(target, object).is_none() {
+                    self.incident.impact.push(Impact {
+                        target: target.clone(),
+                        object: object.clone(),
+                        wrong_since: ts,
+                        fixed_at: None,
+                        fix: Fix::Open,
+                        from: None,
+                        to: None,
+                    });
+                }
+                let row = self.open_row(target, object).expect("pushed above");
+                // A server's address and its state are two changes of one object: keep the
+                // first "from" and the last "to".
+                if row.from.is_none() {
+                    row.from = from.clone();
+                }
+                row.to = to.clone();
+                if *result == ChangeResult::Applied {
+                    row.fixed_at = Some(ts);
+                    row.fix = Fix::Repaired;
+                }
+                if *result == ChangeResult::Failed
+                    && let Some(entry) = self.incident.entries.iter_mut().rev().find(|e| {
+                        matches!(
+                            &e.event,
+                            Event::Change {
+                                result: ChangeResult::Failed,
+                                ..
+                            }
+                        ) && e.event == record.event
+                    })
+                {
+                    entry.times += 1;
+                    entry.last = ts;
+                    return;
+                }
+            }
+            Event::GuardRefused { target, .. } => {
+                summary.guard_refusals += 1;
+                summary.targets.insert(target.clone());
+            }
+            Event::TargetError { target, .. } => {
+                summary.target_errors += 1;
+                self.failing.insert(target.clone());
+            }
+            Event::TargetRecovered { target, .. } => {
+                self.failing.remove(target);
+            }
+            Event::Converged { target, .. } => {
+                self.drifting.remove(target);
+                for row in &mut inc.impact {
+                    if row.target == *target && row.fixed_at.is_none() {
+                        row.fixed_at = Some(ts);
+                        row.fix = Fix::Resolved;
+                    }
+                }
+            }
+            Event::Pass { .. } => return,
+        }
+        self.incident.entries.push(Entry {
+            ts,
+            event: record.event.clone(),
+            times: 1,
+            last: ts,
+        });
+    }
+
+    fn finish(mut self, status: Status) -> Incident {
+        let inc = &mut self.incident;
+        inc.status = status;
+        inc.duration = elapsed(inc.started, inc.ended);
+        inc.impact.sort_by(|a, b| {
+            (a.wrong_since, &a.target, &a.object).cmp(&(b.wrong_since, &b.target, &b.object))
+        });
+        self.incident
+    }
+}
+
+/// Whether an event opens an incident when none is open.
+fn opens_incident(event: &Event) -> bool {
+    matches!(
+        event,
+        Event::AddressChanged { .. }
+            | Event::DriftDetected { .. }
+            | Event::Change { .. }
+            | Event::GuardRefused { .. }
+            | Event::TargetError { .. }
+    )
+}
+
+/// Builds the incidents of `records` (sorted by time) that overlap `[since, until]`.
+pub fn build(
+    records: &[Record],
+    since: Option<OffsetDateTime>,
+    until: Option<OffsetDateTime>,
+    skipped_lines: Vec<usize>,
+) -> Timeline {
+    let mut incidents = Vec::new();
+    let mut open: Option<Open> = None;
+    for record in records {
+        match (&mut open, &record.event) {
+            (Some(current), Event::Pass { .. }) => {
+                if current.is_quiet() {
+                    incidents.push(open.take().expect("matched").finish(Status::Resolved));
+                }
+            }
+            (Some(current), _) => current.add(record),
+            (None, event) if opens_incident(event) => {
+                let mut current = Open::new(record.ts);
+                current.add(record);
+                open = Some(current);
+            }
+            (None, _) => {}
+        }
+    }
+    if let Some(current) = open {
+        let status = if current.is_quiet() {
+            Status::Resolved
+        } else {
+            Status::Ongoing
+        };
+        incidents.push(current.finish(status));
+    }
+    incidents
+        .retain(|i| since.is_none_or(|s| i.ended >= s) && until.is_none_or(|u| i.started <= u));
+    Timeline {
+        since,
+        until,
+        incidents,
+        skipped_lines,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::parse;
+
+    fn at(text: &str) -> OffsetDateTime {
+        OffsetDateTime::parse(text, &Rfc3339).unwrap()
+    }
+
+    /// Two passes of a DNS target that failed once, then a quiet restart.
+    const LOG: &str = r#"
+{"ts":"2026-05-01T10:00:00Z","event":"started","version":"0.1.0"}
+{"ts":"2026-05-01T10:00:00.5Z","event":"pass","duration_seconds":0.1,"drift_objects":0,"errors":0}
+{"ts":"2026-05-01T10:01:00Z","event":"address_changed","source":"local","instance":"i-lb","name":"lb","address":"public_ipv4","old":"192.0.2.1","new":"198.51.100.1"}
+{"ts":"2026-05-01T10:01:00Z","event":"drift_detected","target":"ns1","objects":["www.example.com. A"]}
+{"ts":"2026-05-01T10:01:00.2Z","event":"change","target":"ns1","op":"update","object":"www.example.com. A","from":"192.0.2.1 ttl=60","to":"198.51.100.1 ttl=60","result":"failed"}
+{"ts":"2026-05-01T10:01:00.2Z","event":"target_error","target":"ns1","message":"UPDATE refused: NOTAUTH"}
+{"ts":"2026-05-01T10:01:00.2Z","event":"pass","duration_seconds":0.2,"drift_objects":1,"errors":1}
+{"ts":"2026-05-01T10:01:10.2Z","event":"change","target":"ns1","op":"update","object":"www.example.com. A","from":"192.0.2.1 ttl=60","to":"198.51.100.1 ttl=60","result":"failed"}
+{"ts":"2026-05-01T10:01:10.2Z","event":"pass","duration_seconds":0.2,"drift_objects":1,"errors":1}
+{"ts":"2026-05-01T10:01:20.3Z","event":"change","target":"ns1","op":"update","object":"www.example.com. A","from":"192.0.2.1 ttl=60","to":"198.51.100.1 ttl=60","result":"applied"}
+{"ts":"2026-05-01T10:01:20.3Z","event":"converged","target":"ns1","drift_seconds":20.3}
+{"ts":"2026-05-01T10:01:20.3Z","event":"target_recovered","target":"ns1","down_seconds":20.1}
+{"ts":"2026-05-01T10:01:20.3Z","event":"pass","duration_seconds":0.3,"drift_objects":0,"errors":0}
+{"ts":"2026-05-01T11:00:00Z","event":"drift_detected","target":"lb-01","objects":["web/web-03"]}
+{"ts":"2026-05-01T11:00:00.1Z","event":"pass","duration_seconds":0.1,"drift_objects":1,"errors":0}
+{"ts":"2026-05-01T11:05:00Z","event":"started","version":"0.1.0"}
+{"ts":"2026-05-01T11:05:00.1Z","event":"pass","duration_seconds":0.1,"drift_objects":0,"errors":0}
+"#;
+
+    #[test]
+    fn an_incident_runs_from_the_address_change_to_the_last_convergence() {
+        let parsed = parse(LOG);
+        let timeline = build(&parsed.records, None, None, parsed.skipped);
+        assert_eq!(timeline.incidents.len(), 2);
+        let first = &timeline.incidents[0];
+        assert_eq!(first.status, Status::Resolved);
+        assert_eq!(first.started, at("2026-05-01T10:01:00Z"));
+        assert_eq!(first.detected, Some(at("2026-05-01T10:01:00Z")));
+        assert_eq!(first.ended, at("2026-05-01T10:01:20.3Z"));
+        assert_eq!(first.duration, Duration::from_millis(20_300));
+        assert_eq!(first.summary.repairs_failed, 2);
+        assert_eq!(first.summary.repairs_applied, 1);
+        assert_eq!(first.summary.target_errors, 1);
+        // The two failed attempts collapse into one entry.
+        let failed = first
+            .entries
+            .iter()
+            .find(|e| {
+                matches!(
+                    e.event,
+                    Event::Change {
+                        result: ChangeResult::Failed,
+                        ..
+                    }
+                )
+            })
+            .unwrap();
+        assert_eq!(
+            (failed.times, failed.last),
+            (2, at("2026-05-01T10:01:10.2Z"))
+        );
+        assert_eq!(first.entries.len(), 7);
+        assert_eq!(first.impact.len(), 1);
+        let www = &first.impact[0];
+        assert_eq!(www.fix, Fix::Repaired);
+        assert_eq!(www.wrong_for(first.ended), Duration::from_millis(20_300));
+        assert_eq!(www.to.as_deref(), Some("198.51.100.1 ttl=60"));
+    }
+
+    #[test]
+    fn a_restart_forgets_what_was_open_and_the_next_quiet_pass_closes_it() {
+        let parsed = parse(LOG);
+        let timeline = build(&parsed.records, None, None, vec![]);
+        let second = &timeline.incidents[1];
+        assert_eq!(second.status, Status::Resolved);
+        assert_eq!(second.ended, at("2026-05-01T11:05:00Z"));
+        assert_eq!(second.impact[0].fix, Fix::Unknown);
+
+        let mut again = parsed.records.clone();
+        let restart = again.len() - 1;
+        again.insert(
+            restart,
+            crate::audit::Record {
+                ts: at("2026-05-01T11:05:00Z"),
+                event: Event::DriftDetected {
+                    target: "lb-01".into(),
+                    objects: vec!["web/web-03".into()],
+                },
+            },
+        );
+        let ongoing = &build(&again, None, None, vec![]).incidents[1];
+        assert_eq!(ongoing.status, Status::Ongoing);
+        assert_eq!(ongoing.impact.len(), 1);
+        assert_eq!(ongoing.impact[0].fix, Fix::Open);
+        assert!(matches!(
+            second.entries.last().unwrap().event,
+            Event::Started { .. }
+        ));
+    }
+
+    #[test]
+    fn an_unfinished_incident_is_ongoing() {
+        let cut: String = LOG.lines().take(10).collect::<Vec<_>>().join("\n");
+        let parsed = parse(&cut);
+        let timeline = build(&parsed.records, None, None, vec![]);
+        let only = &timeline.incidents[0];
+        assert_eq!(only.status, Status::Ongoing);
+        assert_eq!(only.impact[0].fix, Fix::Open);
+        assert_eq!(only.ended, at("2026-05-01T10:01:10.2Z"));
+    }
+
+    #[test]
+    fn the_window_keeps_incidents_that_overlap_it() {
+        let parsed = parse(LOG);
+        let count = |since: &str, until: &str| {
+            build(&parsed.records, Some(at(since)), Some(at(until)), vec![])
+                .incidents
+                .len()
+        };
+        assert_eq!(count("2026-05-01T10:01:10Z", "2026-05-01T10:01:11Z"), 1);
+        assert_eq!(count("2026-05-01T10:30:00Z", "2026-05-01T10:40:00Z"), 0);
+        assert_eq!(count("2026-05-01T09:00:00Z", "2026-05-01T12:00:00Z"), 2);
+    }
+
+    #[test]
+    fn since_and_until_accept_rfc3339_or_a_duration_ago() {
+        let now = at("2026-05-01T12:00:00Z");
+        assert_eq!(parse_time("2h", now), Ok(at("2026-05-01T10:00:00Z")));
+        assert_eq!(parse_time("90s", now), Ok(at("2026-05-01T11:58:30Z")));
+        assert_eq!(
+            parse_time("2026-05-01T12:00:00+02:00", now),
+            Ok(at("2026-05-01T10:00:00Z"))
+        );
+        assert!(
+            parse_time("yesterday", now)
+                .unwrap_err()
+                .contains("RFC 3339")
+        );
+    }
+}
