@@ -4,83 +4,11 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::fleet::{Fleet, http_get_path};
-use support::{free_port, parse_openmetrics, wait_until};
-
-struct Controller {
-    child: Child,
-    port: u16,
-}
-
-impl Controller {
-    fn start(fleet: &Fleet) -> Controller {
-        let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_ipdrift"))
-            .arg("--config")
-            .arg(fleet.config_path())
-            .args([
-                "--log-format",
-                "json",
-                "run",
-                "--interval",
-                "1s",
-                "--listen",
-            ])
-            .arg(format!("127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start ipdrift run");
-        Controller { child, port }
-    }
-
-    fn get(&self, path: &str) -> Option<(u16, String, String)> {
-        http_get_path(self.port, path)
-    }
-
-    fn metric(&self, series: &str) -> Option<f64> {
-        let (_, _, body) = self.get("/metrics")?;
-        body.lines().find_map(|l| {
-            l.strip_prefix(series)
-                .and_then(|rest| rest.trim().parse().ok())
-        })
-    }
-
-    /// SIGTERM, then the exit status and stderr.
-    fn terminate(mut self) -> (Option<i32>, String) {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                let mut stderr = String::new();
-                use std::io::Read as _;
-                self.child
-                    .stderr
-                    .take()
-                    .unwrap()
-                    .read_to_string(&mut stderr)
-                    .unwrap();
-                return (status.code(), stderr);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "ipdrift run did not stop within 10 s of SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Controller {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use support::controller::Controller;
+use support::fleet::Fleet;
+use support::{parse_openmetrics, wait_until};
 
 #[test]
 fn run_repairs_the_outage_within_about_one_interval_and_reports_it() {

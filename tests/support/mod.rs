@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod bind;
+pub mod controller;
 pub mod fleet;
 pub mod haproxy;
 
