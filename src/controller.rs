@@ -54,7 +54,7 @@ pub fn log_pass(outcome: &PassOutcome, events: &PassEvents, elapsed: Duration) {
             new,
         } = &record.event
         {
-            tracing::info!(source = %source, instance = %instance, name = %name, address = address.as_str(), from = %old, to = %new, "instance address changed");
+            tracing::info!(source = %source, instance = ?instance, name = ?name, address = address.as_str(), from = %old, to = %new, "instance address changed");
         }
     }
     for change in &report.plan.changes {
@@ -89,7 +89,7 @@ pub fn log_pass(outcome: &PassOutcome, events: &PassEvents, elapsed: Duration) {
         }
     }
     for f in &report.forecast {
-        tracing::warn!(source = %f.source, instance = %f.instance, name = %f.name, code = %f.code, not_before = f.not_before, records = ?f.records, servers = ?f.servers, "scheduled maintenance will change this instance's addresses");
+        tracing::warn!(source = %f.source, instance = ?f.instance, name = ?f.name, code = ?f.code, not_before = f.not_before, records = ?f.records, servers = ?f.servers, "scheduled maintenance will change this instance's addresses");
     }
     for (target, lasted) in &events.converged {
         tracing::info!(target = %target, duration = audit::seconds(*lasted), "converged");

@@ -83,7 +83,7 @@ fn exported_sample_names() -> BTreeSet<String> {
     );
     let path = dir.path().join("ipdrift.toml");
     std::fs::write(&path, config).unwrap();
-    let controller = Controller::start_with(&path, "1s");
+    let controller = Controller::start_with(&path);
     assert!(
         wait_until(std::time::Duration::from_secs(10), || controller
             .metric("ipdrift_reconcile_duration_seconds_count")

@@ -1,82 +1,167 @@
-//! `ipdrift run` as a child process with its admin server on a free loopback port: HTTP
-//! GETs, single metric values, SIGTERM with the exit status and stderr.
+//! `ipdrift run` as a child process: JSON logs collected while it runs (a thread drains its
+//! stderr, so a long run never blocks on a full pipe), /metrics read over HTTP, SIGHUP and
+//! SIGTERM sent with `kill`.
 
-use std::io::Read as _;
+use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::fleet::{Fleet, http_get_path};
+use super::{free_port, wait_until};
 
+/// A running `ipdrift --log-format json run --interval 1s --listen 127.0.0.1:PORT`
+/// (or `--log-format text`), killed when dropped.
 pub struct Controller {
     child: Child,
     pub port: u16,
+    log: Arc<Mutex<Vec<String>>>,
+    reader: Option<JoinHandle<()>>,
 }
 
 impl Controller {
-    /// Runs the fleet's config with a 1 s interval and JSON logs.
+    /// Starts the controller on the fleet's config.
     pub fn start(fleet: &Fleet) -> Controller {
-        Controller::start_with(&fleet.config_path(), "1s")
+        Controller::start_with(&fleet.config_path())
     }
 
-    pub fn start_with(config: &Path, interval: &str) -> Controller {
-        let port = super::free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_ipdrift"))
+    /// Starts the controller on `config`.
+    pub fn start_with(config: &Path) -> Controller {
+        Controller::spawn(config, "json")
+    }
+
+    /// Starts the controller on the fleet's config with `--log-format text` (the default
+    /// format, as an operator's terminal or journal shows it).
+    pub fn start_text(fleet: &Fleet) -> Controller {
+        Controller::spawn(&fleet.config_path(), "text")
+    }
+
+    fn spawn(config: &Path, log_format: &str) -> Controller {
+        let port = free_port();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ipdrift"))
             .arg("--config")
             .arg(config)
             .args([
                 "--log-format",
-                "json",
+                log_format,
                 "run",
                 "--interval",
-                interval,
+                "1s",
                 "--listen",
             ])
             .arg(format!("127.0.0.1:{port}"))
             .env_remove("RUST_LOG")
+            .env_remove("IPDRIFT_CONFIG")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start ipdrift run");
-        Controller { child, port }
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let lines = log.clone();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                lines.lock().unwrap().push(line);
+            }
+        });
+        Controller {
+            child,
+            port,
+            log,
+            reader: Some(reader),
+        }
     }
 
-    /// `(status, headers, body)`, or `None` while the server does not answer.
     pub fn get(&self, path: &str) -> Option<(u16, String, String)> {
         http_get_path(self.port, path)
     }
 
-    /// Waits until `/readyz` answers 200.
-    pub fn wait_ready(&self) {
-        assert!(
-            super::wait_until(Duration::from_secs(10), || self
-                .get("/readyz")
-                .is_some_and(|r| r.0 == 200)),
-            "/readyz never became ready"
-        );
-    }
-
-    /// The value of one series, e.g. `ipdrift_target_up{target="ns1"}`.
+    /// The value of one series of /metrics, e.g. `ipdrift_target_up{target="ns1"}`.
     pub fn metric(&self, series: &str) -> Option<f64> {
         let (_, _, body) = self.get("/metrics")?;
         metric_in(&body, series)
     }
 
-    /// SIGTERM, then the exit status and stderr; fails when it takes longer than `limit`.
+    /// Passes finished so far (the count of `ipdrift_reconcile_duration_seconds`).
+    pub fn passes(&self) -> u64 {
+        self.metric("ipdrift_reconcile_duration_seconds_count")
+            .map_or(0, |n| n as u64)
+    }
+
+    /// Waits until `n` more passes than now have finished; false on timeout.
+    pub fn wait_passes(&self, n: u64, timeout: Duration) -> bool {
+        let start = self.passes();
+        wait_until(timeout, || self.passes() >= start + n)
+    }
+
+    /// Waits until /readyz answers 200 (a pass in which everything worked); panics with
+    /// the log otherwise.
+    pub fn wait_ready(&self) {
+        assert!(
+            wait_until(Duration::from_secs(10), || self
+                .get("/readyz")
+                .is_some_and(|r| r.0 == 200)),
+            "/readyz never became ready; log:\n{}",
+            self.log_text()
+        );
+    }
+
+    /// Every log line so far.
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// The log lines so far that are JSON objects.
+    pub fn log_events(&self) -> Vec<serde_json::Value> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// How many log lines so far have `message` equal to `message`.
+    pub fn count_messages(&self, message: &str) -> usize {
+        self.log_events()
+            .iter()
+            .filter(|e| e["message"] == message)
+            .count()
+    }
+
+    /// Sends SIGHUP (reload the config). Wait for readiness first: before its handler is
+    /// installed, SIGHUP would end the process.
+    pub fn sighup(&self) {
+        self.signal("-HUP");
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} failed");
+    }
+
+    /// SIGTERM, then the exit status and the whole log.
+    pub fn terminate(self) -> (Option<i32>, String) {
+        self.terminate_within(Duration::from_secs(10))
+    }
+
+    /// SIGTERM, then the exit status and the whole log; fails when stopping takes longer
+    /// than `limit`.
     pub fn terminate_within(mut self, limit: Duration) -> (Option<i32>, String) {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        self.signal("-TERM");
         let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                let mut stderr = String::new();
-                self.child
-                    .stderr
-                    .take()
-                    .unwrap()
-                    .read_to_string(&mut stderr)
-                    .unwrap();
-                return (status.code(), stderr);
+                if let Some(reader) = self.reader.take() {
+                    let _ = reader.join();
+                }
+                return (status.code(), self.log_text());
             }
             assert!(
                 Instant::now() < deadline,
@@ -85,17 +170,15 @@ impl Controller {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-
-    /// SIGTERM, then the exit status and stderr.
-    pub fn terminate(self) -> (Option<i32>, String) {
-        self.terminate_within(Duration::from_secs(10))
-    }
 }
 
 impl Drop for Controller {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
     }
 }
 

@@ -20,6 +20,7 @@ use super::bind::Bind;
 use super::haproxy::{BackendSpec, Haproxy};
 
 pub const ZONE: &str = "example.test.";
+/// Web servers of [`Fleet::start`]; [`Fleet::with_web_servers`] takes another count.
 pub const WEB_SERVERS: u8 = 2;
 
 pub fn lb_public(generation: u8) -> String {
@@ -106,6 +107,25 @@ pub fn http_get_path(port: u16, path: &str) -> Option<(u16, String, String)> {
     Some((status, headers.to_string(), body.to_string()))
 }
 
+/// One line of `show servers state web`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ServerState {
+    pub name: String,
+    /// `"addr:port"`.
+    pub addr: String,
+    /// `srv_op_state`: 0 stopped, 1 starting, 2 running, 3 stopping.
+    pub op_state: u32,
+    /// `srv_admin_state` bits: 0x01 forced maintenance, 0x08 forced drain, ….
+    pub admin_state: u32,
+}
+
+impl ServerState {
+    /// Forced maintenance (`set server … state maint`, or added by `add server`).
+    pub fn in_maint(&self) -> bool {
+        self.admin_state & 0x01 != 0
+    }
+}
+
 /// Everything the seed outage needs, converged at generation 1.
 pub struct Fleet {
     pub dir: TempDir,
@@ -113,18 +133,26 @@ pub struct Fleet {
     pub haproxy: Haproxy,
     pub web_port: u16,
     pub webs: Vec<WebServer>,
+    /// How many web servers (`web-01` …) the fleet has.
+    pub web_servers: u8,
 }
 
 impl Fleet {
-    /// Starts BIND and HAProxy pointing at generation 1, web servers of generation 1, and
-    /// writes instances.json (generation 1) and ipdrift.toml.
+    /// Starts BIND and HAProxy pointing at generation 1, [`WEB_SERVERS`] web servers of
+    /// generation 1, and writes instances.json (generation 1) and ipdrift.toml.
     pub fn start() -> Fleet {
+        Fleet::with_web_servers(WEB_SERVERS)
+    }
+
+    /// Like [`Fleet::start`] with `count` web servers (at most 9).
+    pub fn with_web_servers(count: u8) -> Fleet {
+        assert!((1..=9).contains(&count), "1 to 9 web servers, not {count}");
         let web_port = super::free_port();
         let mut records = vec![
             ("www", "A", lb_public(1)),
             ("static", "A", "192.0.2.99".to_string()),
         ];
-        for n in 1..=WEB_SERVERS {
+        for n in 1..=count {
             records.push((
                 Box::leak(format!("web-0{n}").into_boxed_str()),
                 "A",
@@ -136,7 +164,7 @@ impl Fleet {
             .map(|(a, b, c)| (*a, *b, c.as_str()))
             .collect();
         let bind = Bind::new(ZONE, &records);
-        let servers: Vec<(String, String)> = (1..=WEB_SERVERS)
+        let servers: Vec<(String, String)> = (1..=count)
             .map(|n| {
                 (
                     format!("web-0{n}"),
@@ -161,6 +189,7 @@ impl Fleet {
             haproxy,
             web_port,
             webs: Vec::new(),
+            web_servers: count,
         };
         fleet.write_config(&format!("unix:{}", fleet.haproxy.socket_path().display()));
         fleet.move_to(1);
@@ -230,33 +259,56 @@ server = "{{name}}"
     /// The provider's update: every instance gets generation `g`'s addresses, the web
     /// servers move there, and instances.json says so.
     pub fn move_to(&mut self, g: u8) {
+        self.move_web_servers_to(g);
+        self.write_instances(&self.instances_at(g));
+    }
+
+    /// Only the web servers move to generation `g` (body `web-0N gen G`); instances.json
+    /// stays as it is.
+    pub fn move_web_servers_to(&mut self, g: u8) {
         self.webs.clear();
-        for n in 1..=WEB_SERVERS {
+        for n in 1..=self.web_servers {
             self.webs.push(WebServer::start(
                 &web_private(g, n),
                 self.web_port,
                 &format!("web-0{n} gen {g}"),
             ));
         }
-        let mut instances = vec![format!(
-            r#"{{"id":"i-lb","name":"lb","state":"running","public_ipv4":"{}","private_ipv4":"127.0.{g}.2","tags":{{"role":"lb"}}}}"#,
-            lb_public(g)
-        )];
-        for n in 1..=WEB_SERVERS {
-            instances.push(format!(
-                r#"{{"id":"i-web-0{n}","name":"web-0{n}","state":"running","public_ipv4":"{}","private_ipv4":"{}","tags":{{"role":"web"}}}}"#,
-                web_public(g, n),
-                web_private(g, n)
-            ));
+    }
+
+    /// The instances of generation `g`, as instances.json lists them: the load balancer
+    /// `lb` (role `lb`) and `web-0N` (role `web`), all running.
+    pub fn instances_at(&self, g: u8) -> Vec<serde_json::Value> {
+        let mut instances = vec![serde_json::json!({
+            "id": "i-lb", "name": "lb", "state": "running",
+            "public_ipv4": lb_public(g), "private_ipv4": format!("127.0.{g}.2"),
+            "tags": {"role": "lb"},
+        })];
+        for n in 1..=self.web_servers {
+            instances.push(web_instance(g, n));
         }
+        instances
+    }
+
+    /// Writes instances.json (atomically) with `instances`.
+    pub fn write_instances(&self, instances: &[serde_json::Value]) {
+        let lines: Vec<String> = instances.iter().map(|i| i.to_string()).collect();
         write_atomically(
             &self.instances_path(),
-            &format!("[{}]\n", instances.join(",\n")),
+            &format!("[{}]\n", lines.join(",\n")),
         );
     }
 
     /// `show servers state web`, read with std I/O: sorted (server name, "addr:port").
     pub fn haproxy_servers(&self) -> Vec<(String, String)> {
+        self.server_states()
+            .into_iter()
+            .map(|s| (s.name, s.addr))
+            .collect()
+    }
+
+    /// `show servers state web`, read with std I/O, sorted by server name.
+    pub fn server_states(&self) -> Vec<ServerState> {
         let mut stream =
             UnixStream::connect(self.haproxy.socket_path()).expect("connect to the haproxy socket");
         stream.write_all(b"show servers state web\n").unwrap();
@@ -271,17 +323,22 @@ server = "{{name}}"
             .collect();
         let column = |name: &str| header.iter().position(|c| *c == name).unwrap();
         let (name, addr, port) = (column("srv_name"), column("srv_addr"), column("srv_port"));
-        let mut servers: Vec<(String, String)> = answer
+        let (op, admin) = (column("srv_op_state"), column("srv_admin_state"));
+        let number = |text: &str| -> u32 {
+            text.parse()
+                .unwrap_or_else(|_| panic!("not a number: {text:?} in {answer:?}"))
+        };
+        let mut servers: Vec<ServerState> = answer
             .lines()
             .skip_while(|l| !l.starts_with("# be_id"))
             .skip(1)
             .map(|l| l.split_whitespace().collect::<Vec<_>>())
             .filter(|cols| cols.len() == header.len())
-            .map(|cols| {
-                (
-                    cols[name].to_string(),
-                    format!("{}:{}", cols[addr], cols[port]),
-                )
+            .map(|cols| ServerState {
+                name: cols[name].to_string(),
+                addr: format!("{}:{}", cols[addr], cols[port]),
+                op_state: number(cols[op]),
+                admin_state: number(cols[admin]),
             })
             .collect();
         servers.sort();
@@ -290,25 +347,42 @@ server = "{{name}}"
 
     /// What haproxy and DNS should say at generation `g`.
     pub fn converged_at(&self, g: u8) -> bool {
-        let dns_ok = self.bind.query(&format!("www.{ZONE}"), "A") == vec![lb_public(g)]
-            && (1..=WEB_SERVERS).all(|n| {
+        self.dns_at(g) && self.haproxy_servers() == self.servers_at(g)
+    }
+
+    /// DNS says generation `g`: `www` and every `web-0N`.
+    pub fn dns_at(&self, g: u8) -> bool {
+        self.bind.query(&format!("www.{ZONE}"), "A") == vec![lb_public(g)]
+            && (1..=self.web_servers).all(|n| {
                 self.bind.query(&format!("web-0{n}.{ZONE}"), "A") == vec![web_public(g, n)]
-            });
-        let want: Vec<(String, String)> = (1..=WEB_SERVERS)
+            })
+    }
+
+    /// The servers of backend `web` at generation `g`: sorted (name, "addr:port").
+    pub fn servers_at(&self, g: u8) -> Vec<(String, String)> {
+        (1..=self.web_servers)
             .map(|n| {
                 (
                     format!("web-0{n}"),
                     format!("{}:{}", web_private(g, n), self.web_port),
                 )
             })
-            .collect();
-        dns_ok && self.haproxy_servers() == want
+            .collect()
     }
 
     /// Runs the real binary with this fleet's config.
     pub fn ipdrift(&self, args: &[&str]) -> Output {
         ipdrift(&self.config_path(), args)
     }
+}
+
+/// Instance `web-0N` of generation `g`, running, role `web`.
+pub fn web_instance(g: u8, n: u8) -> serde_json::Value {
+    serde_json::json!({
+        "id": format!("i-web-0{n}"), "name": format!("web-0{n}"), "state": "running",
+        "public_ipv4": web_public(g, n), "private_ipv4": web_private(g, n),
+        "tags": {"role": "web"},
+    })
 }
 
 /// Runs `ipdrift --config CONFIG ARGS…` and returns its output.

@@ -75,11 +75,22 @@ impl Haproxy {
     /// restart, every runtime change (addresses, states) is lost.
     pub fn restart(&mut self) {
         self.stop();
+        self.start_again();
+    }
+
+    /// Starts haproxy again from haproxy.cfg after [`Haproxy::stop`]; waits until its
+    /// runtime API answers.
+    pub fn start_again(&mut self) {
+        assert!(
+            !matches!(self.child.try_wait(), Ok(None)),
+            "haproxy is still running"
+        );
         self.child = spawn(self.dir.path());
         self.wait_until_ready();
     }
 
-    fn stop(&mut self) {
+    /// Kills haproxy (SIGKILL, like a crash) and waits for it; the socket stops answering.
+    pub fn stop(&mut self) {
         // An error means the child already exited; wait() reaps it either way.
         let _ = self.child.kill();
         let _ = self.child.wait();
