@@ -88,9 +88,6 @@ pub fn log_pass(outcome: &PassOutcome, events: &PassEvents, elapsed: Duration) {
             tracing::error!(target = %target, "{message}");
         }
     }
-    for f in &report.forecast {
-        tracing::warn!(source = %f.source, instance = ?f.instance, name = ?f.name, code = ?f.code, not_before = f.not_before, records = ?f.records, servers = ?f.servers, "scheduled maintenance will change this instance's addresses");
-    }
     for (target, lasted) in &events.converged {
         tracing::info!(target = %target, duration = audit::seconds(*lasted), "converged");
     }
@@ -255,6 +252,34 @@ fn notify(notifier: &Notifier, events: &PassEvents, finished: OffsetDateTime) {
     }
 }
 
+/// Announced events already warned about and notified, so that each is told once.
+type Announced = std::collections::BTreeSet<(String, String, String, u64)>;
+
+/// Warns about (and notifies of) each newly announced address-changing event; forgets
+/// events that are no longer announced.
+fn announce_forecast(
+    report: &PassReport,
+    announced: &mut Announced,
+    notifier: &Notifier,
+    now: OffsetDateTime,
+) {
+    let key = |f: &crate::forecast::Forecast| {
+        (
+            f.source.clone(),
+            f.instance.clone(),
+            f.code.clone(),
+            f.not_before,
+        )
+    };
+    announced.retain(|k| report.forecast.iter().any(|f| &key(f) == k));
+    for f in &report.forecast {
+        if announced.insert(key(f)) {
+            tracing::warn!(source = %f.source, instance = ?f.instance, name = ?f.name, code = ?f.code, not_before = f.not_before, records = ?f.records, servers = ?f.servers, "scheduled maintenance will change this instance's addresses");
+            notifier.notify(now, &Notice::from(f));
+        }
+    }
+}
+
 /// The interval plus up to 10 % jitter, so that several controllers do not pass in lockstep.
 fn next_delay(interval: Duration) -> Duration {
     interval.mul_f64(1.0 + rand::random::<f64>() * 0.1)
@@ -362,6 +387,7 @@ pub async fn run(
 
     let mut tracker = Tracker::new(tracked_names(&config));
     let mut backoffs = Backoffs::default();
+    let mut announced = Announced::new();
     let mut first_pass = true;
     let mut shutdown_rx = shutdown.clone();
     loop {
@@ -384,6 +410,7 @@ pub async fn run(
             elapsed,
         );
         notify(&notifier, &events, finished_at);
+        announce_forecast(&outcome.report, &mut announced, &notifier, finished_at);
         // The first pass is always recorded: it tells a timeline what is still wrong after a restart.
         if !events.records.is_empty() || first_pass {
             events

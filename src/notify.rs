@@ -27,6 +27,20 @@ pub const QUEUE_CAPACITY: usize = 64;
 const RETRIES: usize = 3;
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(500);
 
+impl From<&crate::forecast::Forecast> for Notice {
+    fn from(f: &crate::forecast::Forecast) -> Notice {
+        Notice::ScheduledEvent {
+            source: f.source.clone(),
+            instance: f.instance.clone(),
+            name: f.name.clone(),
+            code: f.code.clone(),
+            not_before: f.not_before,
+            records: f.records.clone(),
+            servers: f.servers.clone(),
+        }
+    }
+}
+
 /// Something worth telling a person.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -49,6 +63,17 @@ pub enum Notice {
         target: String,
         object: String,
         reason: String,
+    },
+    /// Announced maintenance that will change an instance's addresses (sent once per event).
+    ScheduledEvent {
+        source: String,
+        instance: String,
+        name: String,
+        code: String,
+        /// Unix seconds.
+        not_before: u64,
+        records: Vec<String>,
+        servers: Vec<String>,
     },
 }
 
@@ -109,6 +134,29 @@ impl Notice {
                 object,
                 reason,
             } => format!("ipdrift: guard {guard} refused to change {object} on {target}: {reason}"),
+            Notice::ScheduledEvent {
+                source,
+                instance,
+                name,
+                code,
+                not_before,
+                records,
+                servers,
+            } => {
+                let when = humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH + Duration::from_secs(*not_before),
+                );
+                let affected: Vec<&str> =
+                    records.iter().chain(servers).map(String::as_str).collect();
+                format!(
+                    "ipdrift: {code} of {name:?} ({instance}, {source}) not before {when} will change its addresses; depending on them: {}",
+                    if affected.is_empty() {
+                        "nothing ipdrift manages".to_string()
+                    } else {
+                        affected.join(", ")
+                    }
+                )
+            }
         }
     }
 }
@@ -289,6 +337,33 @@ mod tests {
 
     fn at(text: &str) -> OffsetDateTime {
         OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).unwrap()
+    }
+
+    #[test]
+    fn a_scheduled_event_notice_names_the_instance_and_what_depends_on_it() {
+        let forecast = crate::forecast::Forecast {
+            source: "aws".into(),
+            instance: "i-1".into(),
+            name: "web-01".into(),
+            code: "instance-stop".into(),
+            not_before: 1_800_000_000,
+            description: "stop".into(),
+            records: vec!["ns1: web-01.example.com. A".into()],
+            servers: vec!["lb-01: web/web-01".into()],
+        };
+        let notice = Notice::from(&forecast);
+        let text = notice.text();
+        assert!(
+            text.contains("instance-stop of \"web-01\" (i-1, aws) not before 2027-01-15T08:00:00Z"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ns1: web-01.example.com. A, lb-01: web/web-01"),
+            "{text}"
+        );
+        let body = payload(NotifyKind::Json, OffsetDateTime::UNIX_EPOCH, &notice);
+        assert_eq!(body["event"], "scheduled_event");
+        assert_eq!(body["not_before"], 1_800_000_000);
     }
 
     #[test]

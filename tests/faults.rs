@@ -247,13 +247,11 @@ fn a_wrong_tsig_key_reload_is_accepted_and_fails_dns_only_until_the_key_is_fixed
     );
     assert!(
         wait_until(Duration::from_secs(5), || {
-            complaints(&controller, "target", "ns1")
-                .iter()
-                .any(|e| {
-                    e["message"]
-                        .as_str()
-                        .is_some_and(|m| m.contains(fleet.bind.key_name()))
-                })
+            complaints(&controller, "target", "ns1").iter().any(|e| {
+                e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains(fleet.bind.key_name()))
+            })
         }),
         "no error for ns1 naming the key {}:\n{}",
         fleet.bind.key_name(),
