@@ -8,11 +8,14 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use reqwest::Url;
 use serde::Deserialize;
 use toml::Spanned;
 
 use crate::dns::tsig::{TsigAlgorithm, TsigKey, parse_key_file};
 use crate::haproxy::protocol::RuntimeApi;
+use crate::inventory::http::{check_endpoint, looks_like_a_token};
+use crate::inventory::{digitalocean, hetzner};
 use crate::model::{AddressKind, DnsName};
 use crate::template::NameTemplate;
 use crate::validate;
@@ -122,6 +125,25 @@ pub enum InventoryKind {
         command: Vec<String>,
         timeout: Duration,
         dir: PathBuf,
+    },
+    /// DigitalOcean Droplets, from the API. The token is read by
+    /// [`crate::inventory::http::Token::load`] when the source is built.
+    DigitalOcean {
+        /// `token_env` or `token_file`.
+        token: SecretRef,
+        /// Only Droplets with this tag (`tag_name`).
+        tag: Option<String>,
+        /// The API's base URL (`endpoint`, default [`digitalocean::DEFAULT_ENDPOINT`]).
+        endpoint: Url,
+    },
+    /// Hetzner Cloud servers, from the API.
+    Hetzner {
+        /// `token_env` or `token_file`.
+        token: SecretRef,
+        /// Only servers this label selector matches (`label_selector`).
+        label_selector: Option<String>,
+        /// The API's base URL (`endpoint`, default [`hetzner::DEFAULT_ENDPOINT`]).
+        endpoint: Url,
     },
 }
 
@@ -452,6 +474,11 @@ struct RawInventory {
     path: Option<Spanned<String>>,
     command: Option<Spanned<Vec<String>>>,
     timeout: Option<Spanned<String>>,
+    token_env: Option<Spanned<String>>,
+    token_file: Option<Spanned<String>>,
+    tag: Option<Spanned<String>>,
+    label_selector: Option<Spanned<String>>,
+    endpoint: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -751,7 +778,11 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigErrors> {
         let r = inv.get_ref();
         c.unique(&mut inventory_names, &r.name, "inventory");
         let field = format!("inventory \"{}\"", r.name.get_ref());
-        match r.kind.get_ref().as_str() {
+        let kind = r.kind.get_ref().as_str();
+        if let Some(takes) = inventory_keys(kind) {
+            stray_inventory_keys(&mut c, r, &field, kind, takes);
+        }
+        match kind {
             "file" => match &r.path {
                 Some(p) => inventories.push(InventoryConfig {
                     name: r.name.get_ref().clone(),
@@ -781,10 +812,18 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigErrors> {
                     "an exec inventory needs `command = [\"program\", \"arg\", …]` printing the instances as JSON",
                 ),
             },
+            "digitalocean" | "hetzner" => {
+                if let Some(kind) = cloud_inventory(&mut c, inv, &field) {
+                    inventories.push(InventoryConfig {
+                        name: r.name.get_ref().clone(),
+                        kind,
+                    });
+                }
+            }
             other => c.error(
                 &r.kind,
                 format!("{field}.kind"),
-                format!("unknown inventory kind {other:?}; supported: file, exec"),
+                format!("unknown inventory kind {other:?}; supported: file, exec, digitalocean, hetzner"),
             ),
         }
     }
@@ -1095,6 +1134,180 @@ fn notify_config(c: &mut Checker<'_>, raw: &RawNotify, number: usize) -> Option<
     })
 }
 
+/// The `[[inventory]]` keys (besides `name` and `kind`) each kind takes.
+fn inventory_keys(kind: &str) -> Option<&'static [&'static str]> {
+    Some(match kind {
+        "file" => &["path"],
+        "exec" => &["command", "timeout"],
+        "digitalocean" => &["token_env", "token_file", "tag", "endpoint"],
+        "hetzner" => &["token_env", "token_file", "label_selector", "endpoint"],
+        _ => return None,
+    })
+}
+
+/// A key that the source's kind does not take is an error, not something silently ignored
+/// (a `label_selector` on a DigitalOcean source would otherwise list every Droplet).
+fn stray_inventory_keys(
+    c: &mut Checker<'_>,
+    r: &RawInventory,
+    field: &str,
+    kind: &str,
+    takes: &[&str],
+) {
+    fn check<T>(
+        c: &mut Checker<'_>,
+        value: &Option<Spanned<T>>,
+        key: &str,
+        field: &str,
+        kind: &str,
+        takes: &[&str],
+    ) {
+        if let Some(value) = value
+            && !takes.contains(&key)
+        {
+            c.error(
+                value,
+                format!("{field}.{key}"),
+                format!(
+                    "a {kind} inventory does not take `{key}`; its keys are {}",
+                    takes.join(", ")
+                ),
+            );
+        }
+    }
+    check(c, &r.path, "path", field, kind, takes);
+    check(c, &r.command, "command", field, kind, takes);
+    check(c, &r.timeout, "timeout", field, kind, takes);
+    check(c, &r.token_env, "token_env", field, kind, takes);
+    check(c, &r.token_file, "token_file", field, kind, takes);
+    check(c, &r.tag, "tag", field, kind, takes);
+    check(c, &r.label_selector, "label_selector", field, kind, takes);
+    check(c, &r.endpoint, "endpoint", field, kind, takes);
+}
+
+/// A `digitalocean` or `hetzner` source: token, endpoint and the provider's filter.
+fn cloud_inventory(
+    c: &mut Checker<'_>,
+    inv: &Spanned<RawInventory>,
+    field: &str,
+) -> Option<InventoryKind> {
+    let r = inv.get_ref();
+    let token = inventory_token(c, inv, field);
+    if r.kind.get_ref() == "hetzner" {
+        let endpoint = inventory_endpoint(c, &r.endpoint, field, hetzner::DEFAULT_ENDPOINT);
+        let label_selector = r.label_selector.as_ref().map(|selector| {
+            let text = selector.get_ref().trim();
+            if text.is_empty() {
+                c.error(
+                    selector,
+                    format!("{field}.label_selector"),
+                    "must not be empty; write e.g. \"role=web\", or leave it out to list every server",
+                );
+            }
+            text.to_string()
+        });
+        return Some(InventoryKind::Hetzner {
+            token: token?,
+            label_selector,
+            endpoint,
+        });
+    }
+    let endpoint = inventory_endpoint(c, &r.endpoint, field, digitalocean::DEFAULT_ENDPOINT);
+    let tag = r.tag.as_ref().map(|tag| {
+        let text = tag.get_ref();
+        let ok = !text.is_empty()
+            && text.len() <= 255
+            && text
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, ':' | '-' | '_'));
+        if !ok {
+            c.error(
+                tag,
+                format!("{field}.tag"),
+                format!(
+                    "{text:?} is not a DigitalOcean tag: use 1–255 letters, digits, ':', '-' or '_', e.g. \"role:web\""
+                ),
+            );
+        }
+        text.clone()
+    });
+    Some(InventoryKind::DigitalOcean {
+        token: token?,
+        tag,
+        endpoint,
+    })
+}
+
+/// Where a cloud source's API token comes from: exactly one of `token_env`, `token_file`.
+/// Values that look like a token pasted in by mistake are refused without being shown.
+fn inventory_token(
+    c: &mut Checker<'_>,
+    inv: &Spanned<RawInventory>,
+    field: &str,
+) -> Option<SecretRef> {
+    let r = inv.get_ref();
+    match (&r.token_env, &r.token_file) {
+        (Some(var), None) => {
+            if !is_env_var_name(var.get_ref()) || looks_like_a_token(var.get_ref()) {
+                c.error(
+                    var,
+                    format!("{field}.token_env"),
+                    "must be the name of an environment variable (letters, digits, '_'); the value \
+                     given is not one, or looks like a token itself, and is not shown",
+                );
+                return None;
+            }
+            Some(SecretRef::Env(var.get_ref().clone()))
+        }
+        (None, Some(file)) => {
+            let text = file.get_ref();
+            let last = Path::new(text)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if text.is_empty() || looks_like_a_token(&last) {
+                c.error(
+                    file,
+                    format!("{field}.token_file"),
+                    "must be the path of a file holding the API token; the value given is empty or \
+                     looks like a token itself (not shown)",
+                );
+                return None;
+            }
+            Some(SecretRef::File(c.resolve_path(text)))
+        }
+        (Some(_), Some(file)) => {
+            c.error(file, field, "give either token_env or token_file, not both");
+            None
+        }
+        (None, None) => {
+            c.error(
+                inv,
+                format!("{field}.token_env"),
+                "the API needs a token: add token_env = \"VAR\" (an environment variable holding it) or token_file = \"path\"",
+            );
+            None
+        }
+    }
+}
+
+/// A cloud source's `endpoint`, or the provider's own API.
+fn inventory_endpoint(
+    c: &mut Checker<'_>,
+    value: &Option<Spanned<String>>,
+    field: &str,
+    default: &str,
+) -> Url {
+    let default = || Url::parse(default).expect("the default endpoint is a URL");
+    let Some(text) = value else {
+        return default();
+    };
+    check_endpoint(text.get_ref()).unwrap_or_else(|message| {
+        c.error(text, format!("{field}.endpoint"), message);
+        default()
+    })
+}
+
 /// `IP:PORT`, or a bare IP meaning port 53.
 fn parse_server_addr(text: &str) -> Result<SocketAddr, String> {
     if let Ok(addr) = text.parse::<SocketAddr>() {
@@ -1303,6 +1516,75 @@ mod tests {
             assert!(all.contains(field), "{field} not reported in {all}");
         }
         assert!(!all.contains(token), "the URL is quoted: {all}");
+    }
+
+    #[test]
+    fn cloud_sources_take_a_token_a_filter_and_an_endpoint() {
+        let text = "[[inventory]]\nname = \"do\"\nkind = \"digitalocean\"\ntoken_env = \"DIGITALOCEAN_TOKEN\"\ntag = \"role:web\"\n\n\
+                    [[inventory]]\nname = \"hz\"\nkind = \"hetzner\"\ntoken_file = \"hcloud.token\"\nlabel_selector = \"role=web\"\nendpoint = \"http://127.0.0.1:8080\"\n";
+        let c = parse(text, Path::new("/etc/ipdrift/c.toml")).unwrap();
+        assert_eq!(
+            c.inventories[0].kind,
+            InventoryKind::DigitalOcean {
+                token: SecretRef::Env("DIGITALOCEAN_TOKEN".into()),
+                tag: Some("role:web".into()),
+                endpoint: Url::parse("https://api.digitalocean.com").unwrap(),
+            }
+        );
+        assert_eq!(
+            c.inventories[1].kind,
+            InventoryKind::Hetzner {
+                token: SecretRef::File("/etc/ipdrift/hcloud.token".into()),
+                label_selector: Some("role=web".into()),
+                endpoint: Url::parse("http://127.0.0.1:8080").unwrap(),
+            }
+        );
+        let c = parse(
+            "[[inventory]]\nname = \"hz\"\nkind = \"hetzner\"\ntoken_env = \"HCLOUD_TOKEN\"\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        let InventoryKind::Hetzner { endpoint, .. } = &c.inventories[0].kind else {
+            panic!("{:?}", c.inventories[0].kind)
+        };
+        assert_eq!(endpoint.as_str(), "https://api.hetzner.cloud/");
+    }
+
+    #[test]
+    fn cloud_source_mistakes_are_errors_that_never_show_a_token() {
+        let base = "[[inventory]]\nname = \"do\"\nkind = \"digitalocean\"\n";
+        let e = errors_of(base);
+        assert!(e[0].message.contains("token_env = \"VAR\""), "{e:?}");
+        assert_eq!(e[0].line, Some(1));
+        let e = errors_of(&format!("{base}token_env = \"A\"\ntoken_file = \"b\"\n"));
+        assert!(e[0].message.contains("not both"), "{e:?}");
+        let token = "dop_v1_4f0c2e8b9a7d6c5b4a3f2e1d0c9b8a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d2c1b";
+        for key in ["token_env", "token_file"] {
+            let e = errors_of(&format!("{base}{key} = \"{token}\"\n"));
+            let all = ConfigErrors(e.clone()).to_string();
+            assert!(!all.contains(token) && all.contains("not shown"), "{all}");
+            assert_eq!(e[0].line, Some(4), "{all}");
+        }
+        // A key of another kind is an error, not silently ignored.
+        let e = errors_of(&format!(
+            "{base}token_env = \"T\"\nlabel_selector = \"role=web\"\n"
+        ));
+        assert!(e[0].field.ends_with(".label_selector"), "{e:?}");
+        assert!(e[0].message.contains("tag"), "{e:?}");
+        let e = errors_of(
+            "[[inventory]]\nname = \"f\"\nkind = \"file\"\npath = \"i.json\"\ntag = \"x\"\n",
+        );
+        assert!(e[0].field.ends_with(".tag"), "{e:?}");
+        let e = errors_of(&format!("{base}token_env = \"T\"\ntag = \"role=web\"\n"));
+        assert!(e[0].message.contains("role:web"), "{e:?}");
+        let e = errors_of(&format!(
+            "{base}token_env = \"T\"\nendpoint = \"http://api.example.com\"\n"
+        ));
+        assert!(e[0].message.contains("must use https"), "{e:?}");
+        let e = errors_of(&format!(
+            "{base}token_env = \"T\"\nendpoint = \"not a url\"\n"
+        ));
+        assert!(e[0].field.ends_with(".endpoint"), "{e:?}");
     }
 
     #[test]

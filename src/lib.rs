@@ -18,7 +18,8 @@
 //! - [`audit::timeline`], [`audit::render`]: audit log → incidents → text, JSON, Markdown.
 //!
 //! I/O:
-//! - [`inventory`]: sources of instances (`file`).
+//! - [`inventory`]: sources of instances (`file`, `exec`, `digitalocean`, `hetzner`; the
+//!   cloud APIs share [`inventory::http`]: token, timeouts, retries).
 //! - [`dns`]: DNS targets (`rfc2136` with TSIG).
 //! - [`haproxy::client`]: the HAProxy runtime API over a unix or TCP socket.
 //! - [`reconcile`]: one pass over all of them.
@@ -51,3 +52,9 @@ use std::pin::Pin;
 
 /// The boxed future that the I/O traits return, so targets can be used as trait objects.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// reqwest is built without a TLS crypto provider of its own; HTTPS (cloud APIs, webhooks)
+/// uses ring, which TSIG needs anyway. Call before building an HTTP client; idempotent.
+pub(crate) fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -201,8 +201,7 @@ struct Failure {
 impl Notifier {
     /// Starts a delivery task per webhook. Needs a tokio runtime.
     pub fn start(configs: &[NotifyConfig], metrics: Arc<Metrics>) -> anyhow::Result<Notifier> {
-        // reqwest is built without a TLS provider of its own: use ring, which TSIG already needs.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        crate::install_tls_provider();
         let mut webhooks = Vec::new();
         for (index, config) in configs.iter().enumerate() {
             let client = reqwest::Client::builder()

@@ -18,8 +18,11 @@ use crate::forecast::{ScheduledEvent, forecast};
 use crate::haproxy::client::HaproxyClient;
 use crate::haproxy::{LoadBalancer, ServerChange};
 use crate::inventory::Inventory;
+use crate::inventory::digitalocean::DigitalOceanInventory;
 use crate::inventory::exec::ExecInventory;
 use crate::inventory::file::FileInventory;
+use crate::inventory::hetzner::HetznerInventory;
+use crate::inventory::http::{HttpOptions, Token};
 use crate::model::{DnsName, ObservedServer, RecordKey, RecordSet, ServerAdmin, ServerIntent};
 use crate::plan::{Action, Observed, PassReport, Plan, PlanOptions, TargetError, orphans, plan};
 
@@ -106,8 +109,13 @@ impl Reconciler {
         let inventories = config
             .inventories
             .iter()
-            .map(|inv| -> Box<dyn Inventory> {
-                match &inv.kind {
+            .map(|inv| -> anyhow::Result<Box<dyn Inventory>> {
+                // Cloud API tokens are read here, like the TSIG keys: a missing one stops
+                // `run` from starting and a reload from taking effect.
+                let token = |source| {
+                    Token::load(source).map_err(|e| anyhow!("inventory {:?}.{e}", inv.name))
+                };
+                Ok(match &inv.kind {
                     InventoryKind::Exec {
                         command,
                         timeout,
@@ -121,9 +129,31 @@ impl Reconciler {
                     InventoryKind::File { path } => {
                         Box::new(FileInventory::new(inv.name.clone(), path.clone()))
                     }
-                }
+                    InventoryKind::DigitalOcean {
+                        token: source,
+                        tag,
+                        endpoint,
+                    } => Box::new(DigitalOceanInventory::new(
+                        inv.name.clone(),
+                        endpoint,
+                        token(source)?,
+                        tag.clone(),
+                        HttpOptions::new(timeout),
+                    )?),
+                    InventoryKind::Hetzner {
+                        token: source,
+                        label_selector,
+                        endpoint,
+                    } => Box::new(HetznerInventory::new(
+                        inv.name.clone(),
+                        endpoint,
+                        token(source)?,
+                        label_selector.clone(),
+                        HttpOptions::new(timeout),
+                    )?),
+                })
             })
-            .collect();
+            .collect::<anyhow::Result<_>>()?;
         let dns = config
             .dns
             .iter()

@@ -2,8 +2,11 @@
 //! the reconciler sees only the [`Inventory`] trait. A source that fails returns an error —
 //! never an empty list — so that nothing is planned on unknown state.
 
+pub mod digitalocean;
 pub mod exec;
 pub mod file;
+pub mod hetzner;
+pub mod http;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

@@ -1,0 +1,357 @@
+//! `kind = "hetzner"`: servers from the Hetzner Cloud API,
+//! `GET /v1/servers?per_page=50[&label_selector=S]`, following
+//! `meta.pagination.next_page` until it is `null`.
+//!
+//! Mapping to [`Instance`]: `id` → id (as text), `name` → name, `labels` → tags;
+//! `public_net.ipv4.ip` → `public_ipv4` (`ipv4` is `null` on IPv6-only servers); the first
+//! `private_net[].ip` → `private_ipv4`; `public_net.ipv6.ip` is the server's /64 network,
+//! and `ipv6` is that network's `::1` address, which Hetzner configures on the server.
+//! `status` `running` → running; `initializing`, `starting`, `rebuilding`, `migrating`,
+//! `unknown` (and anything new) → pending; `stopping` → stopping; `off` → stopped;
+//! `deleting` → terminated.
+//!
+//! A page that fails after its retries, a malformed page, a rejected token or pages that do
+//! not add up to `total_entries` is an error for the pass, never a shorter list.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
+
+use anyhow::anyhow;
+use reqwest::Url;
+use serde::Deserialize;
+
+use super::Inventory;
+use super::http::{ApiClient, HttpOptions, MAX_PAGES, Token, api_url};
+use crate::BoxFuture;
+use crate::model::{Instance, InstanceState};
+
+/// The API's base URL unless `endpoint` says otherwise.
+pub const DEFAULT_ENDPOINT: &str = "https://api.hetzner.cloud";
+
+/// The most servers Hetzner returns per page.
+const PER_PAGE: u32 = 50;
+
+/// One page of `GET /v1/servers`.
+#[derive(Debug, Deserialize)]
+struct ServerPage {
+    servers: Vec<Server>,
+    #[serde(default)]
+    meta: Option<Meta>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Meta {
+    pagination: Pagination,
+}
+
+#[derive(Debug, Deserialize)]
+struct Pagination {
+    #[serde(default)]
+    next_page: Option<u32>,
+    #[serde(default)]
+    total_entries: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Server {
+    id: u64,
+    name: String,
+    status: String,
+    public_net: PublicNet,
+    #[serde(default)]
+    private_net: Vec<PrivateNet>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct PublicNet {
+    #[serde(default)]
+    ipv4: Option<PublicIpv4>,
+    #[serde(default)]
+    ipv6: Option<PublicIpv6>,
+}
+
+#[derive(Debug, Deserialize)]
+struct PublicIpv4 {
+    ip: Ipv4Addr,
+}
+
+#[derive(Debug, Deserialize)]
+struct PublicIpv6 {
+    /// The server's network, e.g. `2001:db8::/64`.
+    ip: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct PrivateNet {
+    #[serde(default)]
+    ip: Option<Ipv4Addr>,
+}
+
+fn state(status: &str) -> InstanceState {
+    match status {
+        "running" => InstanceState::Running,
+        "stopping" => InstanceState::Stopping,
+        "off" => InstanceState::Stopped,
+        "deleting" => InstanceState::Terminated,
+        // initializing, starting, rebuilding, migrating, unknown, and anything Hetzner adds
+        // later: not running, not gone.
+        _ => InstanceState::Pending,
+    }
+}
+
+/// `2001:db8::/64` → `2001:db8::1`: the first address of the server's network, the one
+/// Hetzner configures on it. A bare address is taken as it is.
+fn server_ipv6(network: &str) -> Option<Ipv6Addr> {
+    let Some((addr, prefix)) = network.split_once('/') else {
+        return network.parse().ok();
+    };
+    let addr: Ipv6Addr = addr.parse().ok()?;
+    let prefix: u32 = prefix.parse().ok().filter(|p| *p <= 128)?;
+    if prefix == 128 {
+        return Some(addr);
+    }
+    let mask = u128::MAX.checked_shl(128 - prefix).unwrap_or(0);
+    Some(Ipv6Addr::from((u128::from(addr) & mask) | 1))
+}
+
+fn instance(server: Server) -> Result<Instance, String> {
+    let ipv6 = match &server.public_net.ipv6 {
+        None => None,
+        Some(net) => Some(server_ipv6(&net.ip).ok_or_else(|| {
+            format!(
+                "server {} has public_net.ipv6.ip {:?}, not an IPv6 network",
+                server.id, net.ip
+            )
+        })?),
+    };
+    Ok(Instance {
+        id: server.id.to_string(),
+        state: state(&server.status),
+        public_ipv4: server.public_net.ipv4.as_ref().map(|v4| v4.ip),
+        private_ipv4: server.private_net.iter().find_map(|n| n.ip),
+        ipv6,
+        tags: server.labels,
+        name: server.name,
+    })
+}
+
+/// Lists Hetzner Cloud servers, optionally only those a label selector matches.
+pub struct HetznerInventory {
+    name: String,
+    api: ApiClient,
+    servers: Url,
+    label_selector: Option<String>,
+}
+
+impl fmt::Debug for HetznerInventory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HetznerInventory")
+            .field("name", &self.name)
+            .field("servers", &self.servers.as_str())
+            .field("label_selector", &self.label_selector)
+            .field("token", &"<redacted>")
+            .finish()
+    }
+}
+
+impl HetznerInventory {
+    /// `endpoint` is the API's base URL ([`DEFAULT_ENDPOINT`]); `label_selector` is sent as
+    /// it is (e.g. `role=web,env!=dev`).
+    pub fn new(
+        name: String,
+        endpoint: &Url,
+        token: Token,
+        label_selector: Option<String>,
+        options: HttpOptions,
+    ) -> anyhow::Result<HetznerInventory> {
+        Ok(HetznerInventory {
+            api: ApiClient::new("Hetzner Cloud", name.clone(), token, options)?,
+            servers: api_url(endpoint, &["v1", "servers"]),
+            name,
+            label_selector,
+        })
+    }
+
+    /// The first page has no `page` parameter; later ones do.
+    fn page_url(&self, page: u32) -> Url {
+        let mut url = self.servers.clone();
+        {
+            let mut query = url.query_pairs_mut();
+            query.append_pair("per_page", &PER_PAGE.to_string());
+            if page > 1 {
+                query.append_pair("page", &page.to_string());
+            }
+            if let Some(selector) = &self.label_selector {
+                query.append_pair("label_selector", selector);
+            }
+        }
+        url
+    }
+
+    async fn list_all(&self) -> anyhow::Result<Vec<Instance>> {
+        let mut instances = Vec::new();
+        let mut totals = Vec::new();
+        let mut page = 1;
+        loop {
+            let url = self.page_url(page);
+            let body: ServerPage = self.api.get_json(&url, page).await?;
+            let pagination = body.meta.map(|m| m.pagination);
+            if let Some(total) = pagination.as_ref().and_then(|p| p.total_entries) {
+                totals.push((page, total));
+            }
+            let context = || self.api.page_context(page, &url);
+            for server in body.servers {
+                instances.push(
+                    instance(server)
+                        .map_err(|e| anyhow!("{}: malformed response: {e}", context()))?,
+                );
+            }
+            let Some(next) = pagination.and_then(|p| p.next_page) else {
+                break;
+            };
+            if next <= page {
+                return Err(anyhow!(
+                    "{}: malformed response: meta.pagination.next_page goes back to page {next}",
+                    context()
+                ));
+            }
+            if next > MAX_PAGES {
+                return Err(anyhow!(
+                    "{}: the listing has more than {MAX_PAGES} pages; narrow it with `label_selector`",
+                    context()
+                ));
+            }
+            page = next;
+        }
+        self.api
+            .check_complete(instances.iter().map(|i| i.id.clone()), &totals, "server")?;
+        Ok(instances)
+    }
+}
+
+impl Inventory for HetznerInventory {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn time_limit(&self, _default: Duration) -> Duration {
+        self.api.options().listing_limit()
+    }
+
+    fn list(&self) -> BoxFuture<'_, anyhow::Result<Vec<Instance>>> {
+        Box::pin(self.list_all())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A page shaped like the example in Hetzner's API reference.
+    const DOCUMENTED: &str = r#"{
+      "servers": [{
+        "id": 42, "name": "my-server", "status": "running", "created": "2016-01-30T23:55:00+00:00",
+        "public_net": {
+          "ipv4": {"ip": "1.2.3.4", "blocked": false, "dns_ptr": "server01.example.com", "id": 42},
+          "ipv6": {"ip": "2001:db8::/64", "blocked": false, "dns_ptr": [{"ip": "2001:db8::1", "dns_ptr": "server.example.com"}], "id": 42},
+          "floating_ips": [478], "firewalls": [{"id": 42, "status": "applied"}]
+        },
+        "private_net": [{"network": 4711, "ip": "10.0.0.2", "alias_ips": [], "mac_address": "86:00:ff:2a:7d:e1"}],
+        "server_type": {"id": 1, "name": "cx11"},
+        "datacenter": {"id": 1, "name": "fsn1-dc8"},
+        "image": null, "iso": null, "rescue_enabled": false, "locked": false,
+        "backup_window": "22-02", "outgoing_traffic": 123456, "ingoing_traffic": 123456,
+        "included_traffic": 654321, "protection": {"delete": false, "rebuild": false},
+        "labels": {"role": "web", "env": "prod"},
+        "volumes": [], "load_balancers": [], "primary_disk_size": 50, "placement_group": null
+      }],
+      "meta": {"pagination": {"page": 1, "per_page": 25, "previous_page": null, "next_page": 4, "last_page": 4, "total_entries": 100}}
+    }"#;
+
+    #[test]
+    fn the_documented_page_maps_to_instances() {
+        let page: ServerPage = serde_json::from_str(DOCUMENTED).unwrap();
+        let pagination = &page.meta.as_ref().unwrap().pagination;
+        assert_eq!(
+            (pagination.next_page, pagination.total_entries),
+            (Some(4), Some(100))
+        );
+        let i = instance(page.servers.into_iter().next().unwrap()).unwrap();
+        assert_eq!(i.id, "42");
+        assert_eq!(i.name, "my-server");
+        assert_eq!(i.state, InstanceState::Running);
+        assert_eq!(i.public_ipv4, Some("1.2.3.4".parse().unwrap()));
+        assert_eq!(i.private_ipv4, Some("10.0.0.2".parse().unwrap()));
+        assert_eq!(i.ipv6, Some("2001:db8::1".parse().unwrap()));
+        assert_eq!(i.tags["role"], "web");
+    }
+
+    #[test]
+    fn ipv6_only_servers_and_odd_networks() {
+        let page: ServerPage = serde_json::from_str(
+            r#"{"servers":[{"id":7,"name":"v6","status":"off","labels":{},"private_net":[],
+                "public_net":{"ipv4":null,"ipv6":{"ip":"2a01:4f8:c17:1234::/64"},"floating_ips":[]}}],
+                "meta":{"pagination":{"page":1,"per_page":50,"previous_page":null,"next_page":null,"last_page":1,"total_entries":1}}}"#,
+        )
+        .unwrap();
+        let i = instance(page.servers.into_iter().next().unwrap()).unwrap();
+        assert_eq!(i.public_ipv4, None);
+        assert_eq!(i.ipv6, Some("2a01:4f8:c17:1234::1".parse().unwrap()));
+        assert_eq!(i.state, InstanceState::Stopped);
+
+        assert_eq!(
+            server_ipv6("2001:db8:0:0:ffff::/64"),
+            Some("2001:db8::1".parse().unwrap())
+        );
+        assert_eq!(
+            server_ipv6("2001:db8::5/128"),
+            Some("2001:db8::5".parse().unwrap())
+        );
+        assert_eq!(
+            server_ipv6("2001:db8::7"),
+            Some("2001:db8::7".parse().unwrap())
+        );
+        assert_eq!(server_ipv6("2001:db8::/129"), None);
+        assert_eq!(server_ipv6("1.2.3.4/32"), None);
+        assert_eq!(server_ipv6("::/0"), Some("::1".parse().unwrap()));
+    }
+
+    #[test]
+    fn statuses_map_as_documented() {
+        for (status, want) in [
+            ("initializing", InstanceState::Pending),
+            ("starting", InstanceState::Pending),
+            ("running", InstanceState::Running),
+            ("stopping", InstanceState::Stopping),
+            ("off", InstanceState::Stopped),
+            ("deleting", InstanceState::Terminated),
+            ("rebuilding", InstanceState::Pending),
+            ("migrating", InstanceState::Pending),
+            ("unknown", InstanceState::Pending),
+            ("brand-new", InstanceState::Pending),
+        ] {
+            assert_eq!(state(status), want, "{status}");
+        }
+    }
+
+    #[test]
+    fn page_urls_carry_the_size_page_and_selector() {
+        let source = HetznerInventory::new(
+            "hz".into(),
+            &Url::parse(DEFAULT_ENDPOINT).unwrap(),
+            Token::new("t").unwrap(),
+            Some("role==web,env!=dev".into()),
+            HttpOptions::new(Duration::from_secs(5)),
+        )
+        .unwrap();
+        assert_eq!(
+            source.page_url(1).as_str(),
+            "https://api.hetzner.cloud/v1/servers?per_page=50&label_selector=role%3D%3Dweb%2Cenv%21%3Ddev"
+        );
+        assert!(source.page_url(2).as_str().contains("&page=2&"));
+    }
+}
