@@ -280,9 +280,35 @@ fn announce_forecast(
     }
 }
 
-/// The interval plus up to 10 % jitter, so that several controllers do not pass in lockstep.
-fn next_delay(interval: Duration) -> Duration {
-    interval.mul_f64(1.0 + rand::random::<f64>() * 0.1)
+/// When passes start: on a fixed grid, `origin + k × interval`, so a change waits at most
+/// one interval plus one pass whatever the passes take. The origin is offset by up to 10 %
+/// of the interval, drawn once, so that several controllers do not pass in lockstep. A pass
+/// that overruns skips the ticks it missed rather than running passes back to back.
+struct Schedule {
+    origin: tokio::time::Instant,
+    interval: Duration,
+}
+
+impl Schedule {
+    /// A schedule whose first tick is one interval (plus the offset) after `now`, the
+    /// start of a pass.
+    fn new(now: tokio::time::Instant, interval: Duration) -> Schedule {
+        Schedule {
+            origin: now + interval + interval.mul_f64(rand::random::<f64>() * 0.1),
+            interval,
+        }
+    }
+
+    /// The first tick strictly after `now`.
+    fn next_after(&self, now: tokio::time::Instant) -> tokio::time::Instant {
+        if now < self.origin {
+            return self.origin;
+        }
+        let elapsed = (now - self.origin).as_nanos();
+        let step = self.interval.as_nanos().max(1);
+        let ticks = elapsed / step + 1;
+        self.origin + Duration::from_nanos(u64::try_from(ticks * step).unwrap_or(u64::MAX))
+    }
 }
 
 /// Per-target exponential backoff with jitter after failed passes (backon's schedule);
@@ -388,6 +414,7 @@ pub async fn run(
     let mut tracker = Tracker::new(tracked_names(&config));
     let mut backoffs = Backoffs::default();
     let mut announced = Announced::new();
+    let mut schedule = Schedule::new(tokio::time::Instant::now(), config.controller.interval);
     let mut first_pass = true;
     let mut shutdown_rx = shutdown.clone();
     loop {
@@ -429,7 +456,7 @@ pub async fn run(
             state.mark_success();
         }
         tokio::select! {
-            _ = tokio::time::sleep(next_delay(config.controller.interval)) => {}
+            _ = tokio::time::sleep_until(schedule.next_after(tokio::time::Instant::now())) => {}
             Some(()) = reload.recv() => {
                 match load().and_then(|new| {
                     let new = Arc::new(new);
@@ -449,6 +476,7 @@ pub async fn run(
                         reconciler = new_reconciler;
                         backoffs = Backoffs::default();
                         metrics.reconcile_interval.set(config.controller.interval.as_secs_f64());
+                        schedule = Schedule::new(tokio::time::Instant::now(), config.controller.interval);
                         state.set_ready_window(ready_window(&config));
                         tracing::info!(config = %config.path.display(), "configuration reloaded");
                     }
@@ -497,12 +525,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn jitter_stays_within_ten_percent() {
+    fn passes_start_on_a_fixed_grid_offset_by_at_most_ten_percent() {
+        let start = tokio::time::Instant::now();
+        let interval = Duration::from_secs(10);
         for _ in 0..100 {
-            let d = next_delay(Duration::from_secs(10));
-            assert!(
-                d >= Duration::from_secs(10) && d <= Duration::from_secs(11),
-                "{d:?}"
+            let schedule = Schedule::new(start, interval);
+            let offset = schedule.origin - start - interval;
+            assert!(offset <= Duration::from_secs(1), "{offset:?}");
+            // A quick pass: the next one starts at the first tick.
+            assert_eq!(
+                schedule.next_after(start + Duration::from_millis(50)),
+                schedule.origin
+            );
+            // After that, ticks are one interval apart, whatever the pass took.
+            let second = schedule.next_after(schedule.origin);
+            assert_eq!(second - schedule.origin, interval);
+            assert_eq!(
+                schedule.next_after(second + Duration::from_secs(3)),
+                second + interval
+            );
+            // An overrun skips the missed tick instead of running back to back.
+            assert_eq!(
+                schedule.next_after(second + Duration::from_secs(15)),
+                second + interval * 2
             );
         }
     }
