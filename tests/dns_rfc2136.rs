@@ -638,3 +638,84 @@ async fn a_refused_zone_transfer_says_what_to_add_to_named_conf() {
         )
     );
 }
+
+/// `count` replaces of `web-00000.example.test.` A onwards, each to one address.
+fn web_replaces(count: usize) -> Vec<RecordChange> {
+    (0..count)
+        .map(|n| {
+            replace(rrset(
+                &format!("web-{n:05}.example.test."),
+                RecordType::A,
+                60,
+                &[&format!("10.1.{}.{}", n / 250, n % 250 + 1)],
+            ))
+        })
+        .collect()
+}
+
+fn sorted(mut rrsets: Vec<RecordSet>) -> Vec<RecordSet> {
+    rrsets.sort_by(|a, b| a.key.cmp(&b.key));
+    rrsets
+}
+
+#[tokio::test]
+async fn fifteen_hundred_rrsets_written_at_once_take_several_updates_and_read_back() {
+    let bind = bind();
+    let target = target(&bind);
+    let serial_before = soa_serial(&bind);
+    let changes = web_replaces(1500);
+    target.write(&changes).await.unwrap();
+
+    // A replaced A record takes at most 72 bytes (each name uncompressed), so 1 500 of them
+    // need two messages of at most 64 511 bytes; BIND bumps the serial once per message.
+    assert_eq!(soa_serial(&bind), serial_before + 2);
+    let wanted: Vec<RecordSet> = changes
+        .iter()
+        .map(|change| match change {
+            RecordChange::Replace { to, .. } => to.clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let keys: Vec<RecordKey> = wanted.iter().map(|rrset| rrset.key.clone()).collect();
+    assert_eq!(sorted(target.read(&keys).await.unwrap()), wanted);
+    assert_eq!(bind.query("web-00000.example.test.", "A"), ["10.1.0.1"]);
+    assert_eq!(bind.query("web-01499.example.test.", "A"), ["10.1.5.250"]);
+    assert_eq!(bind.query("www.example.test.", "A"), ["127.0.1.10"]);
+}
+
+#[tokio::test]
+async fn a_refused_update_message_is_named_while_the_other_messages_are_written() {
+    let bind = bind();
+    let target = target(&bind);
+    let serial_before = soa_serial(&bind);
+    // The create of www, which exists, lands in the second of two messages.
+    let mut changes = web_replaces(1500);
+    changes.insert(
+        1200,
+        create(rrset(
+            "www.example.test.",
+            RecordType::A,
+            60,
+            &["192.0.2.78"],
+        )),
+    );
+    let error = target.write(&changes).await.unwrap_err();
+    let text = format!("{error:#}");
+    assert!(
+        text.starts_with(&format!(
+            "ns1 ({}) refused update message 2 of 2 (changing web-00",
+            bind.addr()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.ends_with(" more): YXRRSET — www.example.test. A appeared since it was read, so ipdrift did not create it over what is there; nothing in that message was applied, and it will be handled in the next pass; the other update message was applied"),
+        "{text}"
+    );
+
+    assert_eq!(soa_serial(&bind), serial_before + 1);
+    assert_eq!(bind.query("web-00000.example.test.", "A"), ["10.1.0.1"]);
+    assert!(bind.query("web-01499.example.test.", "A").is_empty());
+    assert_eq!(bind.query("www.example.test.", "A"), ["127.0.1.10"]);
+    assert!(ownership_txt(&bind, "www.example.test.").is_empty());
+}

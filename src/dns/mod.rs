@@ -26,7 +26,8 @@ pub fn ownership_text(owner_id: &str) -> String {
     format!("heritage=ipdrift,owner={owner_id}")
 }
 
-/// One write to one RRset. All of a batch goes into one UPDATE message.
+/// One write to one RRset. Each change is applied atomically; a batch of them is written
+/// together where it fits (one UPDATE message for RFC 2136).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecordChange {
     /// Replace an RRset that exists (or that someone else may create meanwhile): delete
@@ -63,7 +64,7 @@ pub trait DnsTarget: Send + Sync {
     /// Every ownership record in the zone: the managed name (without the `_ipdrift.`
     /// label) → its TXT text. Needs a zone listing (AXFR for RFC 2136).
     fn read_ownership(&self) -> BoxFuture<'_, anyhow::Result<BTreeMap<DnsName, String>>>;
-    /// Writes all `changes` as one batch (one UPDATE message for RFC 2136), atomically
-    /// where the provider allows it.
+    /// Writes all `changes`, each RRset atomically: for RFC 2136 one UPDATE message, or as
+    /// few as fit when one would exceed the DNS message size.
     fn write<'a>(&'a self, changes: &'a [RecordChange]) -> BoxFuture<'a, anyhow::Result<()>>;
 }
