@@ -67,4 +67,25 @@ pub trait DnsTarget: Send + Sync {
     /// Writes all `changes`, each RRset atomically: for RFC 2136 one UPDATE message, or as
     /// few as fit when one would exceed the DNS message size.
     fn write<'a>(&'a self, changes: &'a [RecordChange]) -> BoxFuture<'a, anyhow::Result<()>>;
+    /// Every ownership record and, where the same listing carries them, every A and AAAA
+    /// RRset of the zone, so that a pass that needs both lists the zone once. The default
+    /// lists only the ownership records ([`Self::read_ownership`]).
+    fn read_listing(&self) -> BoxFuture<'_, anyhow::Result<ZoneContents>> {
+        Box::pin(async move {
+            Ok(ZoneContents {
+                ownership: self.read_ownership().await?,
+                rrsets: None,
+            })
+        })
+    }
+}
+
+/// What one listing of a zone found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ZoneContents {
+    /// Managed name → ownership text, as [`DnsTarget::read_ownership`] returns it.
+    pub ownership: BTreeMap<DnsName, String>,
+    /// Every A and AAAA RRset of the zone when the listing carried them (a zone transfer
+    /// does); `None` when the RRsets a pass needs must be [`DnsTarget::read`] separately.
+    pub rrsets: Option<Vec<RecordSet>>,
 }

@@ -1,11 +1,12 @@
 //! A zone on a primary server that accepts dynamic updates (RFC 2136) signed with TSIG
 //! (RFC 8945), such as BIND or Knot.
 //!
-//! Reads are plain queries sent straight to that server (never a resolver), all pipelined
-//! on one TCP connection; a write is one UPDATE message holding every change, with
-//! prerequisites where ownership matters, or as few messages as fit when one would pass the
-//! 65 535 bytes DNS over TCP carries, pipelined on one connection too; ownership records are
-//! found by listing the zone with a zone transfer (AXFR, RFC 5936). Every message is
+//! Reads go straight to that server (never a resolver): a few RRsets are read with one query
+//! each, pipelined on one TCP connection; many, and the ownership records, by listing the
+//! zone with one zone transfer (AXFR, RFC 5936), or with queries when the server refuses
+//! the transfer. A write is one UPDATE message holding every change, with prerequisites
+//! where ownership matters, or as few messages as fit when one would pass the 65 535 bytes
+//! DNS over TCP carries; they are pipelined on one connection too. Every message is
 //! TSIG-signed and every answer's signature is verified before it is believed.
 //!
 //! Message building and answer interpretation are pure functions; [`Rfc2136Target`] only
@@ -14,7 +15,8 @@
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, anyhow, bail};
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
@@ -27,14 +29,23 @@ use tokio::net::TcpStream;
 
 use crate::BoxFuture;
 use crate::dns::tsig::{FUDGE_SECONDS, TsigKey};
-use crate::dns::{DnsTarget, OWNERSHIP_LABEL, RecordChange, ownership_name};
+use crate::dns::{DnsTarget, OWNERSHIP_LABEL, RecordChange, ZoneContents, ownership_name};
 use crate::model::{DnsName, RecordKey, RecordSet, RecordType};
 use crate::validate;
 
-/// The most a zone transfer may carry, in bytes. ipdrift lists the zone only to find its
-/// ownership records; a transfer this big is more likely the wrong zone, or a server that
-/// never stops, than a zone of addresses ipdrift manages.
+/// The most a zone transfer may carry, in bytes: about a million address records. A
+/// transfer this big is more likely the wrong zone, or a server that never stops, than a
+/// zone of addresses ipdrift manages.
 const MAX_TRANSFER_BYTES: usize = 64 << 20;
+
+/// A read of more RRsets than this lists the zone with one zone transfer instead of one
+/// query per RRset: a signed query and its verified answer cost about as much as a few
+/// hundred records of a transfer, and a small zone transfers in one message.
+const TRANSFER_ABOVE_KEYS: usize = 32;
+
+/// After a server refused a zone transfer, reads use queries for this long before they try
+/// a transfer again (the operator may allow it meanwhile).
+const TRANSFER_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 /// The largest UPDATE message ipdrift builds, before its TSIG record. DNS over TCP carries
 /// at most 65 535 bytes (RFC 1035 §4.2.2); the TSIG record signing appends is at most about
@@ -56,6 +67,33 @@ pub struct Rfc2136Target {
     zone: DnsName,
     key: TsigKey,
     timeout: Duration,
+    /// Whether the server refused a zone transfer, so that reads do not ask every pass.
+    transfer_refusal: Mutex<TransferRefusal>,
+}
+
+/// The last refusal of a zone transfer to read RRsets.
+#[derive(Debug, Default)]
+struct TransferRefusal {
+    /// When the server last refused; `None` while transfers work or were never tried.
+    at: Option<Instant>,
+    /// Whether the operator was told how to allow transfers (once per target).
+    told: bool,
+}
+
+impl TransferRefusal {
+    fn allows_transfer_at(&self, now: Instant) -> bool {
+        self.at
+            .is_none_or(|at| now.saturating_duration_since(at) >= TRANSFER_RETRY_AFTER)
+    }
+}
+
+/// The server refused the zone transfer itself (REFUSED or NOTAUTH without a TSIG error),
+/// as servers do unless told to allow it: reads can do without it.
+#[derive(Debug, thiserror::Error)]
+#[error("{explanation}")]
+struct TransferRefused {
+    rcode: ResponseCode,
+    explanation: String,
 }
 
 /// What a request was, for the wording of errors.
@@ -160,6 +198,7 @@ impl Rfc2136Target {
             zone,
             key,
             timeout,
+            transfer_refusal: Mutex::default(),
         }
     }
 
@@ -168,8 +207,54 @@ impl Rfc2136Target {
         format!("{} ({})", self.name, self.server)
     }
 
+    /// The RRsets of `keys`: from one zone transfer when there are many and the server
+    /// allows transfers, otherwise with one query each.
     async fn read_rrsets(&self, keys: &[RecordKey]) -> anyhow::Result<Vec<RecordSet>> {
         let keys: BTreeSet<&RecordKey> = keys.iter().collect();
+        for key in &keys {
+            self.owner_name(&key.name)?;
+        }
+        if keys.len() > TRANSFER_ABOVE_KEYS && self.may_transfer() {
+            match self.transfer_zone(MAX_TRANSFER_BYTES).await {
+                Ok(listing) => return Ok(listing.rrsets_of(&keys)),
+                Err(error) => match error.downcast_ref::<TransferRefused>() {
+                    Some(refused) => self.remember_refusal(refused),
+                    None => return Err(error),
+                },
+            }
+        }
+        self.query_rrsets(&keys).await
+    }
+
+    /// Whether a read may try a zone transfer: none was refused within
+    /// [`TRANSFER_RETRY_AFTER`].
+    fn may_transfer(&self) -> bool {
+        self.transfer_refusal
+            .lock()
+            .expect("lock")
+            .allows_transfer_at(Instant::now())
+    }
+
+    /// Remembers that the server refused a zone transfer and, the first time, tells the
+    /// operator how to allow it: reads still work, with one query per RRset.
+    fn remember_refusal(&self, refused: &TransferRefused) {
+        let mut refusal = self.transfer_refusal.lock().expect("lock");
+        refusal.at = Some(Instant::now());
+        if !std::mem::replace(&mut refusal.told, true) {
+            tracing::info!(
+                target = %self.name,
+                server = %self.server,
+                zone = %self.zone,
+                rcode = %rcode_mnemonic(refused.rcode),
+                "the server refused a zone transfer, so RRsets are read with one query each (a transfer is tried again every {}); one transfer reads many RRsets much faster: add `allow-transfer {{ key {}; }};` to the zone's clause in named.conf",
+                humantime::format_duration(TRANSFER_RETRY_AFTER),
+                self.key.name_in_config()
+            );
+        }
+    }
+
+    /// The RRsets of `keys` with one signed query each, pipelined on one connection.
+    async fn query_rrsets(&self, keys: &BTreeSet<&RecordKey>) -> anyhow::Result<Vec<RecordSet>> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
@@ -186,7 +271,7 @@ impl Rfc2136Target {
         let first_id: u16 = rand::random();
         let mut pending = HashMap::new();
         let mut requests = Vec::new();
-        for (id, key) in (0..=u16::MAX).map(|n| first_id.wrapping_add(n)).zip(keys) {
+        for (id, &key) in (0..=u16::MAX).map(|n| first_id.wrapping_add(n)).zip(keys) {
             let owner = self.owner_name(&key.name)?;
             let mut query = query_message(id, owner.clone(), key.rtype);
             let verifier = sign(&mut query, &signer)?;
@@ -409,14 +494,14 @@ impl Rfc2136Target {
         Ok(sections)
     }
 
-    /// Every ownership record in the zone, from a zone transfer (RFC 5936) of at most
-    /// `max_bytes`, all within the target's timeout.
+    /// The zone, from a zone transfer (RFC 5936) of at most `max_bytes`, all within the
+    /// target's timeout.
     ///
     /// Every message of the transfer must be TSIG-signed: each is verified against the one
     /// before (RFC 8945 §5.3.1). The RFC lets a server sign only every 100th message, the
     /// ones between covered by the next signature, but hickory's verifier takes one message
     /// at a time; BIND and Knot sign every message.
-    async fn list_ownership(&self, max_bytes: usize) -> anyhow::Result<BTreeMap<DnsName, String>> {
+    async fn transfer_zone(&self, max_bytes: usize) -> anyhow::Result<ZoneListing> {
         let zone = self.checked_name(&self.zone)?;
         let mut query = transfer_query(rand::random(), zone.clone());
         let mut verifier = sign(&mut query, &self.key.signer())?;
@@ -438,7 +523,7 @@ impl Rfc2136Target {
                 received += answer.len();
                 if received > max_bytes {
                     bail!(
-                        "the zone transfer (AXFR) of {} from {} is larger than {max_bytes} bytes, the most ipdrift reads to find its ownership records; check that the target's zone is the one holding the managed names",
+                        "the zone transfer (AXFR) of {} from {} is larger than {max_bytes} bytes, the most ipdrift reads from one zone; check that the target's zone is the one holding the managed names",
                         self.zone,
                         self.who()
                     );
@@ -462,7 +547,7 @@ impl Rfc2136Target {
                     )
                 })?;
                 if complete {
-                    return Ok(listing.into_ownership());
+                    return Ok(listing);
                 }
             }
         };
@@ -550,12 +635,18 @@ impl Rfc2136Target {
         if succeeded {
             return Ok(message);
         }
-        bail!(
+        let explanation = format!(
             "{} refused {request}: {} — {}",
             self.who(),
             rcode_mnemonic(rcode),
             explain_rcode(rcode, request, &self.zone, &self.key, self.server)
-        )
+        );
+        match (request, rcode) {
+            (Request::Transfer { message: 1 }, ResponseCode::Refused | ResponseCode::NotAuth) => {
+                Err(TransferRefused { rcode, explanation }.into())
+            }
+            _ => Err(anyhow!(explanation)),
+        }
     }
 
     /// Sends `requests` on one TCP connection and returns as many answers, in arrival order.
@@ -662,11 +753,22 @@ impl DnsTarget for Rfc2136Target {
     }
 
     fn read_ownership(&self) -> BoxFuture<'_, anyhow::Result<BTreeMap<DnsName, String>>> {
-        Box::pin(self.list_ownership(MAX_TRANSFER_BYTES))
+        Box::pin(async {
+            let listing = self.transfer_zone(MAX_TRANSFER_BYTES).await?;
+            Ok(listing.into_contents().ownership)
+        })
     }
 
     fn write<'a>(&'a self, changes: &'a [RecordChange]) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(self.send_update(changes))
+    }
+
+    /// One zone transfer gives both the ownership records and the RRsets.
+    fn read_listing(&self) -> BoxFuture<'_, anyhow::Result<ZoneContents>> {
+        Box::pin(async {
+            let listing = self.transfer_zone(MAX_TRANSFER_BYTES).await?;
+            Ok(listing.into_contents())
+        })
     }
 }
 
@@ -746,14 +848,20 @@ fn ownership_record(owner: Name, ttl: u32, text: &str) -> Record {
     Record::from_rdata(owner, ttl, RData::TXT(TXT::from_bytes(strings)))
 }
 
-/// The records of a zone transfer as its messages arrive, keeping only ownership records.
-/// RFC 5936 §2.2: the transfer opens with the zone's SOA and closes with it again.
+/// The records of a zone transfer as its messages arrive, keeping the ownership records and
+/// the A and AAAA RRsets. RFC 5936 §2.2: the transfer opens with the zone's SOA and closes
+/// with it again.
 #[derive(Debug)]
 struct ZoneListing {
     zone: Name,
     opened: bool,
     /// Managed name → the texts of its ownership records (normally exactly one).
     ownership: BTreeMap<DnsName, BTreeSet<String>>,
+    rrsets: BTreeMap<RecordKey, RecordSet>,
+    /// Names below the apex that have NS records: zone cuts. Address records at and below
+    /// them are glue, not the zone's own data (RFC 1034 §4.2.1), and a query for them gets
+    /// a referral, not an answer.
+    cuts: Vec<DnsName>,
 }
 
 impl ZoneListing {
@@ -762,6 +870,8 @@ impl ZoneListing {
             zone,
             opened: false,
             ownership: BTreeMap::new(),
+            rrsets: BTreeMap::new(),
+            cuts: Vec::new(),
         }
     }
 
@@ -780,8 +890,8 @@ impl ZoneListing {
                     return Err("has records after its closing SOA record".into());
                 }
                 return Ok(true);
-            } else if let Some((name, text)) = ownership_entry(record) {
-                self.ownership.entry(name).or_default().insert(text);
+            } else {
+                self.keep(record);
             }
         }
         if !self.opened {
@@ -793,15 +903,66 @@ impl ZoneListing {
         Ok(false)
     }
 
-    /// Managed name → ownership text. A name with several ownership records gets their texts
-    /// sorted and joined by newlines, which matches no [`crate::dns::ownership_text`]:
-    /// ambiguous ownership counts as none.
-    fn into_ownership(self) -> BTreeMap<DnsName, String> {
-        self.ownership
-            .into_iter()
-            .map(|(name, texts)| (name, texts.into_iter().collect::<Vec<_>>().join("\n")))
+    /// Keeps `record` if it is an ownership record, an address record or a zone cut.
+    fn keep(&mut self, record: &Record) {
+        if let Some((name, text)) = ownership_entry(record) {
+            self.ownership.entry(name).or_default().insert(text);
+        } else if let Some((key, addr)) = address_entry(record) {
+            let rrset = self.rrsets.entry(key).or_insert_with_key(|key| RecordSet {
+                key: key.clone(),
+                ttl: record.ttl,
+                addrs: BTreeSet::new(),
+            });
+            // RFC 2181 §5.2 requires equal TTLs; as for queries, the lowest counts.
+            rrset.ttl = rrset.ttl.min(record.ttl);
+            rrset.addrs.insert(addr);
+        } else if record.record_type() == hickory_proto::rr::RecordType::NS
+            && record.name != self.zone
+            && let Ok(cut) = validate::dns_name(&record.name.to_ascii())
+        {
+            self.cuts.push(cut);
+        }
+    }
+
+    /// The RRsets of `keys` that the zone holds.
+    fn rrsets_of(self, keys: &BTreeSet<&RecordKey>) -> Vec<RecordSet> {
+        let Self {
+            mut rrsets, cuts, ..
+        } = self;
+        keys.iter()
+            .filter(|key| !is_glue(&cuts, key))
+            .filter_map(|key| rrsets.remove(*key))
             .collect()
     }
+
+    /// Every ownership record and address RRset. A name with several ownership records gets
+    /// their texts sorted and joined by newlines, which matches no
+    /// [`crate::dns::ownership_text`]: ambiguous ownership counts as none.
+    fn into_contents(self) -> ZoneContents {
+        let Self {
+            ownership,
+            rrsets,
+            cuts,
+            ..
+        } = self;
+        let rrsets = rrsets
+            .into_values()
+            .filter(|rrset| !is_glue(&cuts, &rrset.key))
+            .collect();
+        let ownership = ownership
+            .into_iter()
+            .map(|(name, texts)| (name, texts.into_iter().collect::<Vec<_>>().join("\n")))
+            .collect();
+        ZoneContents {
+            ownership,
+            rrsets: Some(rrsets),
+        }
+    }
+}
+
+/// Whether `key` lies at or below one of the zone `cuts`, where address records are glue.
+fn is_glue(cuts: &[DnsName], key: &RecordKey) -> bool {
+    cuts.iter().any(|cut| key.name.is_in_zone(cut))
 }
 
 /// The managed name and text of `record` if it is an ownership record: a TXT record at
@@ -820,6 +981,18 @@ fn ownership_entry(record: &Record) -> Option<(DnsName, String)> {
     let managed = validate::dns_name(managed).ok()?;
     let text = String::from_utf8_lossy(&txt.txt_data.concat()).into_owned();
     Some((managed, text))
+}
+
+/// The RRset key and address of `record` if it is an A or AAAA record at a name ipdrift
+/// could manage (a valid [`DnsName`]).
+fn address_entry(record: &Record) -> Option<(RecordKey, IpAddr)> {
+    let (rtype, addr) = match &record.data {
+        RData::A(a) => (RecordType::A, IpAddr::V4(a.0)),
+        RData::AAAA(aaaa) => (RecordType::Aaaa, IpAddr::V6(aaaa.0)),
+        _ => return None,
+    };
+    let name = validate::dns_name(&record.name.to_ascii()).ok()?;
+    Some((RecordKey { name, rtype }, addr))
 }
 
 /// The RRset for `key` in an answer: the A/AAAA records of exactly that name and type
@@ -1564,7 +1737,8 @@ mod tests {
         ];
         assert_eq!(listing.take(&last), Ok(true));
         let owners: Vec<(String, String)> = listing
-            .into_ownership()
+            .into_contents()
+            .ownership
             .into_iter()
             .map(|(name, text)| (name.as_str().to_string(), text))
             .collect();
@@ -1579,6 +1753,115 @@ mod tests {
         ]
         .map(|(name, text)| (name.to_string(), text.to_string()));
         assert_eq!(owners, expected);
+    }
+
+    #[test]
+    fn a_zone_listing_keeps_address_rrsets_but_not_glue_below_a_zone_cut() {
+        let record = |owner: &str, ttl: u32, data: RData| {
+            Record::from_rdata(Name::from_ascii(owner).unwrap(), ttl, data)
+        };
+        let ns = |target: &str| {
+            RData::NS(hickory_proto::rr::rdata::NS(
+                Name::from_ascii(target).unwrap(),
+            ))
+        };
+        let mut listing = zone_listing();
+        let records = [
+            soa(),
+            record("example.test.", 300, ns("ns1.example.test.")),
+            record("ns1.example.test.", 300, RData::A(A::new(127, 0, 0, 1))),
+            record("WWW.example.test.", 300, RData::A(A::new(192, 0, 2, 1))),
+            record("www.example.test.", 120, RData::A(A::new(192, 0, 2, 2))),
+            record(
+                "www.example.test.",
+                300,
+                RData::AAAA(AAAA::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)),
+            ),
+            record("sub.example.test.", 300, ns("ns.sub.example.test.")),
+            record("ns.sub.example.test.", 300, RData::A(A::new(192, 0, 2, 53))),
+            record("*.example.test.", 300, RData::A(A::new(192, 0, 2, 9))),
+            soa(),
+        ];
+        assert_eq!(listing.take(&records), Ok(true));
+        let contents = listing.into_contents();
+        assert_eq!(
+            contents.rrsets,
+            Some(vec![
+                rrset("ns1.example.test.", RecordType::A, 300, &["127.0.0.1"]),
+                rrset(
+                    "www.example.test.",
+                    RecordType::A,
+                    120,
+                    &["192.0.2.1", "192.0.2.2"]
+                ),
+                rrset("www.example.test.", RecordType::Aaaa, 300, &["2001:db8::1"]),
+            ])
+        );
+
+        let mut listing = zone_listing();
+        assert_eq!(listing.take(&records), Ok(true));
+        let www_a = RecordKey {
+            name: name("www.example.test."),
+            rtype: RecordType::A,
+        };
+        let glue = RecordKey {
+            name: name("ns.sub.example.test."),
+            rtype: RecordType::A,
+        };
+        let absent = RecordKey {
+            name: name("nothing.example.test."),
+            rtype: RecordType::A,
+        };
+        assert_eq!(
+            listing.rrsets_of(&BTreeSet::from([&www_a, &glue, &absent])),
+            [rrset(
+                "www.example.test.",
+                RecordType::A,
+                120,
+                &["192.0.2.1", "192.0.2.2"]
+            )]
+        );
+    }
+
+    #[test]
+    fn a_refused_transfer_is_retried_after_an_hour() {
+        let now = Instant::now();
+        let mut refusal = TransferRefusal::default();
+        assert!(refusal.allows_transfer_at(now));
+        refusal.at = Some(now);
+        assert!(!refusal.allows_transfer_at(now));
+        assert!(!refusal.allows_transfer_at(now + Duration::from_secs(3599)));
+        assert!(refusal.allows_transfer_at(now + TRANSFER_RETRY_AFTER));
+    }
+
+    #[test]
+    fn only_a_transfer_refused_by_rcode_lets_reads_fall_back_to_queries() {
+        let target = target();
+        let refused_with = |rcode: ResponseCode| {
+            let mut query = transfer_query(9, Name::from_ascii("example.test.").unwrap());
+            let mut verifier = sign(&mut query, &key().signer()).unwrap();
+            let mut answer = Message::response(query.id, OpCode::Query);
+            answer.metadata.response_code = rcode;
+            answer.add_queries(query.queries.clone());
+            target
+                .check_answer(
+                    Request::Transfer { message: 1 },
+                    &answer.to_vec().unwrap(),
+                    &mut verifier,
+                )
+                .unwrap_err()
+        };
+        for rcode in [ResponseCode::Refused, ResponseCode::NotAuth] {
+            let error = refused_with(rcode);
+            let refused = error.downcast_ref::<TransferRefused>().unwrap();
+            assert_eq!(refused.rcode, rcode);
+            assert!(error.to_string().contains("allow-transfer"), "{error}");
+        }
+        assert!(
+            refused_with(ResponseCode::ServFail)
+                .downcast_ref::<TransferRefused>()
+                .is_none()
+        );
     }
 
     fn replaces(count: usize) -> Vec<RecordChange> {
@@ -1848,7 +2131,7 @@ mod tests {
             key(),
             Duration::from_secs(5),
         );
-        let text = target.list_ownership(1000).await.unwrap_err().to_string();
+        let text = target.transfer_zone(1000).await.unwrap_err().to_string();
         assert!(
             text.contains(&format!(
                 "the zone transfer (AXFR) of example.test. from ns1 ({server}) is larger than 1000 bytes"
