@@ -382,7 +382,10 @@ impl Reconciler {
         observed
     }
 
-    /// Reads a zone's managed RRsets and, when a rule needs them, its ownership records.
+    /// Reads a zone's managed RRsets and, when a rule needs them, its ownership records:
+    /// then the zone is listed, and the RRsets are taken from that listing where it carries
+    /// them (one AXFR for RFC 2136) or else read afterwards, since the ownership records
+    /// decide which RRsets to read (those that `policy = "sync"` may delete).
     async fn observe_zone(
         &self,
         target: &dyn DnsTarget,
@@ -393,30 +396,41 @@ impl Reconciler {
                 .not_adopted
                 .get(target.name())
                 .is_some_and(|k| !k.is_empty());
-        let ownership = if needs_ownership {
-            let read = timeout(self.timeout, target.read_ownership())
-                .await
-                .map_err(|_| {
-                    anyhow!(
-                        "no zone listing from DNS target {:?} within {}",
-                        target.name(),
-                        humantime::format_duration(self.timeout)
-                    )
-                })??;
-            Some(read)
-        } else {
-            None
-        };
         let mut keys = keys_to_read(want, target.name());
+        if !needs_ownership {
+            return Ok((self.read_dns(target, &keys).await?, None));
+        }
+        let listing = self
+            .timings
+            .time(
+                target.name(),
+                Io::Read,
+                timeout(self.timeout, target.read_listing()),
+            )
+            .await
+            .map_err(|_| {
+                anyhow!(
+                    "no zone listing from DNS target {:?} within {}",
+                    target.name(),
+                    humantime::format_duration(self.timeout)
+                )
+            })??;
         keys.extend(orphans(
             target.name(),
             want,
-            ownership.as_ref(),
+            Some(&listing.ownership),
             &ownership_text(&self.options.owner_id),
         ));
         keys.sort();
         keys.dedup();
-        Ok((self.read_dns(target, &keys).await?, ownership))
+        let rrsets = match listing.rrsets {
+            Some(zone) => zone
+                .into_iter()
+                .filter(|rrset| keys.binary_search(&rrset.key).is_ok())
+                .collect(),
+            None => self.read_dns(target, &keys).await?,
+        };
+        Ok((rrsets, Some(listing.ownership)))
     }
 
     async fn read_dns(

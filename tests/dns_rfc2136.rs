@@ -638,3 +638,194 @@ async fn a_refused_zone_transfer_says_what_to_add_to_named_conf() {
         )
     );
 }
+
+/// `count` replaces of `web-00000.example.test.` A onwards, each to one address.
+fn web_replaces(count: usize) -> Vec<RecordChange> {
+    (0..count)
+        .map(|n| {
+            replace(rrset(
+                &format!("web-{n:05}.example.test."),
+                RecordType::A,
+                60,
+                &[&format!("10.1.{}.{}", n / 250, n % 250 + 1)],
+            ))
+        })
+        .collect()
+}
+
+fn sorted(mut rrsets: Vec<RecordSet>) -> Vec<RecordSet> {
+    rrsets.sort_by(|a, b| a.key.cmp(&b.key));
+    rrsets
+}
+
+/// How often named logged that it began sending a zone transfer of the zone.
+fn transfers_started(bind: &Bind) -> usize {
+    bind.log()
+        .matches("transfer of 'example.test/IN': AXFR started")
+        .count()
+}
+
+#[tokio::test]
+async fn fifteen_hundred_rrsets_written_at_once_take_several_updates_and_read_back() {
+    let bind = bind();
+    let target = target(&bind);
+    let serial_before = soa_serial(&bind);
+    let changes = web_replaces(1500);
+    target.write(&changes).await.unwrap();
+
+    // A replaced A record takes at most 72 bytes (each name uncompressed), so 1 500 of them
+    // need two messages of at most 64 511 bytes; BIND bumps the serial once per message.
+    assert_eq!(soa_serial(&bind), serial_before + 2);
+    let wanted: Vec<RecordSet> = changes
+        .iter()
+        .map(|change| match change {
+            RecordChange::Replace { to, .. } => to.clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let keys: Vec<RecordKey> = wanted.iter().map(|rrset| rrset.key.clone()).collect();
+    assert_eq!(sorted(target.read(&keys).await.unwrap()), wanted);
+    assert_eq!(bind.query("web-00000.example.test.", "A"), ["10.1.0.1"]);
+    assert_eq!(bind.query("web-01499.example.test.", "A"), ["10.1.5.250"]);
+    assert_eq!(bind.query("www.example.test.", "A"), ["127.0.1.10"]);
+}
+
+#[tokio::test]
+async fn a_refused_update_message_is_named_while_the_other_messages_are_written() {
+    let bind = bind();
+    let target = target(&bind);
+    let serial_before = soa_serial(&bind);
+    // The create of www, which exists, lands in the second of two messages.
+    let mut changes = web_replaces(1500);
+    changes.insert(
+        1200,
+        create(rrset(
+            "www.example.test.",
+            RecordType::A,
+            60,
+            &["192.0.2.78"],
+        )),
+    );
+    let error = target.write(&changes).await.unwrap_err();
+    let text = format!("{error:#}");
+    assert!(
+        text.starts_with(&format!(
+            "ns1 ({}) refused update message 2 of 2 (changing web-00",
+            bind.addr()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.ends_with(" more): YXRRSET — www.example.test. A appeared since it was read, so ipdrift did not create it over what is there; nothing in that message was applied, and it will be handled in the next pass; the other update message was applied"),
+        "{text}"
+    );
+
+    assert_eq!(soa_serial(&bind), serial_before + 1);
+    assert_eq!(bind.query("web-00000.example.test.", "A"), ["10.1.0.1"]);
+    assert!(bind.query("web-01499.example.test.", "A").is_empty());
+    assert_eq!(bind.query("www.example.test.", "A"), ["127.0.1.10"]);
+    assert!(ownership_txt(&bind, "www.example.test.").is_empty());
+}
+
+/// A zone of about a hundred names: RECORDS plus single and multi-address A RRsets, AAAA
+/// RRsets, names in mixed case and other types.
+fn hundred_names() -> Vec<(String, &'static str, String)> {
+    let mut records: Vec<(String, &str, String)> = RECORDS
+        .iter()
+        .map(|(owner, rtype, rdata)| (owner.to_string(), *rtype, rdata.to_string()))
+        .collect();
+    for n in 0..90 {
+        let owner = if n % 10 == 0 {
+            format!("Host-{n:02}")
+        } else {
+            format!("host-{n:02}")
+        };
+        records.push((owner.clone(), "A", format!("192.0.2.{}", n + 1)));
+        if n % 3 == 0 {
+            records.push((owner.clone(), "A", format!("198.51.100.{}", n + 1)));
+        }
+        if n % 4 == 0 {
+            records.push((owner.clone(), "AAAA", format!("2001:db8::{:x}", n + 1)));
+        }
+        if n % 7 == 0 {
+            records.push((owner, "TXT", "\"not an address\"".to_string()));
+        }
+    }
+    records
+}
+
+/// Every A and AAAA key of `hundred_names`, plus some that do not exist.
+fn hundred_names_keys() -> Vec<RecordKey> {
+    let mut keys = Vec::new();
+    for n in 0..95 {
+        for rtype in [RecordType::A, RecordType::Aaaa] {
+            keys.push(key(&format!("host-{n:02}.example.test."), rtype));
+        }
+    }
+    for (owner, _, _) in RECORDS {
+        for rtype in [RecordType::A, RecordType::Aaaa] {
+            keys.push(key(&format!("{owner}.example.test."), rtype));
+        }
+    }
+    keys
+}
+
+fn start(records: &[(String, &str, String)], refusing_transfers: bool) -> Bind {
+    let records: Vec<(&str, &str, &str)> = records
+        .iter()
+        .map(|(owner, rtype, rdata)| (owner.as_str(), *rtype, rdata.as_str()))
+        .collect();
+    if refusing_transfers {
+        Bind::refusing_transfers(ZONE, &records)
+    } else {
+        Bind::new(ZONE, &records)
+    }
+}
+
+#[tokio::test]
+async fn a_read_of_many_rrsets_by_zone_transfer_matches_one_query_each() {
+    let bind = start(&hundred_names(), false);
+    let target = target(&bind);
+    let keys = hundred_names_keys();
+
+    let by_transfer = sorted(target.read(&keys).await.unwrap());
+    assert_eq!(transfers_started(&bind), 1);
+    let mut by_queries = Vec::new();
+    for chunk in keys.chunks(32) {
+        by_queries.extend(target.read(chunk).await.unwrap());
+    }
+    assert_eq!(
+        transfers_started(&bind),
+        1,
+        "reads of 32 RRsets use queries"
+    );
+
+    assert_eq!(by_transfer, sorted(by_queries));
+    assert_eq!(by_transfer.len(), 90 + 23 + 5);
+    assert!(by_transfer.contains(&rrset(
+        "host-30.example.test.",
+        RecordType::A,
+        ZONE_TTL,
+        &["192.0.2.31", "198.51.100.31"]
+    )));
+}
+
+#[tokio::test]
+async fn a_refused_zone_transfer_falls_back_to_queries_and_is_not_asked_again() {
+    let bind = start(&hundred_names(), true);
+    let target = target(&bind);
+    let keys = hundred_names_keys();
+
+    let first = sorted(target.read(&keys).await.unwrap());
+    let second = sorted(target.read(&keys).await.unwrap());
+    assert_eq!(first.len(), 90 + 23 + 5);
+    assert_eq!(first, second);
+    let denied = bind
+        .log()
+        .matches("zone transfer 'example.test/AXFR/IN' denied")
+        .count();
+    assert_eq!(denied, 1, "{}", bind.log());
+    // The ownership records still need the transfer, and say how to allow it.
+    let error = target.read_ownership().await.unwrap_err();
+    assert!(format!("{error:#}").contains("allow-transfer"), "{error:#}");
+}

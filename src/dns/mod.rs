@@ -26,7 +26,8 @@ pub fn ownership_text(owner_id: &str) -> String {
     format!("heritage=ipdrift,owner={owner_id}")
 }
 
-/// One write to one RRset. All of a batch goes into one UPDATE message.
+/// One write to one RRset. Each change is applied atomically; a batch of them is written
+/// together where it fits (one UPDATE message for RFC 2136).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecordChange {
     /// Replace an RRset that exists (or that someone else may create meanwhile): delete
@@ -63,7 +64,28 @@ pub trait DnsTarget: Send + Sync {
     /// Every ownership record in the zone: the managed name (without the `_ipdrift.`
     /// label) → its TXT text. Needs a zone listing (AXFR for RFC 2136).
     fn read_ownership(&self) -> BoxFuture<'_, anyhow::Result<BTreeMap<DnsName, String>>>;
-    /// Writes all `changes` as one batch (one UPDATE message for RFC 2136), atomically
-    /// where the provider allows it.
+    /// Writes all `changes`, each RRset atomically: for RFC 2136 one UPDATE message, or as
+    /// few as fit when one would exceed the DNS message size.
     fn write<'a>(&'a self, changes: &'a [RecordChange]) -> BoxFuture<'a, anyhow::Result<()>>;
+    /// Every ownership record and, where the same listing carries them, every A and AAAA
+    /// RRset of the zone, so that a pass that needs both lists the zone once. The default
+    /// lists only the ownership records ([`Self::read_ownership`]).
+    fn read_listing(&self) -> BoxFuture<'_, anyhow::Result<ZoneContents>> {
+        Box::pin(async move {
+            Ok(ZoneContents {
+                ownership: self.read_ownership().await?,
+                rrsets: None,
+            })
+        })
+    }
+}
+
+/// What one listing of a zone found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ZoneContents {
+    /// Managed name → ownership text, as [`DnsTarget::read_ownership`] returns it.
+    pub ownership: BTreeMap<DnsName, String>,
+    /// Every A and AAAA RRset of the zone when the listing carried them (a zone transfer
+    /// does); `None` when the RRsets a pass needs must be [`DnsTarget::read`] separately.
+    pub rrsets: Option<Vec<RecordSet>>,
 }

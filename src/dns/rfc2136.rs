@@ -1,37 +1,60 @@
 //! A zone on a primary server that accepts dynamic updates (RFC 2136) signed with TSIG
 //! (RFC 8945), such as BIND or Knot.
 //!
-//! Reads are plain queries sent straight to that server (never a resolver), all pipelined
-//! on one TCP connection; a write is one UPDATE message holding every change, with
-//! prerequisites where ownership matters; ownership records are found by listing the zone
-//! with a zone transfer (AXFR, RFC 5936). Every message is TSIG-signed and every answer's
-//! signature is verified before it is believed.
+//! Reads go straight to that server (never a resolver): a few RRsets are read with one query
+//! each, pipelined on one TCP connection; many, and the ownership records, by listing the
+//! zone with one zone transfer (AXFR, RFC 5936), or with queries when the server refuses
+//! the transfer. A write is one UPDATE message holding every change, with prerequisites
+//! where ownership matters, or as few messages as fit when one would pass the 65 535 bytes
+//! DNS over TCP carries; they are pipelined on one connection too. Every message is
+//! TSIG-signed and every answer's signature is verified before it is believed.
 //!
 //! Message building and answer interpretation are pure functions; [`Rfc2136Target`] only
 //! adds the TCP exchange (RFC 1035 §4.2.2: each message is prefixed with its 2-byte length).
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, anyhow, bail};
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::tsig::TsigError;
 use hickory_proto::rr::rdata::{A, AAAA, TXT};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, TSigVerifier, TSigner};
+use hickory_proto::serialize::binary::BinEncodable;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
 use crate::BoxFuture;
 use crate::dns::tsig::{FUDGE_SECONDS, TsigKey};
-use crate::dns::{DnsTarget, OWNERSHIP_LABEL, RecordChange, ownership_name};
+use crate::dns::{DnsTarget, OWNERSHIP_LABEL, RecordChange, ZoneContents, ownership_name};
 use crate::model::{DnsName, RecordKey, RecordSet, RecordType};
 use crate::validate;
 
-/// The most a zone transfer may carry, in bytes. ipdrift lists the zone only to find its
-/// ownership records; a transfer this big is more likely the wrong zone, or a server that
-/// never stops, than a zone of addresses ipdrift manages.
+/// The most a zone transfer may carry, in bytes: about a million address records. A
+/// transfer this big is more likely the wrong zone, or a server that never stops, than a
+/// zone of addresses ipdrift manages.
 const MAX_TRANSFER_BYTES: usize = 64 << 20;
+
+/// A read of more RRsets than this lists the zone with one zone transfer instead of one
+/// query per RRset: a signed query and its verified answer cost about as much as a few
+/// hundred records of a transfer, and a small zone transfers in one message.
+const TRANSFER_ABOVE_KEYS: usize = 32;
+
+/// After a server refused a zone transfer, reads use queries for this long before they try
+/// a transfer again (the operator may allow it meanwhile).
+const TRANSFER_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// The largest UPDATE message ipdrift builds, before its TSIG record. DNS over TCP carries
+/// at most 65 535 bytes (RFC 1035 §4.2.2); the TSIG record signing appends is at most about
+/// 350 bytes (RFC 8945 §4.2: the key name, at most 255, the algorithm name, 16 bytes of
+/// fixed fields and a MAC of at most 64), so 1 KiB leaves room to spare.
+const MAX_UPDATE_BYTES: usize = 65_535 - 1_024;
+
+/// A DNS message header (RFC 1035 §4.1.1).
+const HEADER_BYTES: usize = 12;
 
 /// A TXT character-string holds at most 255 bytes (RFC 1035 §3.3).
 const MAX_CHARACTER_STRING: usize = 255;
@@ -44,13 +67,40 @@ pub struct Rfc2136Target {
     zone: DnsName,
     key: TsigKey,
     timeout: Duration,
+    /// Whether the server refused a zone transfer, so that reads do not ask every pass.
+    transfer_refusal: Mutex<TransferRefusal>,
+}
+
+/// The last refusal of a zone transfer to read RRsets.
+#[derive(Debug, Default)]
+struct TransferRefusal {
+    /// When the server last refused; `None` while transfers work or were never tried.
+    at: Option<Instant>,
+    /// Whether the operator was told how to allow transfers (once per target).
+    told: bool,
+}
+
+impl TransferRefusal {
+    fn allows_transfer_at(&self, now: Instant) -> bool {
+        self.at
+            .is_none_or(|at| now.saturating_duration_since(at) >= TRANSFER_RETRY_AFTER)
+    }
+}
+
+/// The server refused the zone transfer itself (REFUSED or NOTAUTH without a TSIG error),
+/// as servers do unless told to allow it: reads can do without it.
+#[derive(Debug, thiserror::Error)]
+#[error("{explanation}")]
+struct TransferRefused {
+    rcode: ResponseCode,
+    explanation: String,
 }
 
 /// What a request was, for the wording of errors.
 #[derive(Debug, Clone, Copy)]
 enum Request<'a> {
     Query(&'a RecordKey),
-    Update(&'a Guarded),
+    Update(&'a UpdatePart),
     /// Message `message` (counting from 1) of the answer to the AXFR query.
     Transfer {
         message: usize,
@@ -61,7 +111,14 @@ impl std::fmt::Display for Request<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Request::Query(key) => write!(f, "the query for {key}"),
-            Request::Update(_) => f.write_str("the update"),
+            Request::Update(UpdatePart { count: 0 | 1, .. }) => f.write_str("the update"),
+            Request::Update(part) => write!(
+                f,
+                "update message {} of {} (changing {})",
+                part.number,
+                part.count,
+                some_of(&part.changed)
+            ),
             Request::Transfer { message: 1 } => f.write_str("the zone transfer (AXFR)"),
             Request::Transfer { message } => {
                 write!(f, "message {message} of the zone transfer (AXFR)")
@@ -80,12 +137,49 @@ struct Guarded {
     deleted: Vec<RecordKey>,
 }
 
-/// The prerequisite and update sections of one UPDATE (RFC 2136 §2.4, §2.5).
+/// One UPDATE message of a write, and what it changes, to name them in errors.
+#[derive(Debug, Default)]
+struct UpdatePart {
+    /// Counting from 1, of `count`; a write of one message is simply "the update".
+    number: usize,
+    count: usize,
+    /// Every RRset the message changes.
+    changed: Vec<RecordKey>,
+    guarded: Guarded,
+}
+
+/// The prerequisite and update sections of one UPDATE (RFC 2136 §2.4, §2.5), with the
+/// deletions kept apart so that they precede every addition of the message.
 #[derive(Debug, Default)]
 struct UpdateSections {
     prerequisites: Vec<Record>,
-    updates: Vec<Record>,
+    deletions: Vec<Record>,
+    additions: Vec<Record>,
+    changed: Vec<RecordKey>,
     guarded: Guarded,
+    /// The encoded size of every record above, each encoded alone: an upper bound of what
+    /// they take in a message, where name compression can only shrink them.
+    bytes: usize,
+}
+
+impl UpdateSections {
+    /// Moves every record and key of `other` into `self`.
+    fn append(&mut self, mut other: UpdateSections) {
+        self.prerequisites.append(&mut other.prerequisites);
+        self.deletions.append(&mut other.deletions);
+        self.additions.append(&mut other.additions);
+        self.changed.append(&mut other.changed);
+        self.guarded.created.append(&mut other.guarded.created);
+        self.guarded.deleted.append(&mut other.guarded.deleted);
+        self.bytes += other.bytes;
+    }
+
+    /// The update section: deletions first (see [`Rfc2136Target::update_messages`]).
+    fn updates(&mut self) -> Vec<Record> {
+        let mut updates = std::mem::take(&mut self.deletions);
+        updates.append(&mut self.additions);
+        updates
+    }
 }
 
 impl Rfc2136Target {
@@ -104,6 +198,7 @@ impl Rfc2136Target {
             zone,
             key,
             timeout,
+            transfer_refusal: Mutex::default(),
         }
     }
 
@@ -112,8 +207,54 @@ impl Rfc2136Target {
         format!("{} ({})", self.name, self.server)
     }
 
+    /// The RRsets of `keys`: from one zone transfer when there are many and the server
+    /// allows transfers, otherwise with one query each.
     async fn read_rrsets(&self, keys: &[RecordKey]) -> anyhow::Result<Vec<RecordSet>> {
         let keys: BTreeSet<&RecordKey> = keys.iter().collect();
+        for key in &keys {
+            self.owner_name(&key.name)?;
+        }
+        if keys.len() > TRANSFER_ABOVE_KEYS && self.may_transfer() {
+            match self.transfer_zone(MAX_TRANSFER_BYTES).await {
+                Ok(listing) => return Ok(listing.rrsets_of(&keys)),
+                Err(error) => match error.downcast_ref::<TransferRefused>() {
+                    Some(refused) => self.remember_refusal(refused),
+                    None => return Err(error),
+                },
+            }
+        }
+        self.query_rrsets(&keys).await
+    }
+
+    /// Whether a read may try a zone transfer: none was refused within
+    /// [`TRANSFER_RETRY_AFTER`].
+    fn may_transfer(&self) -> bool {
+        self.transfer_refusal
+            .lock()
+            .expect("lock")
+            .allows_transfer_at(Instant::now())
+    }
+
+    /// Remembers that the server refused a zone transfer and, the first time, tells the
+    /// operator how to allow it: reads still work, with one query per RRset.
+    fn remember_refusal(&self, refused: &TransferRefused) {
+        let mut refusal = self.transfer_refusal.lock().expect("lock");
+        refusal.at = Some(Instant::now());
+        if !std::mem::replace(&mut refusal.told, true) {
+            tracing::info!(
+                target = %self.name,
+                server = %self.server,
+                zone = %self.zone,
+                rcode = %rcode_mnemonic(refused.rcode),
+                "the server refused a zone transfer, so RRsets are read with one query each (a transfer is tried again every {}); one transfer reads many RRsets much faster: add `allow-transfer {{ key {}; }};` to the zone's clause in named.conf",
+                humantime::format_duration(TRANSFER_RETRY_AFTER),
+                self.key.name_in_config()
+            );
+        }
+    }
+
+    /// The RRsets of `keys` with one signed query each, pipelined on one connection.
+    async fn query_rrsets(&self, keys: &BTreeSet<&RecordKey>) -> anyhow::Result<Vec<RecordSet>> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
@@ -130,7 +271,7 @@ impl Rfc2136Target {
         let first_id: u16 = rand::random();
         let mut pending = HashMap::new();
         let mut requests = Vec::new();
-        for (id, key) in (0..=u16::MAX).map(|n| first_id.wrapping_add(n)).zip(keys) {
+        for (id, &key) in (0..=u16::MAX).map(|n| first_id.wrapping_add(n)).zip(keys) {
             let owner = self.owner_name(&key.name)?;
             let mut query = query_message(id, owner.clone(), key.rtype);
             let verifier = sign(&mut query, &signer)?;
@@ -161,45 +302,91 @@ impl Rfc2136Target {
         Ok(rrsets)
     }
 
+    /// Writes `changes` in as few UPDATE messages as fit (usually one), pipelined on one
+    /// connection. The server applies each message atomically and on its own (RFC 2136
+    /// §3.2, §3.4), so a refused message is reported, naming its RRsets, while the others
+    /// still take effect.
     async fn send_update(&self, changes: &[RecordChange]) -> anyhow::Result<()> {
         if changes.is_empty() {
             return Ok(());
         }
         let zone = self.checked_name(&self.zone)?;
-        let UpdateSections {
-            prerequisites,
-            updates,
-            guarded,
-        } = self.update_sections(changes)?;
-        let mut update = update_message(rand::random(), zone, prerequisites, updates);
-        let mut verifier = sign(&mut update, &self.key.signer())?;
-        let request = update.to_vec().context("encoding the DNS UPDATE")?;
-
-        let answers = self.exchange(&[request]).await?;
-        let answer = &answers[0];
-        if answer[..2] != update.id.to_be_bytes() {
-            bail!(
-                "{} answered the update with a different message id; is something else answering on that address?",
-                self.who()
-            );
+        let messages = self.update_messages(changes, MAX_UPDATE_BYTES)?;
+        let count = messages.len();
+        let signer = self.key.signer();
+        // Pipelined answers may come back in any order (RFC 7766 §6.2.1.1): match them by id.
+        let first_id: u16 = rand::random();
+        let mut pending = HashMap::new();
+        let mut requests = Vec::with_capacity(count);
+        for (index, mut sections) in messages.into_iter().enumerate() {
+            let offset = u16::try_from(index).map_err(|_| {
+                anyhow!(
+                    "{}: {count} UPDATE messages cannot be sent on one connection (message ids are 16 bits); write fewer changes at a time",
+                    self.who()
+                )
+            })?;
+            let id = first_id.wrapping_add(offset);
+            let updates = sections.updates();
+            let mut update = update_message(id, zone.clone(), sections.prerequisites, updates);
+            let verifier = sign(&mut update, &signer)?;
+            let request = update.to_vec().context("encoding a DNS UPDATE")?;
+            // Past 65 535 bytes hickory leaves records out and sets TC instead of failing; the
+            // size budget keeps every message well below, and this keeps a cut UPDATE unsent.
+            if is_truncated(&request) {
+                bail!(
+                    "{}: UPDATE message {} of {count} did not fit in a DNS message; nothing was sent",
+                    self.who(),
+                    index + 1
+                );
+            }
+            requests.push(request);
+            let part = UpdatePart {
+                number: index + 1,
+                count,
+                changed: sections.changed,
+                guarded: sections.guarded,
+            };
+            pending.insert(id, (part, verifier));
         }
-        self.check_answer(Request::Update(&guarded), answer, &mut verifier)?;
-        Ok(())
+
+        let mut refused = BTreeMap::new();
+        for answer in self.exchange(&requests).await? {
+            let id = u16::from_be_bytes([answer[0], answer[1]]);
+            let Some((part, mut verifier)) = pending.remove(&id) else {
+                bail!(
+                    "{} sent an answer (id {id}) to no pending update; is something else answering on that address?",
+                    self.who()
+                );
+            };
+            if let Err(error) = self.check_answer(Request::Update(&part), &answer, &mut verifier) {
+                refused.insert(part.number, error);
+            }
+        }
+        update_outcome(refused.into_values().collect(), count)
     }
 
-    /// The sections of the UPDATE that makes `changes`:
+    /// The UPDATE messages that make `changes`, each at most `max_bytes` before signing:
     /// - `Replace`: delete the RRset, add `to`.
     /// - `Create`: prerequisite "RRset does not exist", so a create never merges with an RRset
     ///   that appeared since it was read; add `to` and the ownership record.
     /// - `Delete`: prerequisite "ownership record exists", so ipdrift never deletes an RRset
     ///   whose ownership vanished; delete the RRset and the ownership record.
     ///
-    /// The server applies updates in order (RFC 2136 §3.4.2) and ownership is per name, so
-    /// deletions go first: a `Create` at a name where another type is deleted in the same
-    /// batch then re-adds the ownership record instead of losing it.
-    fn update_sections(&self, changes: &[RecordChange]) -> anyhow::Result<UpdateSections> {
-        let mut sections = UpdateSections::default();
-        let mut deletions = Vec::new();
+    /// The server applies a message's updates in order (RFC 2136 §3.4.2) and ownership is per
+    /// name, so deletions go first: a `Create` at a name where another type is deleted in the
+    /// same batch then re-adds the ownership record instead of losing it. For the same
+    /// reason all changes at one name go into one message. Names fill messages in the order
+    /// they first appear; a name whose records would not fit starts the next message.
+    fn update_messages(
+        &self,
+        changes: &[RecordChange],
+        max_bytes: usize,
+    ) -> anyhow::Result<Vec<UpdateSections>> {
+        let zone = self.checked_name(&self.zone)?;
+        let zone_section = Query::query(zone, hickory_proto::rr::RecordType::SOA);
+        let fixed_bytes = HEADER_BYTES + encoded_len(&zone_section)?;
+        let mut names: Vec<UpdateSections> = Vec::new();
+        let mut index_of_name: HashMap<&DnsName, usize> = HashMap::new();
         let mut seen = BTreeSet::new();
         for change in changes {
             let key = change.key();
@@ -209,61 +396,112 @@ impl Rfc2136Target {
                     self.who()
                 );
             }
-            let owner = self.owner_name(&key.name)?;
-            let rtype = hickory_type(key.rtype);
-            let refuse = |why| anyhow!("{}: refusing to send {key}: {why}", self.who());
-            match change {
-                RecordChange::Replace { to, .. } => {
-                    sections
-                        .updates
-                        .extend(replace_rrset(owner, to).map_err(refuse)?);
-                }
-                RecordChange::Create {
-                    to,
-                    owner: ownership_text,
-                } => {
-                    if to.addrs.is_empty() {
-                        return Err(refuse(validate::Invalid(
-                            "an RRset to create needs at least one address".into(),
-                        )));
-                    }
-                    let ownership = self.checked_name(&ownership_name(&key.name))?;
-                    sections
-                        .prerequisites
-                        .push(bare_rrset(owner.clone(), rtype, DNSClass::NONE));
-                    sections
-                        .updates
-                        .extend(add_rrset(owner, to).map_err(refuse)?);
-                    sections
-                        .updates
-                        .push(ownership_record(ownership, to.ttl, ownership_text));
-                    sections.guarded.created.push(key.clone());
-                }
-                RecordChange::Delete { .. } => {
-                    let ownership = self.checked_name(&ownership_name(&key.name))?;
-                    let txt = hickory_proto::rr::RecordType::TXT;
-                    sections
-                        .prerequisites
-                        .push(bare_rrset(ownership.clone(), txt, DNSClass::ANY));
-                    deletions.push(bare_rrset(owner, rtype, DNSClass::ANY));
-                    deletions.push(bare_rrset(ownership, txt, DNSClass::ANY));
-                    sections.guarded.deleted.push(key.clone());
+            let sections = self.change_sections(change)?;
+            match index_of_name.entry(&key.name) {
+                Entry::Occupied(index) => names[*index.get()].append(sections),
+                Entry::Vacant(vacant) => {
+                    vacant.insert(names.len());
+                    names.push(sections);
                 }
             }
         }
-        deletions.append(&mut sections.updates);
-        sections.updates = deletions;
+
+        let mut messages = Vec::new();
+        let mut message = UpdateSections::default();
+        for name in names {
+            if fixed_bytes + name.bytes > max_bytes {
+                bail!(
+                    "{}: the changes at {} take {} bytes, more than one UPDATE message holds ({max_bytes}); give the RRset fewer addresses",
+                    self.who(),
+                    name.changed[0].name,
+                    name.bytes
+                );
+            }
+            if !message.changed.is_empty() && fixed_bytes + message.bytes + name.bytes > max_bytes {
+                messages.push(std::mem::take(&mut message));
+            }
+            message.append(name);
+        }
+        messages.push(message);
+        Ok(messages)
+    }
+
+    /// The sections of one change (see [`Self::update_messages`]), with their size.
+    fn change_sections(&self, change: &RecordChange) -> anyhow::Result<UpdateSections> {
+        let key = change.key();
+        let owner = self.owner_name(&key.name)?;
+        let rtype = hickory_type(key.rtype);
+        let refuse = |why| anyhow!("{}: refusing to send {key}: {why}", self.who());
+        let mut sections = UpdateSections {
+            changed: vec![key.clone()],
+            ..UpdateSections::default()
+        };
+        match change {
+            // "Delete an RRset" (RFC 2136 §2.5.2), then add `to`: the deletions of a message
+            // precede its additions, so the RRset ends up exactly `to` (gone if it is empty).
+            RecordChange::Replace { to, .. } => {
+                sections
+                    .deletions
+                    .push(bare_rrset(owner.clone(), rtype, DNSClass::ANY));
+                sections
+                    .additions
+                    .extend(add_rrset(owner, to).map_err(refuse)?);
+            }
+            RecordChange::Create {
+                to,
+                owner: ownership_text,
+            } => {
+                if to.addrs.is_empty() {
+                    return Err(refuse(validate::Invalid(
+                        "an RRset to create needs at least one address".into(),
+                    )));
+                }
+                let ownership = self.checked_name(&ownership_name(&key.name))?;
+                sections
+                    .prerequisites
+                    .push(bare_rrset(owner.clone(), rtype, DNSClass::NONE));
+                sections
+                    .additions
+                    .extend(add_rrset(owner, to).map_err(refuse)?);
+                sections
+                    .additions
+                    .push(ownership_record(ownership, to.ttl, ownership_text));
+                sections.guarded.created.push(key.clone());
+            }
+            RecordChange::Delete { .. } => {
+                let ownership = self.checked_name(&ownership_name(&key.name))?;
+                let txt = hickory_proto::rr::RecordType::TXT;
+                sections
+                    .prerequisites
+                    .push(bare_rrset(ownership.clone(), txt, DNSClass::ANY));
+                sections
+                    .deletions
+                    .push(bare_rrset(owner, rtype, DNSClass::ANY));
+                sections
+                    .deletions
+                    .push(bare_rrset(ownership, txt, DNSClass::ANY));
+                sections.guarded.deleted.push(key.clone());
+            }
+        }
+        for record in sections
+            .prerequisites
+            .iter()
+            .chain(&sections.deletions)
+            .chain(&sections.additions)
+        {
+            sections.bytes += encoded_len(record)?;
+        }
         Ok(sections)
     }
 
-    /// Every ownership record in the zone, from a zone transfer (RFC 5936) of at most
-    /// `max_bytes`, all within the target's timeout.
+    /// The zone, from a zone transfer (RFC 5936) of at most `max_bytes`, all within the
+    /// target's timeout.
     ///
     /// Every message of the transfer must be TSIG-signed: each is verified against the one
     /// before (RFC 8945 §5.3.1). The RFC lets a server sign only every 100th message, the
     /// ones between covered by the next signature, but hickory's verifier takes one message
     /// at a time; BIND and Knot sign every message.
-    async fn list_ownership(&self, max_bytes: usize) -> anyhow::Result<BTreeMap<DnsName, String>> {
+    async fn transfer_zone(&self, max_bytes: usize) -> anyhow::Result<ZoneListing> {
         let zone = self.checked_name(&self.zone)?;
         let mut query = transfer_query(rand::random(), zone.clone());
         let mut verifier = sign(&mut query, &self.key.signer())?;
@@ -285,7 +523,7 @@ impl Rfc2136Target {
                 received += answer.len();
                 if received > max_bytes {
                     bail!(
-                        "the zone transfer (AXFR) of {} from {} is larger than {max_bytes} bytes, the most ipdrift reads to find its ownership records; check that the target's zone is the one holding the managed names",
+                        "the zone transfer (AXFR) of {} from {} is larger than {max_bytes} bytes, the most ipdrift reads from one zone; check that the target's zone is the one holding the managed names",
                         self.zone,
                         self.who()
                     );
@@ -309,7 +547,7 @@ impl Rfc2136Target {
                     )
                 })?;
                 if complete {
-                    return Ok(listing.into_ownership());
+                    return Ok(listing);
                 }
             }
         };
@@ -397,12 +635,18 @@ impl Rfc2136Target {
         if succeeded {
             return Ok(message);
         }
-        bail!(
+        let explanation = format!(
             "{} refused {request}: {} — {}",
             self.who(),
             rcode_mnemonic(rcode),
             explain_rcode(rcode, request, &self.zone, &self.key, self.server)
-        )
+        );
+        match (request, rcode) {
+            (Request::Transfer { message: 1 }, ResponseCode::Refused | ResponseCode::NotAuth) => {
+                Err(TransferRefused { rcode, explanation }.into())
+            }
+            _ => Err(anyhow!(explanation)),
+        }
     }
 
     /// Sends `requests` on one TCP connection and returns as many answers, in arrival order.
@@ -509,11 +753,22 @@ impl DnsTarget for Rfc2136Target {
     }
 
     fn read_ownership(&self) -> BoxFuture<'_, anyhow::Result<BTreeMap<DnsName, String>>> {
-        Box::pin(self.list_ownership(MAX_TRANSFER_BYTES))
+        Box::pin(async {
+            let listing = self.transfer_zone(MAX_TRANSFER_BYTES).await?;
+            Ok(listing.into_contents().ownership)
+        })
     }
 
     fn write<'a>(&'a self, changes: &'a [RecordChange]) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(self.send_update(changes))
+    }
+
+    /// One zone transfer gives both the ownership records and the RRsets.
+    fn read_listing(&self) -> BoxFuture<'_, anyhow::Result<ZoneContents>> {
+        Box::pin(async {
+            let listing = self.transfer_zone(MAX_TRANSFER_BYTES).await?;
+            Ok(listing.into_contents())
+        })
     }
 }
 
@@ -562,19 +817,6 @@ fn bare_rrset(owner: Name, rtype: hickory_proto::rr::RecordType, class: DNSClass
     record
 }
 
-/// The update records that replace an RRset with `to`: "Delete an RRset" (RFC 2136 §2.5.2),
-/// then [`add_rrset`]. The server applies them in order, so the RRset ends up exactly `to`;
-/// an empty `to` deletes it.
-fn replace_rrset(owner: Name, to: &RecordSet) -> Result<Vec<Record>, validate::Invalid> {
-    let mut records = vec![bare_rrset(
-        owner.clone(),
-        hickory_type(to.key.rtype),
-        DNSClass::ANY,
-    )];
-    records.extend(add_rrset(owner, to)?);
-    Ok(records)
-}
-
 /// "Add to an RRset" (RFC 2136 §2.5.1) for each address of `to`.
 fn add_rrset(owner: Name, to: &RecordSet) -> Result<Vec<Record>, validate::Invalid> {
     let rtype = to.key.rtype;
@@ -606,14 +848,20 @@ fn ownership_record(owner: Name, ttl: u32, text: &str) -> Record {
     Record::from_rdata(owner, ttl, RData::TXT(TXT::from_bytes(strings)))
 }
 
-/// The records of a zone transfer as its messages arrive, keeping only ownership records.
-/// RFC 5936 §2.2: the transfer opens with the zone's SOA and closes with it again.
+/// The records of a zone transfer as its messages arrive, keeping the ownership records and
+/// the A and AAAA RRsets. RFC 5936 §2.2: the transfer opens with the zone's SOA and closes
+/// with it again.
 #[derive(Debug)]
 struct ZoneListing {
     zone: Name,
     opened: bool,
     /// Managed name → the texts of its ownership records (normally exactly one).
     ownership: BTreeMap<DnsName, BTreeSet<String>>,
+    rrsets: BTreeMap<RecordKey, RecordSet>,
+    /// Names below the apex that have NS records: zone cuts. Address records at and below
+    /// them are glue, not the zone's own data (RFC 1034 §4.2.1), and a query for them gets
+    /// a referral, not an answer.
+    cuts: Vec<DnsName>,
 }
 
 impl ZoneListing {
@@ -622,6 +870,8 @@ impl ZoneListing {
             zone,
             opened: false,
             ownership: BTreeMap::new(),
+            rrsets: BTreeMap::new(),
+            cuts: Vec::new(),
         }
     }
 
@@ -640,8 +890,8 @@ impl ZoneListing {
                     return Err("has records after its closing SOA record".into());
                 }
                 return Ok(true);
-            } else if let Some((name, text)) = ownership_entry(record) {
-                self.ownership.entry(name).or_default().insert(text);
+            } else {
+                self.keep(record);
             }
         }
         if !self.opened {
@@ -653,15 +903,66 @@ impl ZoneListing {
         Ok(false)
     }
 
-    /// Managed name → ownership text. A name with several ownership records gets their texts
-    /// sorted and joined by newlines, which matches no [`crate::dns::ownership_text`]:
-    /// ambiguous ownership counts as none.
-    fn into_ownership(self) -> BTreeMap<DnsName, String> {
-        self.ownership
-            .into_iter()
-            .map(|(name, texts)| (name, texts.into_iter().collect::<Vec<_>>().join("\n")))
+    /// Keeps `record` if it is an ownership record, an address record or a zone cut.
+    fn keep(&mut self, record: &Record) {
+        if let Some((name, text)) = ownership_entry(record) {
+            self.ownership.entry(name).or_default().insert(text);
+        } else if let Some((key, addr)) = address_entry(record) {
+            let rrset = self.rrsets.entry(key).or_insert_with_key(|key| RecordSet {
+                key: key.clone(),
+                ttl: record.ttl,
+                addrs: BTreeSet::new(),
+            });
+            // RFC 2181 §5.2 requires equal TTLs; as for queries, the lowest counts.
+            rrset.ttl = rrset.ttl.min(record.ttl);
+            rrset.addrs.insert(addr);
+        } else if record.record_type() == hickory_proto::rr::RecordType::NS
+            && record.name != self.zone
+            && let Ok(cut) = validate::dns_name(&record.name.to_ascii())
+        {
+            self.cuts.push(cut);
+        }
+    }
+
+    /// The RRsets of `keys` that the zone holds.
+    fn rrsets_of(self, keys: &BTreeSet<&RecordKey>) -> Vec<RecordSet> {
+        let Self {
+            mut rrsets, cuts, ..
+        } = self;
+        keys.iter()
+            .filter(|key| !is_glue(&cuts, key))
+            .filter_map(|key| rrsets.remove(*key))
             .collect()
     }
+
+    /// Every ownership record and address RRset. A name with several ownership records gets
+    /// their texts sorted and joined by newlines, which matches no
+    /// [`crate::dns::ownership_text`]: ambiguous ownership counts as none.
+    fn into_contents(self) -> ZoneContents {
+        let Self {
+            ownership,
+            rrsets,
+            cuts,
+            ..
+        } = self;
+        let rrsets = rrsets
+            .into_values()
+            .filter(|rrset| !is_glue(&cuts, &rrset.key))
+            .collect();
+        let ownership = ownership
+            .into_iter()
+            .map(|(name, texts)| (name, texts.into_iter().collect::<Vec<_>>().join("\n")))
+            .collect();
+        ZoneContents {
+            ownership,
+            rrsets: Some(rrsets),
+        }
+    }
+}
+
+/// Whether `key` lies at or below one of the zone `cuts`, where address records are glue.
+fn is_glue(cuts: &[DnsName], key: &RecordKey) -> bool {
+    cuts.iter().any(|cut| key.name.is_in_zone(cut))
 }
 
 /// The managed name and text of `record` if it is an ownership record: a TXT record at
@@ -680,6 +981,18 @@ fn ownership_entry(record: &Record) -> Option<(DnsName, String)> {
     let managed = validate::dns_name(managed).ok()?;
     let text = String::from_utf8_lossy(&txt.txt_data.concat()).into_owned();
     Some((managed, text))
+}
+
+/// The RRset key and address of `record` if it is an A or AAAA record at a name ipdrift
+/// could manage (a valid [`DnsName`]).
+fn address_entry(record: &Record) -> Option<(RecordKey, IpAddr)> {
+    let (rtype, addr) = match &record.data {
+        RData::A(a) => (RecordType::A, IpAddr::V4(a.0)),
+        RData::AAAA(aaaa) => (RecordType::Aaaa, IpAddr::V6(aaaa.0)),
+        _ => return None,
+    };
+    let name = validate::dns_name(&record.name.to_ascii()).ok()?;
+    Some((RecordKey { name, rtype }, addr))
 }
 
 /// The RRset for `key` in an answer: the A/AAAA records of exactly that name and type
@@ -716,6 +1029,47 @@ fn sign(message: &mut Message, signer: &TSigner) -> anyhow::Result<TSigVerifier>
         .finalize(signer, now)
         .context("signing a DNS message with TSIG")?
         .context("hickory returned no TSIG verifier for a signed message")
+}
+
+/// The size of `item` encoded on its own, without name compression against anything else.
+fn encoded_len(item: &impl BinEncodable) -> anyhow::Result<usize> {
+    Ok(item
+        .to_bytes()
+        .context("encoding a record of the DNS UPDATE")?
+        .len())
+}
+
+/// Whether an encoded message has its TC (truncated) flag set (RFC 1035 §4.1.1).
+fn is_truncated(message: &[u8]) -> bool {
+    message.get(2).is_some_and(|flags| flags & 0x02 != 0)
+}
+
+/// The result of a write of `count` UPDATE messages from the errors of the refused ones, in
+/// message order. A write of one message fails with that message's error; otherwise every
+/// refused message is named and the error says how many were applied all the same.
+fn update_outcome(refused: Vec<anyhow::Error>, count: usize) -> anyhow::Result<()> {
+    let applied = count - refused.len();
+    let mut errors = refused.into_iter();
+    let Some(first) = errors.next() else {
+        return Ok(());
+    };
+    if count == 1 {
+        return Err(first);
+    }
+    let mut text = format!("{first:#}");
+    for error in errors {
+        text.push_str(&format!("; {error:#}"));
+    }
+    match applied {
+        0 => text.push_str(&format!(
+            "; none of the {count} update messages was applied"
+        )),
+        1 => text.push_str("; the other update message was applied"),
+        _ => text.push_str(&format!(
+            "; the other {applied} update messages were applied"
+        )),
+    }
+    Err(anyhow!(text))
 }
 
 fn hickory_type(rtype: RecordType) -> hickory_proto::rr::RecordType {
@@ -810,8 +1164,8 @@ fn explain_rcode(
             | ResponseCode::YXRRSet
             | ResponseCode::NXDomain
             | ResponseCode::NXRRSet,
-            Request::Update(guarded),
-        ) => explain_failed_prerequisite(rcode, guarded),
+            Request::Update(part),
+        ) => explain_failed_prerequisite(rcode, part),
         (ResponseCode::NotZone, _) => format!(
             "the server says a name in the update is outside zone {zone}; check the zone name"
         ),
@@ -830,10 +1184,17 @@ fn explain_rcode(
 
 /// Why an UPDATE's prerequisite failed, naming the RRsets it guarded (the server does not
 /// say which one failed). RFC 2136 §3.2.5: YXRRSET when an RRset to create exists, NXRRSET
-/// when an ownership record is gone; nothing of the update was applied (§3.2).
-fn explain_failed_prerequisite(rcode: ResponseCode, guarded: &Guarded) -> String {
+/// when an ownership record is gone; nothing of the message was applied (§3.2).
+fn explain_failed_prerequisite(rcode: ResponseCode, part: &UpdatePart) -> String {
+    let guarded = &part.guarded;
     let creates_failed = matches!(rcode, ResponseCode::YXRRSet | ResponseCode::YXDomain);
-    let no_change = "nothing in the update was applied, and it will be handled in the next pass";
+    let scope = if part.count > 1 {
+        "that message"
+    } else {
+        "the update"
+    };
+    let no_change =
+        format!("nothing in {scope} was applied, and it will be handled in the next pass");
     match (guarded.created.as_slice(), guarded.deleted.as_slice()) {
         (created @ [_, ..], deleted) if creates_failed || deleted.is_empty() => format!(
             "{} appeared since it was read, so ipdrift did not create it over what is there; {no_change}",
@@ -847,22 +1208,35 @@ fn explain_failed_prerequisite(rcode: ResponseCode, guarded: &Guarded) -> String
             "the ownership record ({OWNERSHIP_LABEL}.<name> TXT) of {} is gone, so ipdrift no longer owns it and did not delete it; {no_change}",
             one_of(deleted)
         ),
-        _ => "a prerequisite failed, but the update sent none; check the server's log".to_string(),
+        _ => format!("a prerequisite failed, but {scope} had none; check the server's log"),
     }
 }
 
 /// `www.example.test. A`, or `one of www.example.test. A, api.example.test. A`.
 fn one_of(keys: &[RecordKey]) -> String {
-    let listed = keys
+    if keys.len() == 1 {
+        some_of(keys)
+    } else {
+        format!("one of {}", some_of(keys))
+    }
+}
+
+/// How many RRsets an error names before it only counts the rest.
+const NAMED_IN_ERRORS: usize = 10;
+
+/// `www.example.test. A, api.example.test. A`; past [`NAMED_IN_ERRORS`] the rest are
+/// counted: `…, web-9.example.test. A and 690 more`.
+fn some_of(keys: &[RecordKey]) -> String {
+    let mut listed = keys
         .iter()
+        .take(NAMED_IN_ERRORS)
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(", ");
-    if keys.len() == 1 {
-        listed
-    } else {
-        format!("one of {listed}")
+    if keys.len() > NAMED_IN_ERRORS {
+        listed.push_str(&format!(" and {} more", keys.len() - NAMED_IN_ERRORS));
     }
+    listed
 }
 
 #[cfg(test)]
@@ -904,6 +1278,13 @@ mod tests {
         )
     }
 
+    /// The sections of the UPDATE that makes `changes`, which must fit in one message.
+    fn one_message(changes: &[RecordChange]) -> UpdateSections {
+        let mut messages = target().update_messages(changes, MAX_UPDATE_BYTES).unwrap();
+        assert_eq!(messages.len(), 1);
+        messages.remove(0)
+    }
+
     #[test]
     fn an_update_deletes_then_adds_each_rrset() {
         let www = rrset(
@@ -913,11 +1294,16 @@ mod tests {
             &["192.0.2.1", "192.0.2.2"],
         );
         let owner = Name::from_ascii("www.example.test.").unwrap();
+        let mut sections = one_message(&[RecordChange::Replace {
+            from: None,
+            to: www,
+        }]);
+        let updates = sections.updates();
         let message = update_message(
             7,
             Name::from_ascii("example.test.").unwrap(),
-            Vec::new(),
-            replace_rrset(owner.clone(), &www).unwrap(),
+            sections.prerequisites,
+            updates,
         );
         assert_eq!(message.op_code, OpCode::Update);
         assert_eq!(message.queries.len(), 1);
@@ -953,9 +1339,9 @@ mod tests {
     fn addresses_must_fit_the_record_type_and_be_usable() {
         let owner = Name::from_ascii("www.example.test.").unwrap();
         let wrong_family = rrset("www.example.test.", RecordType::Aaaa, 60, &["192.0.2.1"]);
-        assert!(replace_rrset(owner.clone(), &wrong_family).is_err());
+        assert!(add_rrset(owner.clone(), &wrong_family).is_err());
         let unspecified = rrset("www.example.test.", RecordType::A, 60, &["0.0.0.0"]);
-        assert!(replace_rrset(owner, &unspecified).is_err());
+        assert!(add_rrset(owner, &unspecified).is_err());
     }
 
     #[test]
@@ -1085,14 +1471,14 @@ mod tests {
             explain_tsig_error(&key, TsigError::BadKey),
             explain_rcode(
                 ResponseCode::Refused,
-                Request::Update(&Guarded::default()),
+                Request::Update(&UpdatePart::default()),
                 &zone,
                 &key,
                 server,
             ),
             explain_rcode(
                 ResponseCode::NotAuth,
-                Request::Update(&Guarded::default()),
+                Request::Update(&UpdatePart::default()),
                 &zone,
                 &key,
                 server,
@@ -1149,12 +1535,11 @@ mod tests {
             60,
             &["192.0.2.1", "192.0.2.2"],
         );
-        let sections = target()
-            .update_sections(&[RecordChange::Create {
-                to,
-                owner: "heritage=ipdrift,owner=test".into(),
-            }])
-            .unwrap();
+        let mut sections = one_message(&[RecordChange::Create {
+            to,
+            owner: "heritage=ipdrift,owner=test".into(),
+        }]);
+        let updates = sections.updates();
 
         let [absent] = sections.prerequisites.as_slice() else {
             panic!("{:?}", sections.prerequisites)
@@ -1168,8 +1553,8 @@ mod tests {
                 &RData::Update0(hickory_proto::rr::RecordType::A)
             )
         );
-        let [add1, add2, ownership] = sections.updates.as_slice() else {
-            panic!("{:?}", sections.updates)
+        let [add1, add2, ownership] = updates.as_slice() else {
+            panic!("{updates:?}")
         };
         for add in [add1, add2] {
             assert_eq!(
@@ -1209,7 +1594,8 @@ mod tests {
                 to: rrset("api.example.test.", RecordType::A, 60, &["192.0.2.9"]),
             },
         ];
-        let sections = target().update_sections(&changes).unwrap();
+        let mut sections = one_message(&changes);
+        let updates = sections.updates();
         let api = Name::from_ascii("api.example.test.").unwrap();
         let shape = |records: &[Record]| {
             records
@@ -1234,13 +1620,13 @@ mod tests {
             ]
         );
         assert_eq!(
-            shape(&sections.updates),
+            shape(&updates),
             [
                 (www(), DNSClass::ANY, TYPE_A, 0),
                 (ownership_of_www(), DNSClass::ANY, TYPE_TXT, 0),
+                (api.clone(), DNSClass::ANY, TYPE_A, 0),
                 (www(), DNSClass::IN, TYPE_AAAA, 60),
                 (ownership_of_www(), DNSClass::IN, TYPE_TXT, 60),
-                (api.clone(), DNSClass::ANY, TYPE_A, 0),
                 (api, DNSClass::IN, TYPE_A, 60),
             ]
         );
@@ -1249,7 +1635,7 @@ mod tests {
             7,
             Name::from_ascii("example.test.").unwrap(),
             sections.prerequisites,
-            sections.updates,
+            updates,
         );
         let decoded = Message::from_vec(&message.to_vec().unwrap()).unwrap();
         assert_eq!((decoded.answers.len(), decoded.authorities.len()), (2, 6));
@@ -1263,7 +1649,7 @@ mod tests {
             owner: "heritage=ipdrift,owner=test".into(),
         };
         let text = target
-            .update_sections(&[empty_create])
+            .update_messages(&[empty_create], MAX_UPDATE_BYTES)
             .unwrap_err()
             .to_string();
         assert!(
@@ -1279,7 +1665,10 @@ mod tests {
                 to: rrset("www.example.test.", RecordType::A, 60, &["192.0.2.1"]),
             },
         ];
-        let text = target.update_sections(&twice).unwrap_err().to_string();
+        let text = target
+            .update_messages(&twice, MAX_UPDATE_BYTES)
+            .unwrap_err()
+            .to_string();
         assert!(text.contains("changed twice in one update"), "{text}");
     }
 
@@ -1348,7 +1737,8 @@ mod tests {
         ];
         assert_eq!(listing.take(&last), Ok(true));
         let owners: Vec<(String, String)> = listing
-            .into_ownership()
+            .into_contents()
+            .ownership
             .into_iter()
             .map(|(name, text)| (name.as_str().to_string(), text))
             .collect();
@@ -1363,6 +1753,231 @@ mod tests {
         ]
         .map(|(name, text)| (name.to_string(), text.to_string()));
         assert_eq!(owners, expected);
+    }
+
+    #[test]
+    fn a_zone_listing_keeps_address_rrsets_but_not_glue_below_a_zone_cut() {
+        let record = |owner: &str, ttl: u32, data: RData| {
+            Record::from_rdata(Name::from_ascii(owner).unwrap(), ttl, data)
+        };
+        let ns = |target: &str| {
+            RData::NS(hickory_proto::rr::rdata::NS(
+                Name::from_ascii(target).unwrap(),
+            ))
+        };
+        let mut listing = zone_listing();
+        let records = [
+            soa(),
+            record("example.test.", 300, ns("ns1.example.test.")),
+            record("ns1.example.test.", 300, RData::A(A::new(127, 0, 0, 1))),
+            record("WWW.example.test.", 300, RData::A(A::new(192, 0, 2, 1))),
+            record("www.example.test.", 120, RData::A(A::new(192, 0, 2, 2))),
+            record(
+                "www.example.test.",
+                300,
+                RData::AAAA(AAAA::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)),
+            ),
+            record("sub.example.test.", 300, ns("ns.sub.example.test.")),
+            record("ns.sub.example.test.", 300, RData::A(A::new(192, 0, 2, 53))),
+            record("*.example.test.", 300, RData::A(A::new(192, 0, 2, 9))),
+            soa(),
+        ];
+        assert_eq!(listing.take(&records), Ok(true));
+        let contents = listing.into_contents();
+        assert_eq!(
+            contents.rrsets,
+            Some(vec![
+                rrset("ns1.example.test.", RecordType::A, 300, &["127.0.0.1"]),
+                rrset(
+                    "www.example.test.",
+                    RecordType::A,
+                    120,
+                    &["192.0.2.1", "192.0.2.2"]
+                ),
+                rrset("www.example.test.", RecordType::Aaaa, 300, &["2001:db8::1"]),
+            ])
+        );
+
+        let mut listing = zone_listing();
+        assert_eq!(listing.take(&records), Ok(true));
+        let www_a = RecordKey {
+            name: name("www.example.test."),
+            rtype: RecordType::A,
+        };
+        let glue = RecordKey {
+            name: name("ns.sub.example.test."),
+            rtype: RecordType::A,
+        };
+        let absent = RecordKey {
+            name: name("nothing.example.test."),
+            rtype: RecordType::A,
+        };
+        assert_eq!(
+            listing.rrsets_of(&BTreeSet::from([&www_a, &glue, &absent])),
+            [rrset(
+                "www.example.test.",
+                RecordType::A,
+                120,
+                &["192.0.2.1", "192.0.2.2"]
+            )]
+        );
+    }
+
+    #[test]
+    fn a_refused_transfer_is_retried_after_an_hour() {
+        let now = Instant::now();
+        let mut refusal = TransferRefusal::default();
+        assert!(refusal.allows_transfer_at(now));
+        refusal.at = Some(now);
+        assert!(!refusal.allows_transfer_at(now));
+        assert!(!refusal.allows_transfer_at(now + Duration::from_secs(3599)));
+        assert!(refusal.allows_transfer_at(now + TRANSFER_RETRY_AFTER));
+    }
+
+    #[test]
+    fn only_a_transfer_refused_by_rcode_lets_reads_fall_back_to_queries() {
+        let target = target();
+        let refused_with = |rcode: ResponseCode| {
+            let mut query = transfer_query(9, Name::from_ascii("example.test.").unwrap());
+            let mut verifier = sign(&mut query, &key().signer()).unwrap();
+            let mut answer = Message::response(query.id, OpCode::Query);
+            answer.metadata.response_code = rcode;
+            answer.add_queries(query.queries.clone());
+            target
+                .check_answer(
+                    Request::Transfer { message: 1 },
+                    &answer.to_vec().unwrap(),
+                    &mut verifier,
+                )
+                .unwrap_err()
+        };
+        for rcode in [ResponseCode::Refused, ResponseCode::NotAuth] {
+            let error = refused_with(rcode);
+            let refused = error.downcast_ref::<TransferRefused>().unwrap();
+            assert_eq!(refused.rcode, rcode);
+            assert!(error.to_string().contains("allow-transfer"), "{error}");
+        }
+        assert!(
+            refused_with(ResponseCode::ServFail)
+                .downcast_ref::<TransferRefused>()
+                .is_none()
+        );
+    }
+
+    fn replaces(count: usize) -> Vec<RecordChange> {
+        (0..count)
+            .map(|n| RecordChange::Replace {
+                from: None,
+                to: rrset(
+                    &format!("web-{n:05}.example.test."),
+                    RecordType::A,
+                    60,
+                    &["192.0.2.1"],
+                ),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_too_big_for_one_message_is_split_into_messages_that_fit_when_signed() {
+        let changes = replaces(1500);
+        let messages = target()
+            .update_messages(&changes, MAX_UPDATE_BYTES)
+            .unwrap();
+        assert_eq!(messages.len(), 2);
+        let changed: Vec<&RecordKey> = messages.iter().flat_map(|m| &m.changed).collect();
+        let wanted: Vec<&RecordKey> = changes.iter().map(RecordChange::key).collect();
+        assert_eq!(changed, wanted);
+        for mut sections in messages {
+            let records = sections.deletions.len() + sections.additions.len();
+            let updates = sections.updates();
+            let mut message = update_message(
+                7,
+                Name::from_ascii("example.test.").unwrap(),
+                sections.prerequisites,
+                updates,
+            );
+            sign(&mut message, &key().signer()).unwrap();
+            let encoded = message.to_vec().unwrap();
+            assert!(encoded.len() <= usize::from(u16::MAX), "{}", encoded.len());
+            assert!(!is_truncated(&encoded));
+            let decoded = Message::from_vec(&encoded).unwrap();
+            assert_eq!(decoded.authorities.len(), records);
+            assert!(decoded.signature().is_some());
+        }
+    }
+
+    #[test]
+    fn hickory_truncates_a_message_past_65535_bytes_instead_of_failing() {
+        let mut sections = target()
+            .update_messages(&replaces(1000), usize::MAX)
+            .unwrap()
+            .remove(0);
+        let updates = sections.updates();
+        let message = update_message(
+            7,
+            Name::from_ascii("example.test.").unwrap(),
+            sections.prerequisites,
+            updates,
+        );
+        assert!(is_truncated(&message.to_vec().unwrap()));
+        assert!(!is_truncated(
+            &update_message(7, Name::root(), Vec::new(), Vec::new())
+                .to_vec()
+                .unwrap()
+        ));
+    }
+
+    #[test]
+    fn the_changes_at_one_name_stay_in_one_message() {
+        let changes = [
+            RecordChange::Create {
+                to: rrset("www.example.test.", RecordType::Aaaa, 60, &["2001:db8::1"]),
+                owner: "heritage=ipdrift,owner=test".into(),
+            },
+            RecordChange::Replace {
+                from: None,
+                to: rrset("api.example.test.", RecordType::A, 60, &["192.0.2.9"]),
+            },
+            RecordChange::Delete {
+                from: rrset("www.example.test.", RecordType::A, 60, &["192.0.2.1"]),
+            },
+        ];
+        // Room for the changes at www, not for api's as well.
+        let messages = target().update_messages(&changes, 300).unwrap();
+        let changed: Vec<Vec<String>> = messages
+            .iter()
+            .map(|m| m.changed.iter().map(ToString::to_string).collect())
+            .collect();
+        assert_eq!(
+            changed,
+            [
+                vec!["www.example.test. AAAA", "www.example.test. A"],
+                vec!["api.example.test. A"],
+            ]
+        );
+        assert_eq!(messages[0].prerequisites.len(), 2);
+        assert_eq!(messages[0].deletions.len(), 2);
+    }
+
+    #[test]
+    fn an_rrset_too_big_for_any_message_is_refused() {
+        let addrs: Vec<String> = (0..5000)
+            .map(|n| format!("10.0.{}.{}", n / 250, n % 250 + 1))
+            .collect();
+        let addrs: Vec<&str> = addrs.iter().map(String::as_str).collect();
+        let huge = RecordChange::Replace {
+            from: None,
+            to: rrset("www.example.test.", RecordType::A, 60, &addrs),
+        };
+        let text = target()
+            .update_messages(&[huge], MAX_UPDATE_BYTES)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("the changes at www.example.test. take 160028 bytes, more than one UPDATE message holds (64511)"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -1394,18 +2009,15 @@ mod tests {
             name: name("api.example.test."),
             rtype: RecordType::A,
         };
-        let creating = Guarded {
-            created: vec![www_a.clone()],
-            deleted: Vec::new(),
+        let only = |created: Vec<RecordKey>, deleted: Vec<RecordKey>| UpdatePart {
+            number: 1,
+            count: 1,
+            changed: created.iter().chain(&deleted).cloned().collect(),
+            guarded: Guarded { created, deleted },
         };
-        let deleting = Guarded {
-            created: Vec::new(),
-            deleted: vec![www_a.clone()],
-        };
-        let both = Guarded {
-            created: vec![www_a.clone(), api_a.clone()],
-            deleted: vec![www_a, api_a],
-        };
+        let creating = only(vec![www_a.clone()], Vec::new());
+        let deleting = only(Vec::new(), vec![www_a.clone()]);
+        let both = only(vec![www_a.clone(), api_a.clone()], vec![www_a, api_a]);
         assert_eq!(
             explain_failed_prerequisite(ResponseCode::YXRRSet, &creating),
             "www.example.test. A appeared since it was read, so ipdrift did not create it over what is there; nothing in the update was applied, and it will be handled in the next pass"
@@ -1423,6 +2035,60 @@ mod tests {
         assert!(
             text.starts_with("the ownership record (_ipdrift.<name> TXT) of one of www.example.test. A, api.example.test. A is gone"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn a_refused_message_of_several_is_named_with_its_rrsets_counted_past_ten() {
+        let created: Vec<RecordKey> = (0..25)
+            .map(|n| RecordKey {
+                name: name(&format!("web-{n:02}.example.test.")),
+                rtype: RecordType::A,
+            })
+            .collect();
+        let part = UpdatePart {
+            number: 2,
+            count: 3,
+            changed: created.clone(),
+            guarded: Guarded {
+                created,
+                deleted: Vec::new(),
+            },
+        };
+        assert_eq!(
+            Request::Update(&part).to_string(),
+            "update message 2 of 3 (changing web-00.example.test. A, web-01.example.test. A, web-02.example.test. A, web-03.example.test. A, web-04.example.test. A, web-05.example.test. A, web-06.example.test. A, web-07.example.test. A, web-08.example.test. A, web-09.example.test. A and 15 more)"
+        );
+        let text = explain_failed_prerequisite(ResponseCode::YXRRSet, &part);
+        assert!(
+            text.starts_with("one of web-00.example.test. A, "),
+            "{text}"
+        );
+        assert!(
+            text.ends_with(" and 15 more appeared since it was read, so ipdrift did not create it over what is there; nothing in that message was applied, and it will be handled in the next pass"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_write_of_several_messages_reports_every_refused_one_and_counts_the_rest() {
+        assert!(update_outcome(Vec::new(), 3).is_ok());
+        let alone = update_outcome(vec![anyhow!("refused the update")], 1).unwrap_err();
+        assert_eq!(alone.to_string(), "refused the update");
+        let some = update_outcome(vec![anyhow!("refused message 2")], 3).unwrap_err();
+        assert_eq!(
+            some.to_string(),
+            "refused message 2; the other 2 update messages were applied"
+        );
+        let one = update_outcome(vec![anyhow!("refused message 2")], 2).unwrap_err();
+        assert_eq!(
+            one.to_string(),
+            "refused message 2; the other update message was applied"
+        );
+        let all = update_outcome(vec![anyhow!("refused 1"), anyhow!("refused 2")], 2).unwrap_err();
+        assert_eq!(
+            all.to_string(),
+            "refused 1; refused 2; none of the 2 update messages was applied"
         );
     }
 
@@ -1465,7 +2131,7 @@ mod tests {
             key(),
             Duration::from_secs(5),
         );
-        let text = target.list_ownership(1000).await.unwrap_err().to_string();
+        let text = target.transfer_zone(1000).await.unwrap_err().to_string();
         assert!(
             text.contains(&format!(
                 "the zone transfer (AXFR) of example.test. from ns1 ({server}) is larger than 1000 bytes"

@@ -154,6 +154,11 @@ impl Bind {
             .unwrap_or_else(|| panic!("no message count in dig's AXFR output:\n{output}"))
     }
 
+    /// What named logged so far (it runs with `-g`: every category at info, to stderr).
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("named.log")).expect("read named.log")
+    }
+
     /// Kills named (SIGKILL: fast, and updates are already in the journal) and waits for it.
     pub fn stop(&mut self) {
         if let Some(mut named) = self.named.take() {
