@@ -6,9 +6,12 @@
 //! record are ever deleted.
 
 pub mod rfc2136;
+#[cfg(feature = "aws")]
+pub mod route53;
 pub mod tsig;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use crate::BoxFuture;
 use crate::model::{DnsName, RecordKey, RecordSet};
@@ -66,4 +69,8 @@ pub trait DnsTarget: Send + Sync {
     /// Writes all `changes` as one batch (one UPDATE message for RFC 2136), atomically
     /// where the provider allows it.
     fn write<'a>(&'a self, changes: &'a [RecordChange]) -> BoxFuture<'a, anyhow::Result<()>>;
+    /// How long writing one batch may take, given the controller's `timeout`.
+    fn write_time_limit(&self, default: Duration) -> Duration {
+        default
+    }
 }
