@@ -145,7 +145,28 @@ pub enum InventoryKind {
         /// The API's base URL (`endpoint`, default [`hetzner::DEFAULT_ENDPOINT`]).
         endpoint: Url,
     },
+    /// EC2 instances of one region, from the AWS API (feature `aws`).
+    Aws {
+        access: AwsAccess,
+        /// EC2 filter name → values, sent with DescribeInstances (`filters`).
+        filters: BTreeMap<String, Vec<String>>,
+    },
 }
+
+/// How to reach an AWS API. Credentials come from the SDK's standard chain (environment,
+/// `profile`, instance role, web identity) when the source or target is first used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsAccess {
+    /// The region whose API is called and that requests are signed for.
+    pub region: String,
+    /// Another endpoint than AWS's own: a compatible API, or a test server.
+    pub endpoint: Option<Url>,
+    /// A profile of the shared AWS config and credentials files.
+    pub profile: Option<String>,
+}
+
+/// Route 53 is global; its API is signed for this region unless `region` says otherwise.
+pub const DEFAULT_ROUTE53_REGION: &str = "us-east-1";
 
 /// How long an `exec` source's command may run (`timeout`), unless the config says otherwise.
 pub const DEFAULT_EXEC_TIMEOUT: Duration = Duration::from_secs(10);
@@ -163,6 +184,14 @@ pub enum DnsKind {
     Rfc2136 {
         server: SocketAddr,
         tsig: TsigConfig,
+    },
+    /// An AWS Route 53 hosted zone (feature `aws`).
+    Route53 {
+        access: AwsAccess,
+        /// The hosted zone's id (`zone_id`); `None`: looked up by the zone's name.
+        zone_id: Option<String>,
+        /// After each change, poll until Route 53 reports it INSYNC (`wait`).
+        wait: bool,
     },
 }
 
@@ -275,7 +304,10 @@ impl Config {
         let mut keys = BTreeMap::new();
         let mut errors = Vec::new();
         for dns in &self.dns {
-            let DnsKind::Rfc2136 { tsig, .. } = &dns.kind;
+            let tsig = match &dns.kind {
+                DnsKind::Rfc2136 { tsig, .. } => tsig,
+                DnsKind::Route53 { .. } => continue,
+            };
             match tsig.load_key() {
                 Ok(key) => {
                     keys.insert(dns.name.clone(), key);
@@ -479,6 +511,9 @@ struct RawInventory {
     tag: Option<Spanned<String>>,
     label_selector: Option<Spanned<String>>,
     endpoint: Option<Spanned<String>>,
+    region: Option<Spanned<String>>,
+    filters: Option<Spanned<BTreeMap<String, Vec<String>>>>,
+    profile: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -489,6 +524,11 @@ struct RawDns {
     server: Option<Spanned<String>>,
     zone: Spanned<String>,
     tsig: Option<Spanned<RawTsig>>,
+    zone_id: Option<Spanned<String>>,
+    endpoint: Option<Spanned<String>>,
+    wait: Option<Spanned<bool>>,
+    region: Option<Spanned<String>>,
+    profile: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -820,10 +860,21 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigErrors> {
                     });
                 }
             }
+            "aws" if !cfg!(feature = "aws") => {
+                c.error(&r.kind, format!("{field}.kind"), WITHOUT_AWS);
+            }
+            "aws" => {
+                if let Some(kind) = aws_inventory(&mut c, inv, &field) {
+                    inventories.push(InventoryConfig {
+                        name: r.name.get_ref().clone(),
+                        kind,
+                    });
+                }
+            }
             other => c.error(
                 &r.kind,
                 format!("{field}.kind"),
-                format!("unknown inventory kind {other:?}; supported: file, exec, digitalocean, hetzner"),
+                format!("unknown inventory kind {other:?}; supported: file, exec, digitalocean, hetzner, aws"),
             ),
         }
     }
@@ -841,7 +892,11 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigErrors> {
                 None
             }
         };
-        let kind = match r.kind.get_ref().as_str() {
+        let kind_name = r.kind.get_ref().as_str();
+        if let Some(takes) = dns_keys(kind_name) {
+            stray_dns_keys(&mut c, r, &field, kind_name, takes);
+        }
+        let kind = match kind_name {
             "rfc2136" => {
                 let server = match &r.server {
                     None => {
@@ -868,11 +923,16 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigErrors> {
                     _ => None,
                 }
             }
+            "route53" if !cfg!(feature = "aws") => {
+                c.error(&r.kind, format!("{field}.kind"), WITHOUT_AWS);
+                None
+            }
+            "route53" => route53_target(&mut c, r, &field),
             other => {
                 c.error(
                     &r.kind,
                     format!("{field}.kind"),
-                    format!("unknown dns kind {other:?}; supported: rfc2136"),
+                    format!("unknown dns kind {other:?}; supported: rfc2136, route53"),
                 );
                 None
             }
@@ -1141,6 +1201,7 @@ fn inventory_keys(kind: &str) -> Option<&'static [&'static str]> {
         "exec" => &["command", "timeout"],
         "digitalocean" => &["token_env", "token_file", "tag", "endpoint"],
         "hetzner" => &["token_env", "token_file", "label_selector", "endpoint"],
+        "aws" => &["region", "endpoint", "filters", "profile"],
         _ => return None,
     })
 }
@@ -1154,35 +1215,208 @@ fn stray_inventory_keys(
     kind: &str,
     takes: &[&str],
 ) {
-    fn check<T>(
-        c: &mut Checker<'_>,
-        value: &Option<Spanned<T>>,
-        key: &str,
-        field: &str,
-        kind: &str,
-        takes: &[&str],
-    ) {
-        if let Some(value) = value
-            && !takes.contains(&key)
-        {
-            c.error(
-                value,
-                format!("{field}.{key}"),
-                format!(
-                    "a {kind} inventory does not take `{key}`; its keys are {}",
-                    takes.join(", ")
-                ),
-            );
+    let what = format!("a {kind} inventory");
+    stray_key(c, &r.path, "path", field, &what, takes);
+    stray_key(c, &r.command, "command", field, &what, takes);
+    stray_key(c, &r.timeout, "timeout", field, &what, takes);
+    stray_key(c, &r.token_env, "token_env", field, &what, takes);
+    stray_key(c, &r.token_file, "token_file", field, &what, takes);
+    stray_key(c, &r.tag, "tag", field, &what, takes);
+    stray_key(c, &r.label_selector, "label_selector", field, &what, takes);
+    stray_key(c, &r.endpoint, "endpoint", field, &what, takes);
+    stray_key(c, &r.region, "region", field, &what, takes);
+    stray_key(c, &r.filters, "filters", field, &what, takes);
+    stray_key(c, &r.profile, "profile", field, &what, takes);
+}
+
+/// A key that the table's kind does not take: an error naming the keys it does take.
+fn stray_key<T>(
+    c: &mut Checker<'_>,
+    value: &Option<Spanned<T>>,
+    key: &str,
+    field: &str,
+    what: &str,
+    takes: &[&str],
+) {
+    if let Some(value) = value
+        && !takes.contains(&key)
+    {
+        c.error(
+            value,
+            format!("{field}.{key}"),
+            format!(
+                "{what} does not take `{key}`; its keys are {}",
+                takes.join(", ")
+            ),
+        );
+    }
+}
+
+/// The `[[dns]]` keys (besides `name`, `kind` and `zone`) each kind takes.
+fn dns_keys(kind: &str) -> Option<&'static [&'static str]> {
+    Some(match kind {
+        "rfc2136" => &["server", "tsig"],
+        "route53" => &["zone_id", "endpoint", "wait", "region", "profile"],
+        _ => return None,
+    })
+}
+
+/// A `tsig` on a Route 53 target, or a `zone_id` on an RFC 2136 one, is an error.
+fn stray_dns_keys(c: &mut Checker<'_>, r: &RawDns, field: &str, kind: &str, takes: &[&str]) {
+    let what = format!("a {kind} target");
+    stray_key(c, &r.server, "server", field, &what, takes);
+    stray_key(c, &r.tsig, "tsig", field, &what, takes);
+    stray_key(c, &r.zone_id, "zone_id", field, &what, takes);
+    stray_key(c, &r.endpoint, "endpoint", field, &what, takes);
+    stray_key(c, &r.wait, "wait", field, &what, takes);
+    stray_key(c, &r.region, "region", field, &what, takes);
+    stray_key(c, &r.profile, "profile", field, &what, takes);
+}
+
+/// Why `kind = "aws"` / `"route53"` is refused by a build without them.
+pub(crate) const WITHOUT_AWS: &str = "ipdrift was built without the aws feature, which this kind needs; \
+    rebuild with the default features (`cargo build --release`) or `--features aws`";
+
+/// An `aws` source: region, endpoint, profile and the DescribeInstances filters.
+fn aws_inventory(
+    c: &mut Checker<'_>,
+    inv: &Spanned<RawInventory>,
+    field: &str,
+) -> Option<InventoryKind> {
+    let r = inv.get_ref();
+    let Some(region) = &r.region else {
+        c.error(
+            inv,
+            format!("{field}.region"),
+            "an aws inventory needs `region = \"eu-west-1\"` (the region whose instances it lists)",
+        );
+        return None;
+    };
+    let access = aws_access(c, Some(region), &r.endpoint, &r.profile, field, "")?;
+    let mut filters = BTreeMap::new();
+    if let Some(raw) = &r.filters {
+        for (name, values) in raw.get_ref() {
+            let problem = if name.trim().is_empty() {
+                Some("a filter name must not be empty".to_string())
+            } else if values.is_empty() {
+                Some(format!(
+                    "filter {name:?} has no values; give at least one, e.g. {{ \"tag:env\" = [\"prod\"] }}"
+                ))
+            } else if name
+                .chars()
+                .chain(values.iter().flat_map(|v| v.chars()))
+                .any(char::is_control)
+            {
+                Some(format!("filter {name:?} holds control characters"))
+            } else {
+                None
+            };
+            match problem {
+                Some(message) => c.error(raw, format!("{field}.filters"), message),
+                None => {
+                    filters.insert(name.clone(), values.clone());
+                }
+            }
         }
     }
-    check(c, &r.path, "path", field, kind, takes);
-    check(c, &r.command, "command", field, kind, takes);
-    check(c, &r.timeout, "timeout", field, kind, takes);
-    check(c, &r.token_env, "token_env", field, kind, takes);
-    check(c, &r.token_file, "token_file", field, kind, takes);
-    check(c, &r.tag, "tag", field, kind, takes);
-    check(c, &r.label_selector, "label_selector", field, kind, takes);
-    check(c, &r.endpoint, "endpoint", field, kind, takes);
+    Some(InventoryKind::Aws { access, filters })
+}
+
+/// A `route53` target: the zone's id (or none: looked up by name), endpoint, region,
+/// profile and whether to wait for INSYNC.
+fn route53_target(c: &mut Checker<'_>, r: &RawDns, field: &str) -> Option<DnsKind> {
+    let zone_id = match &r.zone_id {
+        None => None,
+        Some(id) => {
+            // The API hands ids out as `/hostedzone/Z…`; either form is accepted.
+            let text = id.get_ref().trim();
+            let bare = text.strip_prefix("/hostedzone/").unwrap_or(text);
+            if bare.is_empty()
+                || bare.len() > 32
+                || !bare.chars().all(|ch| ch.is_ascii_alphanumeric())
+            {
+                c.error(
+                    id,
+                    format!("{field}.zone_id"),
+                    format!("{text:?} is not a hosted zone id such as \"Z0123456789ABCDEFGHIJ\" (letters and digits)"),
+                );
+                return None;
+            }
+            Some(bare.to_string())
+        }
+    };
+    let access = aws_access(
+        c,
+        r.region.as_ref(),
+        &r.endpoint,
+        &r.profile,
+        field,
+        DEFAULT_ROUTE53_REGION,
+    )?;
+    Some(DnsKind::Route53 {
+        access,
+        zone_id,
+        wait: r.wait.as_ref().is_some_and(|w| *w.get_ref()),
+    })
+}
+
+/// `region` (or `default_region` when it is absent), `endpoint` and `profile`, checked.
+fn aws_access(
+    c: &mut Checker<'_>,
+    region: Option<&Spanned<String>>,
+    endpoint: &Option<Spanned<String>>,
+    profile: &Option<Spanned<String>>,
+    field: &str,
+    default_region: &str,
+) -> Option<AwsAccess> {
+    let mut ok = true;
+    let region = match region {
+        None => default_region.to_string(),
+        Some(text) => {
+            let value = text.get_ref();
+            let valid = !value.is_empty()
+                && value.len() <= 32
+                && value
+                    .chars()
+                    .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-');
+            if !valid {
+                c.error(
+                    text,
+                    format!("{field}.region"),
+                    format!("{value:?} is not an AWS region; write e.g. \"eu-west-1\""),
+                );
+                ok = false;
+            }
+            value.clone()
+        }
+    };
+    let endpoint = endpoint
+        .as_ref()
+        .and_then(|text| match check_endpoint(text.get_ref()) {
+            Ok(url) => Some(url),
+            Err(message) => {
+                c.error(text, format!("{field}.endpoint"), message);
+                ok = false;
+                None
+            }
+        });
+    let profile = profile.as_ref().map(|text| {
+        let value = text.get_ref();
+        if value.trim().is_empty() || value.chars().any(char::is_control) {
+            c.error(
+                text,
+                format!("{field}.profile"),
+                "must name a profile of ~/.aws/config, e.g. \"ipdrift\"",
+            );
+            ok = false;
+        }
+        value.clone()
+    });
+    ok.then_some(AwsAccess {
+        region,
+        endpoint,
+        profile,
+    })
 }
 
 /// A `digitalocean` or `hetzner` source: token, endpoint and the provider's filter.
@@ -1441,7 +1675,9 @@ mod tests {
                 path: PathBuf::from("/etc/ipdrift/instances.json")
             }
         );
-        let DnsKind::Rfc2136 { server, tsig } = &c.dns[0].kind;
+        let DnsKind::Rfc2136 { server, tsig } = &c.dns[0].kind else {
+            panic!("{:?}", c.dns[0].kind)
+        };
         assert_eq!(*server, "127.0.0.1:53".parse().unwrap());
         assert_eq!(c.dns[0].zone.as_str(), "example.com.");
         assert_eq!(
@@ -1717,11 +1953,160 @@ mod tests {
             Path::new("c.toml"),
         )
         .unwrap();
-        let DnsKind::Rfc2136 { tsig, .. } = &c.dns[0].kind;
+        let DnsKind::Rfc2136 { tsig, .. } = &c.dns[0].kind else {
+            panic!("{:?}", c.dns[0].kind)
+        };
         assert_eq!(
             tsig.source,
             TsigSource::KeyFile("/etc/bind/ipdrift.key".into())
         );
+    }
+
+    const AWS_SOURCE: &str =
+        "[[inventory]]\nname = \"ec2\"\nkind = \"aws\"\nregion = \"eu-west-1\"\n";
+
+    #[cfg(feature = "aws")]
+    #[test]
+    fn aws_sources_take_a_region_filters_an_endpoint_and_a_profile() {
+        let text = format!(
+            "{AWS_SOURCE}endpoint = \"http://127.0.0.1:5000\"\nprofile = \"ipdrift\"\nfilters = {{ \"tag:env\" = [\"prod\"], \"instance-state-name\" = [\"running\", \"stopped\"] }}\n"
+        );
+        let c = parse(&text, Path::new("/etc/ipdrift/c.toml")).unwrap();
+        assert_eq!(
+            c.inventories[0].kind,
+            InventoryKind::Aws {
+                access: AwsAccess {
+                    region: "eu-west-1".into(),
+                    endpoint: Some(Url::parse("http://127.0.0.1:5000").unwrap()),
+                    profile: Some("ipdrift".into()),
+                },
+                filters: BTreeMap::from([
+                    (
+                        "instance-state-name".into(),
+                        vec!["running".into(), "stopped".into()]
+                    ),
+                    ("tag:env".into(), vec!["prod".into()]),
+                ]),
+            }
+        );
+        let c = parse(AWS_SOURCE, Path::new("c.toml")).unwrap();
+        let InventoryKind::Aws { access, filters } = &c.inventories[0].kind else {
+            panic!("{:?}", c.inventories[0].kind)
+        };
+        assert_eq!(
+            (access.endpoint.as_ref(), access.profile.as_ref()),
+            (None, None)
+        );
+        assert!(filters.is_empty());
+    }
+
+    #[cfg(feature = "aws")]
+    #[test]
+    fn aws_source_mistakes_name_the_line_and_field() {
+        let e = errors_of("[[inventory]]\nname = \"ec2\"\nkind = \"aws\"\n");
+        assert!(
+            e[0].field.ends_with(".region") && e[0].message.contains("region = "),
+            "{e:?}"
+        );
+        let e = errors_of(&AWS_SOURCE.replace("eu-west-1", "EU West"));
+        assert!(
+            e[0].message.contains("not an AWS region") && e[0].line == Some(4),
+            "{e:?}"
+        );
+        let e = errors_of(&format!("{AWS_SOURCE}filters = {{ \"tag:env\" = [] }}\n"));
+        assert!(
+            e[0].field.ends_with(".filters") && e[0].message.contains("no values"),
+            "{e:?}"
+        );
+        assert_eq!(e[0].line, Some(5));
+        let e = errors_of(&format!(
+            "{AWS_SOURCE}filters = {{ \"tag:env\" = \"prod\" }}\n"
+        ));
+        assert_eq!(e[0].line, Some(5), "{e:?}");
+        let e = errors_of(&format!(
+            "{AWS_SOURCE}endpoint = \"http://ec2.example.com\"\n"
+        ));
+        assert!(e[0].message.contains("must use https"), "{e:?}");
+        let e = errors_of(&format!("{AWS_SOURCE}token_env = \"AWS_TOKEN\"\n"));
+        assert!(
+            e[0].field.ends_with(".token_env")
+                && e[0].message.contains("region, endpoint, filters, profile"),
+            "{e:?}"
+        );
+    }
+
+    const ROUTE53: &str = "[[inventory]]\nname = \"f\"\nkind = \"file\"\npath = \"i.json\"\n\n[[dns]]\nname = \"r53\"\nkind = \"route53\"\nzone = \"example.com.\"\n";
+
+    #[cfg(feature = "aws")]
+    #[test]
+    fn route53_targets_take_a_zone_id_or_look_the_zone_up() {
+        let c = parse(ROUTE53, Path::new("c.toml")).unwrap();
+        let DnsKind::Route53 {
+            access,
+            zone_id,
+            wait,
+        } = &c.dns[0].kind
+        else {
+            panic!("{:?}", c.dns[0].kind)
+        };
+        assert_eq!(access.region, DEFAULT_ROUTE53_REGION);
+        assert_eq!((zone_id, wait), (&None, &false));
+        let text = format!(
+            "{ROUTE53}zone_id = \"/hostedzone/Z0123456789ABC\"\nwait = true\nendpoint = \"http://127.0.0.1:5000\"\nregion = \"eu-central-1\"\nprofile = \"dns\"\n"
+        );
+        let c = parse(&text, Path::new("c.toml")).unwrap();
+        let DnsKind::Route53 {
+            access,
+            zone_id,
+            wait,
+        } = &c.dns[0].kind
+        else {
+            panic!("{:?}", c.dns[0].kind)
+        };
+        assert_eq!(zone_id.as_deref(), Some("Z0123456789ABC"));
+        assert!(*wait);
+        assert_eq!(access.region, "eu-central-1");
+        assert_eq!(access.profile.as_deref(), Some("dns"));
+        assert!(
+            c.load_keys().unwrap().is_empty(),
+            "a Route 53 target has no TSIG key"
+        );
+
+        let e = errors_of(&format!("{ROUTE53}zone_id = \"Z01 23\"\n"));
+        assert!(
+            e[0].field.ends_with(".zone_id") && e[0].line == Some(10),
+            "{e:?}"
+        );
+        let e = errors_of(&format!("{ROUTE53}tsig = {{ key_file = \"k\" }}\n"));
+        assert!(
+            e[0].field.ends_with(".tsig") && e[0].message.contains("route53 target"),
+            "{e:?}"
+        );
+        let e = errors_of(&format!("{ROUTE53}server = \"127.0.0.1\"\n"));
+        assert!(e[0].field.ends_with(".server"), "{e:?}");
+        let e = errors_of(
+            &EXAMPLE.replace("kind = \"rfc2136\"", "kind = \"rfc2136\"\nzone_id = \"Z1\""),
+        );
+        assert!(
+            e[0].field.ends_with(".zone_id") && e[0].message.contains("rfc2136 target"),
+            "{e:?}"
+        );
+    }
+
+    #[cfg(not(feature = "aws"))]
+    #[test]
+    fn aws_kinds_are_refused_by_a_build_without_the_aws_feature() {
+        for text in [AWS_SOURCE, ROUTE53] {
+            let e = errors_of(text);
+            assert!(
+                e[0].message.contains("built without the aws feature"),
+                "{e:?}"
+            );
+            assert!(
+                e[0].field.ends_with(".kind") && e[0].line.is_some(),
+                "{e:?}"
+            );
+        }
     }
 
     proptest::proptest! {

@@ -19,8 +19,11 @@
 //!
 //! I/O:
 //! - [`inventory`]: sources of instances (`file`, `exec`, `digitalocean`, `hetzner`; the
-//!   cloud APIs share [`inventory::http`]: token, timeouts, retries).
-//! - [`dns`]: DNS targets (`rfc2136` with TSIG).
+//!   cloud APIs share [`inventory::http`]: token, timeouts, retries; `aws`, EC2 with the
+//!   AWS SDK, behind the default cargo feature `aws`).
+//! - [`dns`]: DNS targets (`rfc2136` with TSIG; `route53`, feature `aws`).
+//! - `aws` (private, feature `aws`): what the EC2 source and the Route 53 target share:
+//!   SDK config (credentials chain, region, HTTPS on ring, timeouts) and error wording.
 //! - [`haproxy::client`]: the HAProxy runtime API over a unix or TCP socket.
 //! - [`reconcile`]: one pass over all of them.
 //! - [`controller`]: the `run` loop; [`admin`]: /metrics /healthz /readyz; [`metrics`]: names.
@@ -30,6 +33,8 @@
 
 pub mod admin;
 pub mod audit;
+#[cfg(feature = "aws")]
+mod aws;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -151,14 +151,32 @@ impl Reconciler {
                         label_selector.clone(),
                         HttpOptions::new(timeout),
                     )?),
+                    #[cfg(feature = "aws")]
+                    InventoryKind::Aws { access, filters } => {
+                        Box::new(crate::inventory::aws::AwsInventory::new(
+                            inv.name.clone(),
+                            access.clone(),
+                            filters.clone(),
+                            HttpOptions::new(timeout),
+                        ))
+                    }
+                    #[cfg(not(feature = "aws"))]
+                    InventoryKind::Aws { .. } => {
+                        // Unreachable through `config::parse`, which refuses the kind.
+                        return Err(anyhow!(
+                            "inventory {:?}: {}",
+                            inv.name,
+                            crate::config::WITHOUT_AWS
+                        ));
+                    }
                 })
             })
             .collect::<anyhow::Result<_>>()?;
         let dns = config
             .dns
             .iter()
-            .map(|d| -> Box<dyn DnsTarget> {
-                match &d.kind {
+            .map(|d| -> anyhow::Result<Box<dyn DnsTarget>> {
+                Ok(match &d.kind {
                     DnsKind::Rfc2136 { server, .. } => Box::new(Rfc2136Target::new(
                         d.name.clone(),
                         *server,
@@ -166,9 +184,30 @@ impl Reconciler {
                         keys[&d.name].clone(),
                         timeout,
                     )),
-                }
+                    #[cfg(feature = "aws")]
+                    DnsKind::Route53 {
+                        access,
+                        zone_id,
+                        wait,
+                    } => Box::new(crate::dns::route53::Route53Target::new(
+                        d.name.clone(),
+                        d.zone.clone(),
+                        zone_id.clone(),
+                        access.clone(),
+                        *wait,
+                        timeout,
+                    )),
+                    #[cfg(not(feature = "aws"))]
+                    DnsKind::Route53 { .. } => {
+                        return Err(anyhow!(
+                            "dns target {:?}: {}",
+                            d.name,
+                            crate::config::WITHOUT_AWS
+                        ));
+                    }
+                })
             })
-            .collect();
+            .collect::<anyhow::Result<_>>()?;
         let load_balancers = config
             .haproxy
             .iter()
@@ -278,6 +317,8 @@ impl Reconciler {
                     Ok(list) => {
                         events.insert(name.clone(), list);
                     }
+                    // A source that cannot list is reported as such; its events add nothing.
+                    Err(_) if listed.is_err() => {}
                     // Forewarning is lost for this pass; repairs are not affected.
                     Err(e) => problems.push(Problem {
                         target: None,
@@ -533,13 +574,14 @@ impl Reconciler {
             let batch = dns_batches.get(t.name())?;
             Some(async move {
                 let result = async {
+                    let limit = t.write_time_limit(self.timeout);
                     self.timings
-                        .time(t.name(), Io::Write, timeout(self.timeout, t.write(batch)))
+                        .time(t.name(), Io::Write, timeout(limit, t.write(batch)))
                         .await
                         .map_err(|_| {
                             anyhow!(
                                 "the update was not answered within {}",
-                                humantime::format_duration(self.timeout)
+                                humantime::format_duration(limit)
                             )
                         })??;
                     let keys: Vec<RecordKey> = observed.records[t.name()]

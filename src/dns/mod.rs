@@ -6,9 +6,12 @@
 //! record are ever deleted.
 
 pub mod rfc2136;
+#[cfg(feature = "aws")]
+pub mod route53;
 pub mod tsig;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use crate::BoxFuture;
 use crate::model::{DnsName, RecordKey, RecordSet};
@@ -77,6 +80,11 @@ pub trait DnsTarget: Send + Sync {
                 rrsets: None,
             })
         })
+    }
+
+    /// How long writing one batch may take, given the controller's `timeout`.
+    fn write_time_limit(&self, default: Duration) -> Duration {
+        default
     }
 }
 

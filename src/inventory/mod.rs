@@ -2,6 +2,8 @@
 //! the reconciler sees only the [`Inventory`] trait. A source that fails returns an error —
 //! never an empty list — so that nothing is planned on unknown state.
 
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod digitalocean;
 pub mod exec;
 pub mod file;

@@ -29,18 +29,25 @@ impl Controller {
 
     /// Starts the controller on `config`.
     pub fn start_with(config: &Path) -> Controller {
-        Controller::spawn(config, "json")
+        Controller::spawn(config, "json", |_| {})
+    }
+
+    /// Starts the controller on `config`, its command first changed by `configure` (e.g.
+    /// to set environment variables).
+    pub fn start_configured(config: &Path, configure: impl FnOnce(&mut Command)) -> Controller {
+        Controller::spawn(config, "json", configure)
     }
 
     /// Starts the controller on the fleet's config with `--log-format text` (the default
     /// format, as an operator's terminal or journal shows it).
     pub fn start_text(fleet: &Fleet) -> Controller {
-        Controller::spawn(&fleet.config_path(), "text")
+        Controller::spawn(&fleet.config_path(), "text", |_| {})
     }
 
-    fn spawn(config: &Path, log_format: &str) -> Controller {
+    fn spawn(config: &Path, log_format: &str, configure: impl FnOnce(&mut Command)) -> Controller {
         let port = free_port();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ipdrift"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ipdrift"));
+        command
             .arg("--config")
             .arg(config)
             .args([
@@ -55,9 +62,9 @@ impl Controller {
             .env_remove("RUST_LOG")
             .env_remove("IPDRIFT_CONFIG")
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start ipdrift run");
+            .stderr(Stdio::piped());
+        configure(&mut command);
+        let mut child = command.spawn().expect("start ipdrift run");
         let log = Arc::new(Mutex::new(Vec::new()));
         let stderr = child.stderr.take().expect("piped stderr");
         let lines = log.clone();

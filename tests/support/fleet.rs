@@ -309,40 +309,7 @@ server = "{{name}}"
 
     /// `show servers state web`, read with std I/O, sorted by server name.
     pub fn server_states(&self) -> Vec<ServerState> {
-        let mut stream =
-            UnixStream::connect(self.haproxy.socket_path()).expect("connect to the haproxy socket");
-        stream.write_all(b"show servers state web\n").unwrap();
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).unwrap();
-        let header: Vec<&str> = answer
-            .lines()
-            .find(|l| l.starts_with("# be_id"))
-            .unwrap_or_else(|| panic!("no header in {answer:?}"))
-            .trim_start_matches("# ")
-            .split_whitespace()
-            .collect();
-        let column = |name: &str| header.iter().position(|c| *c == name).unwrap();
-        let (name, addr, port) = (column("srv_name"), column("srv_addr"), column("srv_port"));
-        let (op, admin) = (column("srv_op_state"), column("srv_admin_state"));
-        let number = |text: &str| -> u32 {
-            text.parse()
-                .unwrap_or_else(|_| panic!("not a number: {text:?} in {answer:?}"))
-        };
-        let mut servers: Vec<ServerState> = answer
-            .lines()
-            .skip_while(|l| !l.starts_with("# be_id"))
-            .skip(1)
-            .map(|l| l.split_whitespace().collect::<Vec<_>>())
-            .filter(|cols| cols.len() == header.len())
-            .map(|cols| ServerState {
-                name: cols[name].to_string(),
-                addr: format!("{}:{}", cols[addr], cols[port]),
-                op_state: number(cols[op]),
-                admin_state: number(cols[admin]),
-            })
-            .collect();
-        servers.sort();
-        servers
+        server_states(&self.haproxy.socket_path(), "web")
     }
 
     /// What haproxy and DNS should say at generation `g`.
@@ -374,6 +341,46 @@ server = "{{name}}"
     pub fn ipdrift(&self, args: &[&str]) -> Output {
         ipdrift(&self.config_path(), args)
     }
+}
+
+/// `show servers state BACKEND` on the runtime API at `socket`, read with std I/O, sorted
+/// by server name.
+pub fn server_states(socket: &Path, backend: &str) -> Vec<ServerState> {
+    let mut stream = UnixStream::connect(socket).expect("connect to the haproxy socket");
+    stream
+        .write_all(format!("show servers state {backend}\n").as_bytes())
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let header: Vec<&str> = answer
+        .lines()
+        .find(|l| l.starts_with("# be_id"))
+        .unwrap_or_else(|| panic!("no header in {answer:?}"))
+        .trim_start_matches("# ")
+        .split_whitespace()
+        .collect();
+    let column = |name: &str| header.iter().position(|c| *c == name).unwrap();
+    let (name, addr, port) = (column("srv_name"), column("srv_addr"), column("srv_port"));
+    let (op, admin) = (column("srv_op_state"), column("srv_admin_state"));
+    let number = |text: &str| -> u32 {
+        text.parse()
+            .unwrap_or_else(|_| panic!("not a number: {text:?} in {answer:?}"))
+    };
+    let mut servers: Vec<ServerState> = answer
+        .lines()
+        .skip_while(|l| !l.starts_with("# be_id"))
+        .skip(1)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|cols| cols.len() == header.len())
+        .map(|cols| ServerState {
+            name: cols[name].to_string(),
+            addr: format!("{}:{}", cols[addr], cols[port]),
+            op_state: number(cols[op]),
+            admin_state: number(cols[admin]),
+        })
+        .collect();
+    servers.sort();
+    servers
 }
 
 /// Instance `web-0N` of generation `g`, running, role `web`.
