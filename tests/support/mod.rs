@@ -1,9 +1,10 @@
-//! Test harness: starts real servers (BIND `named`, `haproxy`) on free loopback ports in
+//! Test harness: starts real servers (BIND `named`, `haproxy`, `etcd`) on free loopback ports in
 //! temporary directories, and stops them when dropped.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod bind;
 pub mod controller;
+pub mod etcd;
 pub mod fleet;
 pub mod haproxy;
 pub mod webhook;
