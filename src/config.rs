@@ -2081,6 +2081,24 @@ mod tests {
     }
 
     #[test]
+    fn the_example_ha_section_parses_once_uncommented() {
+        let lines: Vec<&str> = EXAMPLE
+            .lines()
+            .skip_while(|l| !l.starts_with("# [ha]"))
+            .map_while(|l| l.strip_prefix("# "))
+            .collect();
+        assert!(lines.len() > 5, "no commented [ha] section in the example");
+        let text = format!("{INVENTORY}{}\n", lines.join("\n"));
+        let ha = parse(&text, Path::new("/etc/ipdrift/ipdrift.toml"))
+            .unwrap()
+            .ha
+            .unwrap();
+        assert_eq!(ha.election, "ipdrift/prod");
+        assert_eq!(ha.instance, "host-a");
+        assert!(ha.tls.is_some() && ha.auth.is_some());
+    }
+
+    #[test]
     fn ha_defaults_to_a_ten_second_lease_and_the_host_name() {
         let text = format!(
             "{INVENTORY}[ha]\nbackend = \"etcd\"\nendpoints = [\"http://127.0.0.1:2379\"]\nelection = \"ipdrift/x\"\n"
