@@ -29,8 +29,9 @@ pub const DEFAULT_OWNER_ID: &str = "ipdrift";
 pub const DEFAULT_NOTIFY_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_FAILING_PASSES: u32 = 3;
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(10);
-/// etcd grants no lease shorter than 1.5 election timeouts (2 s with its defaults).
-pub const MIN_LEASE_TTL: Duration = Duration::from_secs(2);
+/// etcd leases last whole seconds; etcd itself grants at least 1.5 election timeouts (2 s
+/// with its defaults), and ipdrift goes by what it grants.
+pub const MIN_LEASE_TTL: Duration = Duration::from_secs(1);
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
@@ -1234,7 +1235,19 @@ fn ha_config(c: &mut Checker<'_>, spanned: &Spanned<RawHa>) -> Option<HaConfig> 
             ),
         );
     }
-    let endpoints = raw.endpoints.get_ref();
+    // A bare HOST:PORT means http://, as for etcdctl.
+    let endpoints: Vec<String> = raw
+        .endpoints
+        .get_ref()
+        .iter()
+        .map(|e| {
+            if e.contains("://") {
+                e.clone()
+            } else {
+                format!("http://{e}")
+            }
+        })
+        .collect();
     if endpoints.is_empty() {
         c.error(
             &raw.endpoints,
@@ -1243,7 +1256,7 @@ fn ha_config(c: &mut Checker<'_>, spanned: &Spanned<RawHa>) -> Option<HaConfig> 
         );
     }
     let mut schemes = BTreeSet::new();
-    for endpoint in endpoints {
+    for endpoint in &endpoints {
         match Url::parse(endpoint) {
             Ok(url)
                 if matches!(url.scheme(), "http" | "https")
@@ -1290,7 +1303,7 @@ fn ha_config(c: &mut Checker<'_>, spanned: &Spanned<RawHa>) -> Option<HaConfig> 
         c.error(
             text,
             "ha.lease_ttl",
-            "etcd leases last whole seconds, at least 2; write e.g. \"10s\"",
+            "etcd leases last whole seconds, at least 1; write e.g. \"10s\"",
         );
     }
     let instance = match &raw.instance {
@@ -1411,7 +1424,7 @@ fn ha_config(c: &mut Checker<'_>, spanned: &Spanned<RawHa>) -> Option<HaConfig> 
         }
     };
     (c.errors.len() == errors_before).then(|| HaConfig {
-        endpoints: endpoints.clone(),
+        endpoints,
         election: election.clone(),
         lease_ttl,
         instance,
@@ -2101,9 +2114,10 @@ mod tests {
     #[test]
     fn ha_defaults_to_a_ten_second_lease_and_the_host_name() {
         let text = format!(
-            "{INVENTORY}[ha]\nbackend = \"etcd\"\nendpoints = [\"http://127.0.0.1:2379\"]\nelection = \"ipdrift/x\"\n"
+            "{INVENTORY}[ha]\nbackend = \"etcd\"\nendpoints = [\"127.0.0.1:2379\"]\nelection = \"ipdrift/x\"\n"
         );
         let ha = parse(&text, Path::new("c.toml")).unwrap().ha.unwrap();
+        assert_eq!(ha.endpoints, ["http://127.0.0.1:2379"], "as for etcdctl");
         assert_eq!(ha.lease_ttl, DEFAULT_LEASE_TTL);
         assert_eq!(ha.instance, default_instance());
         assert!(is_plain_name(&ha.instance, 64, &['-', '_', '.']));
@@ -2123,8 +2137,8 @@ mod tests {
                 "ha.endpoints: list at least one etcd client URL",
             ),
             (
-                &format!("{base}endpoints = [\"127.0.0.1:2379\"]\n"),
-                "ha.endpoints: \"127.0.0.1:2379\" is not an etcd client URL",
+                &format!("{base}endpoints = [\"ftp://127.0.0.1:2379\"]\n"),
+                "ha.endpoints: \"ftp://127.0.0.1:2379\" is not an etcd client URL",
             ),
             (
                 &format!("{base}endpoints = [\"http://etcd\"]\n"),
@@ -2151,8 +2165,8 @@ mod tests {
                 "ha.cert_file: a client certificate needs both cert_file and key_file",
             ),
             (
-                &format!("{base}endpoints = [\"http://a:2379\"]\nlease_ttl = \"1s\"\n"),
-                "ha.lease_ttl: etcd leases last whole seconds, at least 2",
+                &format!("{base}endpoints = [\"http://a:2379\"]\nlease_ttl = \"500ms\"\n"),
+                "ha.lease_ttl: etcd leases last whole seconds, at least 1",
             ),
             (
                 &format!("{base}endpoints = [\"http://a:2379\"]\nlease_ttl = \"2500ms\"\n"),

@@ -157,6 +157,8 @@ impl Leadership {
             gauge,
             client: None,
             stale: Vec::new(),
+            failing: false,
+            told_longer_ttl: false,
         };
         tracing::info!(election = %ha.election, instance = %ha.instance, endpoints = ?ha.endpoints, lease_ttl = %humantime::format_duration(ha.lease_ttl), "joining the election");
         let task = tokio::spawn(election.run(stop_rx));
@@ -190,21 +192,24 @@ struct Election {
     /// Leases of ended sessions not yet revoked. etcd restores leases when it restarts, so
     /// a key of an old session could otherwise block the election for another TTL.
     stale: Vec<i64>,
+    /// Sessions have failed since etcd last granted a lease: warned about once.
+    failing: bool,
+    /// etcd granted a longer TTL than asked for: warned about once.
+    told_longer_ttl: bool,
 }
 
 impl Election {
     async fn run(mut self, mut stop: watch::Receiver<bool>) {
-        let mut failing = false;
         loop {
             match self.session(&mut stop).await {
                 SessionEnd::Stopped => break,
                 SessionEnd::Failed(reason) => {
-                    if !failing {
+                    if !self.failing {
                         tracing::warn!(election = %self.name, "etcd: {reason}; retrying every {}", humantime::format_duration(quarter(self.ttl)));
                     } else {
                         tracing::debug!(election = %self.name, "etcd: {reason}");
                     }
-                    failing = true;
+                    self.failing = true;
                 }
             }
             tokio::select! {
@@ -238,8 +243,16 @@ impl Election {
             Err(_) => return SessionEnd::Failed(unanswered("a lease grant", limit)),
         };
         let lease = granted.id();
+        let granted_ttl = Duration::from_secs(granted.ttl().max(0) as u64);
+        if granted_ttl > self.ttl && !self.told_longer_ttl {
+            self.told_longer_ttl = true;
+            tracing::warn!(election = %self.name, "etcd grants {} leases, not the {} of ha.lease_ttl (its minimum is 1.5 election timeouts): a dead leader is replaced that much later", humantime::format_duration(granted_ttl), humantime::format_duration(self.ttl));
+        }
+        if std::mem::take(&mut self.failing) {
+            tracing::info!(election = %self.name, "etcd answers again");
+        }
         let mut clock = LeaseClock {
-            ttl: Duration::from_secs(granted.ttl().max(0) as u64),
+            ttl: granted_ttl,
             renewed_at: sent,
         };
         if let Ok(Ok(current)) =
@@ -304,11 +317,12 @@ impl Election {
                 _ = stopped(stop) => break SessionEnd::Stopped,
             }
         };
-        if matches!(end, SessionEnd::Stopped) {
-            self.follow("stopping: handing the lease back");
-        }
+        let was_leader = self.step_down();
         self.stale.push(lease);
         self.revoke_stale(&client).await;
+        if was_leader && matches!(end, SessionEnd::Stopped) {
+            tracing::info!(election = %self.name, instance = %self.instance, "stopping: handed the lease back");
+        }
         end
     }
 
@@ -372,10 +386,15 @@ impl Election {
         }
     }
 
-    fn follow(&self, reason: &str) {
+    /// Stops writing; true when this controller was the leader.
+    fn step_down(&self) -> bool {
         let was = self.role.send_replace(Role::Follower);
-        if was != Role::Follower {
-            self.gauge.set(0);
+        self.gauge.set(0);
+        was != Role::Follower
+    }
+
+    fn follow(&self, reason: &str) {
+        if self.step_down() {
             tracing::warn!(election = %self.name, instance = %self.instance, reason, "lost leadership");
         }
     }
