@@ -181,10 +181,6 @@ fn two_controllers_share_one_election_and_only_the_leader_writes() {
     assert_eq!(written(leader), (5.0, 2.0), "{}", pair.logs());
     assert_eq!(written(follower), (0.0, 0.0), "{}", pair.logs());
     assert_eq!(follower.count_messages("applied"), 0);
-    assert!(
-        follower.count_messages("planned") <= 5,
-        "the follower saw the drift at most once before the leader repaired it"
-    );
 
     // The follower observes: it serves metrics, is ready, and says it is in sync.
     assert_eq!(
