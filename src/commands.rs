@@ -71,8 +71,21 @@ pub async fn execute(cli: Cli) -> Outcome {
     match cli.command {
         Command::CheckConfig => match config.load_keys() {
             Ok(_) => {
+                let election = match &config.ha {
+                    None => String::new(),
+                    Some(ha) => match ha.load_secrets() {
+                        Ok(_) => format!(
+                            ", leader election {:?} on etcd as {:?}",
+                            ha.election, ha.instance
+                        ),
+                        Err(message) => {
+                            eprintln!("{}: {message}", config.path.display());
+                            return Outcome::Error;
+                        }
+                    },
+                };
                 println!(
-                    "{}: valid ({} inventory source(s), {} DNS target(s), {} record rule(s), {} HAProxy target(s))",
+                    "{}: valid ({} inventory source(s), {} DNS target(s), {} record rule(s), {} HAProxy target(s){election})",
                     config.path.display(),
                     config.inventories.len(),
                     config.dns.len(),

@@ -28,6 +28,10 @@ pub const DEFAULT_MAX_REMOVE_FRACTION: f64 = 0.34;
 pub const DEFAULT_OWNER_ID: &str = "ipdrift";
 pub const DEFAULT_NOTIFY_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_FAILING_PASSES: u32 = 3;
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(10);
+/// etcd leases last whole seconds; etcd itself grants at least 1.5 election timeouts (2 s
+/// with its defaults), and ipdrift goes by what it grants.
+pub const MIN_LEASE_TTL: Duration = Duration::from_secs(1);
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
@@ -40,6 +44,57 @@ pub struct Config {
     pub records: Vec<RecordRule>,
     pub haproxy: Vec<HaproxyConfig>,
     pub notify: Vec<NotifyConfig>,
+    /// `[ha]`: several controllers elect one writer through etcd; `None` runs alone.
+    pub ha: Option<HaConfig>,
+}
+
+/// `[ha]`: leader election on etcd. Only the leader writes; the others observe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HaConfig {
+    /// etcd client URLs, `http://host:port` or `https://host:port`.
+    pub endpoints: Vec<String>,
+    /// The election's name (a key prefix in etcd); every controller of one fleet uses the same.
+    pub election: String,
+    /// TTL of the lease that backs the leadership, in whole seconds.
+    pub lease_ttl: Duration,
+    /// This controller's name: the election value and the `instance` label of `ipdrift_leader`.
+    pub instance: String,
+    pub tls: Option<EtcdTls>,
+    pub auth: Option<EtcdAuth>,
+}
+
+/// TLS to etcd: the CA that signed its certificate, and a client certificate if etcd asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdTls {
+    pub ca_file: PathBuf,
+    /// `(cert_file, key_file)`.
+    pub identity: Option<(PathBuf, PathBuf)>,
+}
+
+/// etcd user authentication; the password is read by [`HaConfig::load_secrets`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdAuth {
+    pub user: String,
+    pub password: SecretRef,
+}
+
+/// What [`HaConfig::load_secrets`] read: PEM files and the password. `Debug` hides them.
+pub struct EtcdSecrets {
+    pub ca_pem: Option<Vec<u8>>,
+    /// `(certificate PEM, key PEM)`.
+    pub identity_pem: Option<(Vec<u8>, Vec<u8>)>,
+    /// `(user, password)`.
+    pub credentials: Option<(String, String)>,
+}
+
+impl fmt::Debug for EtcdSecrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EtcdSecrets")
+            .field("ca_pem", &self.ca_pem.is_some())
+            .field("identity_pem", &self.identity_pem.is_some())
+            .field("user", &self.credentials.as_ref().map(|(user, _)| user))
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -328,6 +383,48 @@ impl Config {
     }
 }
 
+impl HaConfig {
+    /// Reads the TLS files and the password. Errors name the file or variable, never a secret.
+    pub fn load_secrets(&self) -> Result<EtcdSecrets, String> {
+        let read = |path: &Path, what: &str| {
+            std::fs::read(path)
+                .map_err(|e| format!("ha.{what}: cannot read {}: {e}", path.display()))
+        };
+        let ca_pem = self
+            .tls
+            .as_ref()
+            .map(|tls| read(&tls.ca_file, "ca_file"))
+            .transpose()?;
+        let identity_pem = match self.tls.as_ref().and_then(|tls| tls.identity.as_ref()) {
+            Some((cert, key)) => Some((read(cert, "cert_file")?, read(key, "key_file")?)),
+            None => None,
+        };
+        let credentials = match &self.auth {
+            None => None,
+            Some(auth) => {
+                let password = match &auth.password {
+                    SecretRef::File(path) => std::fs::read_to_string(path).map_err(|e| {
+                        format!("ha.password_file: cannot read {}: {e}", path.display())
+                    })?,
+                    SecretRef::Env(var) => std::env::var(var).map_err(|_| {
+                        format!("ha.password_env: environment variable {var} is not set; export the etcd password in it")
+                    })?,
+                };
+                let password = password.trim_end_matches(['\n', '\r']).to_string();
+                if password.is_empty() {
+                    return Err("ha: the etcd password is empty".to_string());
+                }
+                Some((auth.user.clone(), password))
+            }
+        };
+        Ok(EtcdSecrets {
+            ca_pem,
+            identity_pem,
+            credentials,
+        })
+    }
+}
+
 impl TsigConfig {
     /// Reads the key (file or environment). Errors never contain the secret.
     pub fn load_key(&self) -> Result<TsigKey, String> {
@@ -476,6 +573,23 @@ struct RawConfig {
     haproxy: Vec<Spanned<RawHaproxy>>,
     #[serde(default)]
     notify: Vec<Spanned<RawNotify>>,
+    ha: Option<Spanned<RawHa>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHa {
+    backend: Spanned<String>,
+    endpoints: Spanned<Vec<String>>,
+    election: Spanned<String>,
+    lease_ttl: Option<Spanned<String>>,
+    instance: Option<Spanned<String>>,
+    ca_file: Option<Spanned<String>>,
+    cert_file: Option<Spanned<String>>,
+    key_file: Option<Spanned<String>>,
+    user: Option<Spanned<String>>,
+    password_file: Option<Spanned<String>>,
+    password_env: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -1130,6 +1244,8 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigErrors> {
         .filter_map(|(index, n)| notify_config(&mut c, n.get_ref(), index + 1))
         .collect();
 
+    let ha = raw.ha.as_ref().and_then(|ha| ha_config(&mut c, ha));
+
     if c.errors.is_empty() {
         Ok(Config {
             path: path.to_path_buf(),
@@ -1139,10 +1255,242 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigErrors> {
             records,
             haproxy: haproxies,
             notify,
+            ha,
         })
     } else {
         Err(ConfigErrors(c.errors))
     }
+}
+
+/// Letters, digits and `extra`, 1 to `max` of them.
+fn is_plain_name(text: &str, max: usize, extra: &[char]) -> bool {
+    !text.is_empty()
+        && text.len() <= max
+        && text
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || extra.contains(&ch))
+}
+
+/// The default `ha.instance`: the host name (a pod's name in Kubernetes), or one made
+/// from the process id where the host name is unusable.
+pub fn default_instance() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_string())
+        .filter(|name| is_plain_name(name, 64, &['-', '_', '.']))
+        .unwrap_or_else(|| format!("ipdrift-{}", std::process::id()))
+}
+
+/// `[ha]`: the etcd election. Endpoints are URLs with an explicit port; https needs the CA.
+fn ha_config(c: &mut Checker<'_>, spanned: &Spanned<RawHa>) -> Option<HaConfig> {
+    let raw = spanned.get_ref();
+    let errors_before = c.errors.len();
+    if raw.backend.get_ref() != "etcd" {
+        c.error(
+            &raw.backend,
+            "ha.backend",
+            format!(
+                "unknown backend {:?}; supported: etcd",
+                raw.backend.get_ref()
+            ),
+        );
+    }
+    // A bare HOST:PORT means http://, as for etcdctl.
+    let endpoints: Vec<String> = raw
+        .endpoints
+        .get_ref()
+        .iter()
+        .map(|e| {
+            if e.contains("://") {
+                e.clone()
+            } else {
+                format!("http://{e}")
+            }
+        })
+        .collect();
+    if endpoints.is_empty() {
+        c.error(
+            &raw.endpoints,
+            "ha.endpoints",
+            "list at least one etcd client URL, e.g. [\"http://127.0.0.1:2379\"]",
+        );
+    }
+    let mut schemes = BTreeSet::new();
+    for endpoint in &endpoints {
+        match Url::parse(endpoint) {
+            Ok(url)
+                if matches!(url.scheme(), "http" | "https")
+                    && url.host_str().is_some()
+                    && url.port().is_some()
+                    && matches!(url.path(), "" | "/")
+                    && url.query().is_none()
+                    && url.username().is_empty() =>
+            {
+                schemes.insert(url.scheme().to_string());
+            }
+            _ => c.error(
+                &raw.endpoints,
+                "ha.endpoints",
+                format!(
+                    "{endpoint:?} is not an etcd client URL; write \"http://HOST:PORT\" or \"https://HOST:PORT\", e.g. \"http://127.0.0.1:2379\""
+                ),
+            ),
+        }
+    }
+    if schemes.len() > 1 {
+        c.error(
+            &raw.endpoints,
+            "ha.endpoints",
+            "mix of http:// and https://; use one scheme for every endpoint",
+        );
+    }
+    let https = schemes.contains("https");
+    let election = raw.election.get_ref();
+    if !is_plain_name(election, 128, &['-', '_', '.', '/'])
+        || election.starts_with('/')
+        || election.ends_with('/')
+    {
+        c.error(
+            &raw.election,
+            "ha.election",
+            "use 1–128 letters, digits, '-', '_', '.' or '/' not at either end, e.g. \"ipdrift/prod\"; every controller of one fleet uses the same",
+        );
+    }
+    let lease_ttl = c.duration(&raw.lease_ttl, "ha.lease_ttl", DEFAULT_LEASE_TTL);
+    if let Some(text) = &raw.lease_ttl
+        && (lease_ttl < MIN_LEASE_TTL || lease_ttl.subsec_nanos() != 0)
+    {
+        c.error(
+            text,
+            "ha.lease_ttl",
+            "etcd leases last whole seconds, at least 1; write e.g. \"10s\"",
+        );
+    }
+    let instance = match &raw.instance {
+        None => default_instance(),
+        Some(name) => {
+            if !is_plain_name(name.get_ref(), 64, &['-', '_', '.']) {
+                c.error(
+                    name,
+                    "ha.instance",
+                    "use 1–64 letters, digits, '-', '_' or '.'",
+                );
+            }
+            name.get_ref().clone()
+        }
+    };
+    let tls = match (&raw.ca_file, &raw.cert_file, &raw.key_file) {
+        (None, None, None) => {
+            if https {
+                c.error(
+                    &raw.endpoints,
+                    "ha.ca_file",
+                    "https:// endpoints need ca_file = \"…\": the CA certificate (PEM) that signed etcd's server certificate",
+                );
+            }
+            None
+        }
+        (ca, cert, key) => {
+            if !https {
+                c.error(
+                    spanned,
+                    "ha.ca_file",
+                    "ca_file, cert_file and key_file are for TLS; the endpoints must then be https://",
+                );
+            }
+            let identity = match (cert, key) {
+                (Some(cert), Some(key)) => Some((
+                    c.resolve_path(cert.get_ref()),
+                    c.resolve_path(key.get_ref()),
+                )),
+                (None, None) => None,
+                _ => {
+                    c.error(
+                        spanned,
+                        "ha.cert_file",
+                        "a client certificate needs both cert_file and key_file",
+                    );
+                    None
+                }
+            };
+            match ca {
+                Some(ca) => Some(EtcdTls {
+                    ca_file: c.resolve_path(ca.get_ref()),
+                    identity,
+                }),
+                None => {
+                    c.error(
+                        spanned,
+                        "ha.ca_file",
+                        "TLS needs ca_file: the CA certificate (PEM) that signed etcd's server certificate",
+                    );
+                    None
+                }
+            }
+        }
+    };
+    let auth = match (&raw.user, &raw.password_file, &raw.password_env) {
+        (None, None, None) => None,
+        (Some(user), file, env) => {
+            if !is_plain_name(user.get_ref(), 128, &['-', '_', '.', '@']) {
+                c.error(
+                    user,
+                    "ha.user",
+                    "use 1–128 letters, digits, '-', '_', '.' or '@'",
+                );
+            }
+            let password = match (file, env) {
+                (Some(file), None) => Some(SecretRef::File(c.resolve_path(file.get_ref()))),
+                (None, Some(var)) if is_env_var_name(var.get_ref()) => {
+                    Some(SecretRef::Env(var.get_ref().clone()))
+                }
+                (None, Some(var)) => {
+                    c.error(
+                        var,
+                        "ha.password_env",
+                        "must be the name of an environment variable (letters, digits, '_'); the value given is not one and is not shown",
+                    );
+                    None
+                }
+                (Some(_), Some(_)) => {
+                    c.error(
+                        user,
+                        "ha.password_file",
+                        "give either password_file or password_env, not both",
+                    );
+                    None
+                }
+                (None, None) => {
+                    c.error(
+                        user,
+                        "ha.password_file",
+                        "user needs a password: password_file = \"etcd.password\" or password_env = \"VAR\"",
+                    );
+                    None
+                }
+            };
+            password.map(|password| EtcdAuth {
+                user: user.get_ref().clone(),
+                password,
+            })
+        }
+        (None, _, _) => {
+            c.error(
+                spanned,
+                "ha.user",
+                "password_file and password_env need user = \"…\"",
+            );
+            None
+        }
+    };
+    (c.errors.len() == errors_before).then(|| HaConfig {
+        endpoints,
+        election: election.clone(),
+        lease_ttl,
+        instance,
+        tls,
+        auth,
+    })
 }
 
 /// One `[[notify]]` (the `number`th, 1-based). Errors never quote the URL: it may hold a token.
@@ -1834,6 +2182,7 @@ mod tests {
         assert_eq!(c.controller.listen.to_string(), DEFAULT_LISTEN);
         assert!(c.dns.is_empty() && c.haproxy.is_empty() && c.records.is_empty());
         assert!(c.notify.is_empty() && c.controller.audit_log.is_none());
+        assert!(c.ha.is_none(), "without [ha] a controller runs alone");
         assert_eq!(
             c.inventories[0].kind,
             InventoryKind::File {
@@ -1934,6 +2283,194 @@ mod tests {
         assert!(e[0].field.ends_with(".server"), "{e:?}");
         let e = errors_of(&EXAMPLE.replace("{name}.example.com.", "{name} x.example.com."));
         assert!(e[0].field.ends_with(".name"), "{e:?}");
+    }
+
+    const INVENTORY: &str = "[[inventory]]\nname = \"a\"\nkind = \"file\"\npath = \"i.json\"\n";
+
+    fn ha_errors(ha: &str) -> Vec<String> {
+        errors_of(&format!("{INVENTORY}[ha]\n{ha}"))
+            .into_iter()
+            .map(|e| e.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn ha_takes_etcd_endpoints_an_election_a_lease_tls_and_a_user() {
+        let text = format!(
+            "{INVENTORY}[ha]\nbackend = \"etcd\"\nendpoints = [\"https://etcd-0.etcd:2379\", \"https://10.0.0.2:2379\"]\n\
+             election = \"ipdrift/prod\"\nlease_ttl = \"15s\"\ninstance = \"host-a\"\nca_file = \"etcd-ca.pem\"\n\
+             cert_file = \"client.pem\"\nkey_file = \"client-key.pem\"\nuser = \"ipdrift\"\npassword_env = \"ETCD_PASSWORD\"\n"
+        );
+        let c = parse(&text, Path::new("/etc/ipdrift/c.toml")).unwrap();
+        let ha = c.ha.unwrap();
+        assert_eq!(
+            ha.endpoints,
+            ["https://etcd-0.etcd:2379", "https://10.0.0.2:2379"]
+        );
+        assert_eq!(ha.election, "ipdrift/prod");
+        assert_eq!(ha.lease_ttl, Duration::from_secs(15));
+        assert_eq!(ha.instance, "host-a");
+        assert_eq!(
+            ha.tls,
+            Some(EtcdTls {
+                ca_file: "/etc/ipdrift/etcd-ca.pem".into(),
+                identity: Some((
+                    "/etc/ipdrift/client.pem".into(),
+                    "/etc/ipdrift/client-key.pem".into()
+                )),
+            })
+        );
+        assert_eq!(
+            ha.auth,
+            Some(EtcdAuth {
+                user: "ipdrift".into(),
+                password: SecretRef::Env("ETCD_PASSWORD".into()),
+            })
+        );
+    }
+
+    #[test]
+    fn the_example_ha_section_parses_once_uncommented() {
+        let lines: Vec<&str> = EXAMPLE
+            .lines()
+            .skip_while(|l| !l.starts_with("# [ha]"))
+            .map_while(|l| l.strip_prefix("# "))
+            .collect();
+        assert!(lines.len() > 5, "no commented [ha] section in the example");
+        let text = format!("{INVENTORY}{}\n", lines.join("\n"));
+        let ha = parse(&text, Path::new("/etc/ipdrift/ipdrift.toml"))
+            .unwrap()
+            .ha
+            .unwrap();
+        assert_eq!(ha.election, "ipdrift/prod");
+        assert_eq!(ha.instance, "host-a");
+        assert!(ha.tls.is_some() && ha.auth.is_some());
+    }
+
+    #[test]
+    fn ha_defaults_to_a_ten_second_lease_and_the_host_name() {
+        let text = format!(
+            "{INVENTORY}[ha]\nbackend = \"etcd\"\nendpoints = [\"127.0.0.1:2379\"]\nelection = \"ipdrift/x\"\n"
+        );
+        let ha = parse(&text, Path::new("c.toml")).unwrap().ha.unwrap();
+        assert_eq!(ha.endpoints, ["http://127.0.0.1:2379"], "as for etcdctl");
+        assert_eq!(ha.lease_ttl, DEFAULT_LEASE_TTL);
+        assert_eq!(ha.instance, default_instance());
+        assert!(is_plain_name(&ha.instance, 64, &['-', '_', '.']));
+        assert!(ha.tls.is_none() && ha.auth.is_none());
+    }
+
+    #[test]
+    fn ha_mistakes_name_the_field_and_the_fix() {
+        let base = "backend = \"etcd\"\nelection = \"ipdrift/x\"\n";
+        for (ha, expected) in [
+            (
+                "backend = \"zookeeper\"\nendpoints = [\"http://127.0.0.1:2379\"]\nelection = \"x\"\n",
+                "ha.backend: unknown backend \"zookeeper\"; supported: etcd",
+            ),
+            (
+                &format!("{base}endpoints = []\n"),
+                "ha.endpoints: list at least one etcd client URL",
+            ),
+            (
+                &format!("{base}endpoints = [\"ftp://127.0.0.1:2379\"]\n"),
+                "ha.endpoints: \"ftp://127.0.0.1:2379\" is not an etcd client URL",
+            ),
+            (
+                &format!("{base}endpoints = [\"http://etcd\"]\n"),
+                "is not an etcd client URL; write \"http://HOST:PORT\"",
+            ),
+            (
+                &format!(
+                    "{base}endpoints = [\"http://a:2379\", \"https://b:2379\"]\nca_file = \"ca.pem\"\n"
+                ),
+                "ha.endpoints: mix of http:// and https://",
+            ),
+            (
+                &format!("{base}endpoints = [\"https://a:2379\"]\n"),
+                "ha.ca_file: https:// endpoints need ca_file",
+            ),
+            (
+                &format!("{base}endpoints = [\"http://a:2379\"]\nca_file = \"ca.pem\"\n"),
+                "ha.ca_file: ca_file, cert_file and key_file are for TLS; the endpoints must then be https://",
+            ),
+            (
+                &format!(
+                    "{base}endpoints = [\"https://a:2379\"]\nca_file = \"ca.pem\"\ncert_file = \"c.pem\"\n"
+                ),
+                "ha.cert_file: a client certificate needs both cert_file and key_file",
+            ),
+            (
+                &format!("{base}endpoints = [\"http://a:2379\"]\nlease_ttl = \"500ms\"\n"),
+                "ha.lease_ttl: etcd leases last whole seconds, at least 1",
+            ),
+            (
+                &format!("{base}endpoints = [\"http://a:2379\"]\nlease_ttl = \"2500ms\"\n"),
+                "ha.lease_ttl: etcd leases last whole seconds",
+            ),
+            (
+                "backend = \"etcd\"\nendpoints = [\"http://a:2379\"]\nelection = \"/ipdrift/\"\n",
+                "ha.election: use 1–128 letters",
+            ),
+            (
+                &format!("{base}endpoints = [\"http://a:2379\"]\ninstance = \"a b\"\n"),
+                "ha.instance: use 1–64 letters",
+            ),
+            (
+                &format!("{base}endpoints = [\"http://a:2379\"]\nuser = \"ipdrift\"\n"),
+                "ha.password_file: user needs a password",
+            ),
+            (
+                &format!("{base}endpoints = [\"http://a:2379\"]\npassword_file = \"p\"\n"),
+                "ha.user: password_file and password_env need user",
+            ),
+            (
+                &format!(
+                    "{base}endpoints = [\"http://a:2379\"]\nuser = \"u\"\npassword_env = \"hunter2 secret\"\n"
+                ),
+                "ha.password_env: must be the name of an environment variable",
+            ),
+            (
+                &format!("{base}endpoints = [\"http://a:2379\"]\npassword = \"hunter2\"\n"),
+                "unknown field `password`",
+            ),
+        ] {
+            let errors = ha_errors(ha);
+            assert!(
+                errors.iter().any(|e| e.contains(expected)),
+                "{ha:?}: {errors:?} lacks {expected:?}"
+            );
+            assert!(
+                errors.iter().all(|e| !e.contains("hunter2 secret")),
+                "{errors:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn ha_secrets_are_read_without_being_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("etcd.password"), "hunter2\n").unwrap();
+        let text = format!(
+            "{INVENTORY}[ha]\nbackend = \"etcd\"\nendpoints = [\"http://127.0.0.1:2379\"]\nelection = \"ipdrift/x\"\n\
+             user = \"ipdrift\"\npassword_file = \"etcd.password\"\n"
+        );
+        let ha = parse(&text, &dir.path().join("c.toml"))
+            .unwrap()
+            .ha
+            .unwrap();
+        let secrets = ha.load_secrets().unwrap();
+        assert_eq!(
+            secrets.credentials,
+            Some(("ipdrift".to_string(), "hunter2".to_string()))
+        );
+        assert!(!format!("{secrets:?}").contains("hunter2"));
+        std::fs::remove_file(dir.path().join("etcd.password")).unwrap();
+        let error = ha.load_secrets().unwrap_err();
+        assert!(
+            error.starts_with("ha.password_file: cannot read "),
+            "{error}"
+        );
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! `ipdrift run`: a pass every interval (with a little jitter), metrics, readiness, the
 //! audit log and notifications updated after each, until SIGINT or SIGTERM. Targets are
 //! written independently, so a dead load balancer never holds back DNS repair. The loop
-//! never stops on an error, and never waits for a webhook.
+//! never stops on an error, and never waits for a webhook. With `[ha]` only the elected
+//! leader writes and notifies; the others pass read-only, so their metrics still say
+//! what is out of sync, and take over when elected.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,8 +17,9 @@ use tokio::sync::watch;
 use crate::admin::{self, AdminState};
 use crate::audit::tracker::{PassEvents, Tracker};
 use crate::audit::{self, AuditLog, Event, Record};
-use crate::config::Config;
+use crate::config::{self, Config};
 use crate::desired::SourceSnapshot;
+use crate::ha::{Fence, Leadership};
 use crate::metrics::{
     ChangeLabels, GuardLabel, Metrics, ScheduledEventLabels, SourceLabel, TargetLabel,
 };
@@ -385,9 +388,25 @@ pub async fn run(
     load: ConfigLoader,
 ) -> anyhow::Result<()> {
     let mut config = config;
-    let mut reconciler = Reconciler::new(config.clone(), false)?;
+    let reconciler = Reconciler::new(config.clone(), false)?;
     let sources: Vec<String> = config.inventories.iter().map(|i| i.name.clone()).collect();
     let metrics = Arc::new(Metrics::new(&config.target_names(), &sources, &GUARDS));
+    let instance = config
+        .ha
+        .as_ref()
+        .map_or_else(config::default_instance, |ha| ha.instance.clone());
+    let leader_gauge = metrics.leader_gauge(&instance);
+    let leadership = match &config.ha {
+        Some(ha) => Some(Leadership::start(ha, leader_gauge)?),
+        None => {
+            leader_gauge.set(1);
+            None
+        }
+    };
+    let fence = leadership
+        .as_ref()
+        .map_or_else(Fence::alone, Leadership::fence);
+    let mut reconciler = reconciler.with_fence(fence.clone());
     metrics
         .reconcile_interval
         .set(config.controller.interval.as_secs_f64());
@@ -421,7 +440,13 @@ pub async fn run(
         let started_at = audit::now();
         let started = tokio::time::Instant::now();
         let resting = backoffs.resting(started);
-        let outcome = reconciler.pass_resting(Mode::Apply, &resting).await;
+        // A follower observes; the fence is checked again right before each write batch.
+        let mode = if fence.holds() {
+            Mode::Apply
+        } else {
+            Mode::ReadOnly
+        };
+        let outcome = reconciler.pass_resting(mode, &resting).await;
         let elapsed = started.elapsed();
         let finished_at = audit::now();
         let mut events =
@@ -436,8 +461,11 @@ pub async fn run(
             finished_at,
             elapsed,
         );
-        notify(&notifier, &events, finished_at);
-        announce_forecast(&outcome.report, &mut announced, &notifier, finished_at);
+        // Notifying is the leader's job: the others would repeat every notice.
+        if mode == Mode::Apply {
+            notify(&notifier, &events, finished_at);
+            announce_forecast(&outcome.report, &mut announced, &notifier, finished_at);
+        }
         // The first pass is always recorded: it tells a timeline what is still wrong after a restart.
         if !events.records.is_empty() || first_pass {
             events
@@ -457,17 +485,22 @@ pub async fn run(
         }
         tokio::select! {
             _ = tokio::time::sleep_until(schedule.next_after(tokio::time::Instant::now())) => {}
+            // A newly elected leader repairs at once rather than after the interval.
+            _ = fence.until_leader(), if mode == Mode::ReadOnly => {}
             Some(()) = reload.recv() => {
                 match load().and_then(|new| {
                     let new = Arc::new(new);
-                    Reconciler::new(new.clone(), false).map(|r| (new, r)).map_err(|e| format!("{e:#}"))
+                    Reconciler::new(new.clone(), false)
+                        .map(|r| (new, r.with_fence(fence.clone())))
+                        .map_err(|e| format!("{e:#}"))
                 }) {
                     Ok((new, new_reconciler)) => {
                         if new.controller.listen != config.controller.listen
                             || new.controller.audit_log != config.controller.audit_log
                             || new.notify != config.notify
+                            || new.ha != config.ha
                         {
-                            tracing::warn!("controller.listen, controller.audit_log and [[notify]] changes take effect at the next restart");
+                            tracing::warn!("controller.listen, controller.audit_log, [[notify]] and [ha] changes take effect at the next restart");
                         }
                         if tracked_names(&new) != tracked_names(&config) {
                             tracker = Tracker::new(tracked_names(&new));
@@ -489,6 +522,9 @@ pub async fn run(
         }
     }
     tracing::info!("ipdrift controller stopping");
+    if let Some(leadership) = leadership {
+        leadership.stop().await;
+    }
     notifier.shutdown(NOTIFY_GRACE).await;
     let _ = server.await;
     Ok(())

@@ -27,6 +27,7 @@
 //! - [`haproxy::client`]: the HAProxy runtime API over a unix or TCP socket.
 //! - [`reconcile`]: one pass over all of them.
 //! - [`controller`]: the `run` loop; [`admin`]: /metrics /healthz /readyz; [`metrics`]: names.
+//! - [`ha`]: leader election on etcd (`[ha]`) and the fence every write batch checks.
 //! - [`audit`]: the audit log's event schema and its O_APPEND writer and reader.
 //! - [`notify`]: webhook notifications through bounded queues, with timeouts and retries.
 //! - [`cli`], [`commands`]: the command line and what each command does.
@@ -42,6 +43,7 @@ pub mod controller;
 pub mod desired;
 pub mod dns;
 pub mod forecast;
+pub mod ha;
 pub mod haproxy;
 pub mod inventory;
 pub mod metrics;

@@ -35,9 +35,10 @@ pub const TARGET_WRITE_DURATION: &str = "ipdrift_target_write_duration_seconds";
 pub const SCHEDULED_EVENTS: &str = "ipdrift_scheduled_events";
 pub const NOTIFICATIONS_TOTAL: &str = "ipdrift_notifications_total";
 pub const AUDIT_LOG_ERRORS_TOTAL: &str = "ipdrift_audit_log_errors_total";
+pub const LEADER: &str = "ipdrift_leader";
 
 /// Every metric family `/metrics` exposes, by its exposed name.
-pub const ALL: [&str; 19] = [
+pub const ALL: [&str; 20] = [
     LAST_RECONCILE_SUCCESS_TIMESTAMP,
     RECONCILE_DURATION,
     DRIFT_OBJECTS,
@@ -57,6 +58,7 @@ pub const ALL: [&str; 19] = [
     SCHEDULED_EVENTS,
     NOTIFICATIONS_TOTAL,
     AUDIT_LOG_ERRORS_TOTAL,
+    LEADER,
 ];
 
 /// Values of the `result` label of [`NOTIFICATIONS_TOTAL`].
@@ -101,6 +103,12 @@ pub struct ResultLabel {
     pub result: String,
 }
 
+/// This controller's `ha.instance` name (the host name by default).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InstanceLabel {
+    pub instance: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabels {
     pub version: String,
@@ -129,6 +137,8 @@ pub struct Metrics {
     pub scheduled_events: Family<ScheduledEventLabels, Gauge<f64, AtomicU64>>,
     pub notifications: Family<ResultLabel, Counter>,
     pub audit_log_errors: Counter,
+    /// One series, for this controller: see [`Metrics::leader_gauge`].
+    leader: Family<InstanceLabel, Gauge>,
 }
 
 /// Buckets for one network call to a source or target: 1 ms to about 8 s.
@@ -271,6 +281,12 @@ impl Metrics {
             "Passes whose events could not be appended to the audit log",
             audit_log_errors.clone(),
         );
+        let leader = Family::<InstanceLabel, Gauge>::default();
+        registry.register(
+            LEADER,
+            "1 while this controller holds the write lease (always, without [ha]); 0 while it only observes",
+            leader.clone(),
+        );
         build_info
             .get_or_create(&BuildLabels {
                 version: env!("CARGO_PKG_VERSION").to_string(),
@@ -333,7 +349,17 @@ impl Metrics {
             scheduled_events,
             notifications,
             audit_log_errors,
+            leader,
         }
+    }
+
+    /// The [`LEADER`] series of this controller, created at 0.
+    pub fn leader_gauge(&self, instance: &str) -> Gauge {
+        self.leader
+            .get_or_create(&InstanceLabel {
+                instance: instance.to_string(),
+            })
+            .clone()
     }
 
     /// The OpenMetrics text exposition.
@@ -356,6 +382,7 @@ mod tests {
             &["local".into()],
             &["never-empty"],
         );
+        let _ = m.leader_gauge("host-a");
         let text = m.encode();
         // A family without series is not written at all: scheduled events appear only
         // once a source reports one.
@@ -374,6 +401,7 @@ mod tests {
         assert!(text.contains("ipdrift_target_write_duration_seconds_count{target=\"ns1\"} 0"));
         assert!(text.contains("ipdrift_notifications_total{result=\"dropped\"} 0"));
         assert!(text.contains("ipdrift_time_to_converge_seconds_count 0"));
+        assert!(text.contains("ipdrift_leader{instance=\"host-a\"} 0"));
         assert!(text.trim_end().ends_with("# EOF"));
         assert!(!text.contains(SCHEDULED_EVENTS));
         m.scheduled_events

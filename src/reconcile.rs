@@ -8,13 +8,14 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use futures_util::future::join_all;
-use tokio::time::{Instant, timeout};
+use tokio::time::{Instant, timeout, timeout_at};
 
 use crate::config::{Config, DnsKind, HealthGate, InventoryKind};
 use crate::desired::{Desired, Problem, SourceSnapshot, desired};
 use crate::dns::rfc2136::Rfc2136Target;
 use crate::dns::{DnsTarget, RecordChange, ownership_text};
 use crate::forecast::{ScheduledEvent, forecast};
+use crate::ha::{Fence, NotLeader};
 use crate::haproxy::client::HaproxyClient;
 use crate::haproxy::{LoadBalancer, ServerChange};
 use crate::inventory::Inventory;
@@ -51,6 +52,8 @@ pub struct Reconciler {
     last_counts: Mutex<BTreeMap<String, usize>>,
     /// The current pass's network calls (passes of one reconciler never overlap).
     timings: Timings,
+    /// Checked right before each target's write batch (`[ha]`: only the leader writes).
+    fence: Fence,
 }
 
 /// A pass's report plus what the sources listed, for state kept across passes.
@@ -233,7 +236,15 @@ impl Reconciler {
             timeout,
             last_counts: Mutex::new(BTreeMap::new()),
             timings: Timings::default(),
+            fence: Fence::alone(),
         })
+    }
+
+    /// Writes only while `fence` holds: each batch is withheld when it does not, and must
+    /// end before the lease behind it may lapse.
+    pub fn with_fence(mut self, fence: Fence) -> Reconciler {
+        self.fence = fence;
+        self
     }
 
     pub fn config(&self) -> &Config {
@@ -264,9 +275,16 @@ impl Reconciler {
             .await;
         report.plan = plan(&want, &observed, &self.options);
         if mode == Mode::Apply {
-            for (target, (result, verify_failed)) in
-                self.apply(&want, &observed, &report.plan).await
-            {
+            for (target, outcome) in self.apply(&want, &observed, &report.plan).await {
+                let Some((result, verify_failed)) = outcome else {
+                    let planned = report.plan.changes.iter().filter(|c| c.target == target);
+                    report.problems.push(Problem {
+                        object: format!("{} change(s)", planned.count()),
+                        target: Some(target),
+                        message: NotLeader.to_string(),
+                    });
+                    continue;
+                };
                 if verify_failed {
                     report.verify_failed.insert(target.clone());
                 }
@@ -548,14 +566,30 @@ impl Reconciler {
         endpoints
     }
 
+    /// Checks the fence right before a write batch: when the batch must end by.
+    fn write_deadline(&self, limit: Duration) -> Result<WriteDeadline, NotLeader> {
+        let timeout_at = Instant::now() + limit;
+        Ok(match self.fence.check()? {
+            Some(lease_ends) if lease_ends < timeout_at => WriteDeadline {
+                at: lease_ends,
+                lease: true,
+            },
+            _ => WriteDeadline {
+                at: timeout_at,
+                lease: false,
+            },
+        })
+    }
+
     /// Writes each target's batch, independently and concurrently, then reads the target
-    /// back and re-plans it: a change that does not read back is an error.
+    /// back and re-plans it: a change that does not read back is an error. A target whose
+    /// batch the fence withheld has `None`.
     async fn apply(
         &self,
         want: &Desired,
         observed: &Observed,
         planned: &Plan,
-    ) -> BTreeMap<String, (Result<(), String>, bool)> {
+    ) -> BTreeMap<String, Option<(Result<(), String>, bool)>> {
         let mut dns_batches: BTreeMap<&str, Vec<RecordChange>> = BTreeMap::new();
         let mut lb_batches: BTreeMap<&str, Vec<ServerChange>> = BTreeMap::new();
         for change in &planned.changes {
@@ -573,17 +607,24 @@ impl Reconciler {
         let dns_writes = join_all(self.dns.iter().filter_map(|t| {
             let batch = dns_batches.get(t.name())?;
             Some(async move {
+                let limit = t.write_time_limit(self.timeout);
+                let Ok(deadline) = self.write_deadline(limit) else {
+                    return (t.name().to_string(), None);
+                };
                 let result = async {
-                    let limit = t.write_time_limit(self.timeout);
+                    let unanswered = || {
+                        format!(
+                            "the update was not answered within {}",
+                            humantime::format_duration(limit)
+                        )
+                    };
                     self.timings
-                        .time(t.name(), Io::Write, timeout(limit, t.write(batch)))
-                        .await
-                        .map_err(|_| {
-                            anyhow!(
-                                "the update was not answered within {}",
-                                humantime::format_duration(limit)
-                            )
-                        })??;
+                        .time(
+                            t.name(),
+                            Io::Write,
+                            write_by(deadline, t.write(batch), unanswered),
+                        )
+                        .await?;
                     let keys: Vec<RecordKey> = observed.records[t.name()]
                         .iter()
                         .map(|s| s.key.clone())
@@ -611,22 +652,29 @@ impl Reconciler {
                     verify(&plan(want, &after, &self.options), batch.len())
                 }
                 .await;
-                (t.name().to_string(), written_outcome(result))
+                (t.name().to_string(), Some(written_outcome(result)))
             })
         }));
         let lb_writes = join_all(self.load_balancers.iter().filter_map(|lb| {
             let batch = lb_batches.get(lb.name())?;
             Some(async move {
+                let Ok(deadline) = self.write_deadline(self.timeout) else {
+                    return (lb.name().to_string(), None);
+                };
                 let result = async {
+                    let unanswered = || {
+                        format!(
+                            "HAProxy did not answer within {}",
+                            humantime::format_duration(self.timeout)
+                        )
+                    };
                     self.timings
-                        .time(lb.name(), Io::Write, timeout(self.timeout, lb.write(batch)))
-                        .await
-                        .map_err(|_| {
-                            anyhow!(
-                                "HAProxy did not answer within {}",
-                                humantime::format_duration(self.timeout)
-                            )
-                        })??;
+                        .time(
+                            lb.name(),
+                            Io::Write,
+                            write_by(deadline, lb.write(batch), unanswered),
+                        )
+                        .await?;
                     let back = self
                         .read_lb(lb.as_ref())
                         .await
@@ -639,11 +687,36 @@ impl Reconciler {
                     verify(&plan(want, &after, &self.options), batch.len())
                 }
                 .await;
-                (lb.name().to_string(), written_outcome(result))
+                (lb.name().to_string(), Some(written_outcome(result)))
             })
         }));
         let (dns_results, lb_results) = tokio::join!(dns_writes, lb_writes);
         dns_results.into_iter().chain(lb_results).collect()
+    }
+}
+
+/// When a write batch must end: after the timeout, or earlier when the leadership lease
+/// may lapse first.
+#[derive(Debug, Clone, Copy)]
+struct WriteDeadline {
+    at: Instant,
+    /// The lease sets the deadline.
+    lease: bool,
+}
+
+/// Awaits a write batch until `deadline`; past it the batch is abandoned, and the error
+/// says why (`unanswered` for a plain timeout).
+async fn write_by(
+    deadline: WriteDeadline,
+    write: impl Future<Output = anyhow::Result<()>>,
+    unanswered: impl FnOnce() -> String,
+) -> anyhow::Result<()> {
+    match timeout_at(deadline.at, write).await {
+        Ok(result) => result,
+        Err(_) if deadline.lease => Err(anyhow!(
+            "write abandoned: this controller's leadership lease could lapse before the batch finished; the next leader re-plans it"
+        )),
+        Err(_) => Err(anyhow!(unanswered())),
     }
 }
 

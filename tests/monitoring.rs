@@ -28,7 +28,7 @@ fn promtool_accepts_the_alert_rules() {
         .unwrap();
     assert!(out.status.success(), "{}", describe(&out));
     let all = describe(&out);
-    assert!(all.contains("SUCCESS: 8 rules found"), "{all}");
+    assert!(all.contains("SUCCESS: 10 rules found"), "{all}");
 }
 
 #[test]
@@ -51,6 +51,8 @@ fn the_alerts_cover_what_operators_must_hear_about() {
         "IpdriftGuardRefusing",
         "IpdriftScheduledEventAhead",
         "IpdriftAbsent",
+        "IpdriftNoLeader",
+        "IpdriftSeveralLeaders",
     ] {
         assert!(
             rules.contains(&format!("alert: {alert}\n")),

@@ -145,7 +145,8 @@ impl Controller {
         self.signal("-HUP");
     }
 
-    fn signal(&self, signal: &str) {
+    /// Sends `signal` (as `kill` takes it, e.g. "-STOP") to the controller.
+    pub fn signal(&self, signal: &str) {
         let status = Command::new("kill")
             .args([signal, &self.child.id().to_string()])
             .status()

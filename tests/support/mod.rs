@@ -1,9 +1,10 @@
-//! Test harness: starts real servers (BIND `named`, `haproxy`, `moto_server`) on free
-//! loopback ports in temporary directories, and stops them when dropped.
+//! Test harness: starts real servers (BIND `named`, `haproxy`, `moto_server`, `etcd`) on
+//! free loopback ports in temporary directories, and stops them when dropped.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod bind;
 pub mod controller;
+pub mod etcd;
 pub mod fleet;
 pub mod haproxy;
 #[cfg(feature = "aws")]
