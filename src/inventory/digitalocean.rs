@@ -21,7 +21,7 @@ use reqwest::Url;
 use serde::Deserialize;
 
 use super::Inventory;
-use super::http::{ApiClient, HttpOptions, MAX_PAGES, Token, api_url};
+use super::http::{ApiClient, HttpOptions, MAX_PAGES, Token, api_url, page_url};
 use crate::BoxFuture;
 use crate::model::{Instance, InstanceState};
 
@@ -179,18 +179,8 @@ impl DigitalOceanInventory {
 
     /// The first page has no `page` parameter; later ones do.
     fn page_url(&self, page: u32) -> Url {
-        let mut url = self.droplets.clone();
-        {
-            let mut query = url.query_pairs_mut();
-            query.append_pair("per_page", &PER_PAGE.to_string());
-            if page > 1 {
-                query.append_pair("page", &page.to_string());
-            }
-            if let Some(tag) = &self.tag {
-                query.append_pair("tag_name", tag);
-            }
-        }
-        url
+        let filter = self.tag.as_deref().map(|value| ("tag_name", value));
+        page_url(&self.droplets, PER_PAGE, page, filter)
     }
 
     async fn list_all(&self) -> anyhow::Result<Vec<Instance>> {

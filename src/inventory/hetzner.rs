@@ -23,7 +23,7 @@ use reqwest::Url;
 use serde::Deserialize;
 
 use super::Inventory;
-use super::http::{ApiClient, HttpOptions, MAX_PAGES, Token, api_url};
+use super::http::{ApiClient, HttpOptions, MAX_PAGES, Token, api_url, page_url};
 use crate::BoxFuture;
 use crate::model::{Instance, InstanceState};
 
@@ -178,18 +178,11 @@ impl HetznerInventory {
 
     /// The first page has no `page` parameter; later ones do.
     fn page_url(&self, page: u32) -> Url {
-        let mut url = self.servers.clone();
-        {
-            let mut query = url.query_pairs_mut();
-            query.append_pair("per_page", &PER_PAGE.to_string());
-            if page > 1 {
-                query.append_pair("page", &page.to_string());
-            }
-            if let Some(selector) = &self.label_selector {
-                query.append_pair("label_selector", selector);
-            }
-        }
-        url
+        let filter = self
+            .label_selector
+            .as_deref()
+            .map(|value| ("label_selector", value));
+        page_url(&self.servers, PER_PAGE, page, filter)
     }
 
     async fn list_all(&self) -> anyhow::Result<Vec<Instance>> {

@@ -209,6 +209,23 @@ pub(crate) fn api_url(endpoint: &Url, segments: &[&str]) -> Url {
     url
 }
 
+/// Page `page` of a paginated listing at `base`: `per_page`, then `page` from the second
+/// page on, then the provider's filter parameter when one is configured.
+pub(crate) fn page_url(base: &Url, per_page: u32, page: u32, filter: Option<(&str, &str)>) -> Url {
+    let mut url = base.clone();
+    {
+        let mut query = url.query_pairs_mut();
+        query.append_pair("per_page", &per_page.to_string());
+        if page > 1 {
+            query.append_pair("page", &page.to_string());
+        }
+        if let Some((key, value)) = filter {
+            query.append_pair(key, value);
+        }
+    }
+    url
+}
+
 /// One attempt's failure.
 #[derive(Debug)]
 enum FetchError {
