@@ -13,9 +13,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::dns::tsig::{TsigAlgorithm, TsigKey, parse_key_file};
-use crate::haproxy::protocol::RuntimeApi;
 use crate::inventory::http::{check_endpoint, looks_like_a_token};
 use crate::inventory::{digitalocean, hetzner};
+use crate::lb::haproxy::protocol::RuntimeApi;
 use crate::model::{AddressKind, DnsName};
 use crate::template::NameTemplate;
 use crate::validate;

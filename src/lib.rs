@@ -13,7 +13,7 @@
 //! - [`desired`]: instances × rules → desired state.
 //! - [`forecast`]: announced maintenance → the records and servers it will break.
 //! - [`plan`]: desired × observed → changes, guard refusals; `plan::render` prints them.
-//! - [`haproxy::protocol`], [`dns::tsig`]: command builders, response and key parsers.
+//! - [`lb::haproxy::protocol`], [`dns::tsig`]: command builders, response and key parsers.
 //! - [`audit::tracker`]: state kept across passes → audit events (drift seen, converged…).
 //! - [`audit::timeline`], [`audit::render`]: audit log → incidents → text, JSON, Markdown.
 //!
@@ -24,7 +24,7 @@
 //! - [`dns`]: DNS targets (`rfc2136` with TSIG; `route53`, feature `aws`).
 //! - `aws` (private, feature `aws`): what the EC2 source and the Route 53 target share:
 //!   SDK config (credentials chain, region, HTTPS on ring, timeouts) and error wording.
-//! - [`haproxy::client`]: the HAProxy runtime API over a unix or TCP socket.
+//! - [`lb::haproxy::client`]: the HAProxy runtime API over a unix or TCP socket.
 //! - [`reconcile`]: one pass over all of them.
 //! - [`controller`]: the `run` loop; [`admin`]: /metrics /healthz /readyz; [`metrics`]: names.
 //! - [`ha`]: leader election on etcd (`[ha]`) and the fence every write batch checks.
@@ -44,8 +44,8 @@ pub mod desired;
 pub mod dns;
 pub mod forecast;
 pub mod ha;
-pub mod haproxy;
 pub mod inventory;
+pub mod lb;
 pub mod metrics;
 pub mod model;
 pub mod notify;

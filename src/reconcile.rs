@@ -16,14 +16,14 @@ use crate::dns::rfc2136::Rfc2136Target;
 use crate::dns::{DnsTarget, RecordChange, ownership_text};
 use crate::forecast::{ScheduledEvent, forecast};
 use crate::ha::{Fence, NotLeader};
-use crate::haproxy::client::HaproxyClient;
-use crate::haproxy::{LoadBalancer, ServerChange};
 use crate::inventory::Inventory;
 use crate::inventory::digitalocean::DigitalOceanInventory;
 use crate::inventory::exec::ExecInventory;
 use crate::inventory::file::FileInventory;
 use crate::inventory::hetzner::HetznerInventory;
 use crate::inventory::http::{HttpOptions, Token};
+use crate::lb::haproxy::client::HaproxyClient;
+use crate::lb::{LoadBalancer, ServerChange};
 use crate::model::{DnsName, ObservedServer, RecordKey, RecordSet, ServerAdmin, ServerIntent};
 use crate::plan::{Action, Observed, PassReport, Plan, PlanOptions, TargetError, orphans, plan};
 
@@ -598,7 +598,7 @@ impl Reconciler {
                     .entry(&change.target)
                     .or_default()
                     .push(c.clone()),
-                Action::Haproxy(c) => lb_batches
+                Action::Lb(c) => lb_batches
                     .entry(&change.target)
                     .or_default()
                     .push(c.clone()),

@@ -5,9 +5,9 @@ mod support;
 use std::os::unix::net::UnixListener;
 use std::time::Duration;
 
-use ipdrift::haproxy::client::HaproxyClient;
-use ipdrift::haproxy::protocol::RuntimeApi;
-use ipdrift::haproxy::{LoadBalancer, ServerChange};
+use ipdrift::lb::haproxy::client::HaproxyClient;
+use ipdrift::lb::haproxy::protocol::RuntimeApi;
+use ipdrift::lb::{LoadBalancer, ServerChange};
 use ipdrift::model::{ObservedServer, ServerAdmin, ServerKey};
 use support::haproxy::{BackendSpec, Haproxy};
 

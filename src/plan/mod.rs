@@ -22,7 +22,7 @@ use serde::Serialize;
 use crate::config::{HealthGate, ServerRemoval};
 use crate::desired::{Desired, Problem, contested_record, contested_server};
 use crate::dns::{RecordChange, ownership_text};
-use crate::haproxy::ServerChange;
+use crate::lb::ServerChange;
 use crate::model::{
     DnsName, ObservedServer, RecordKey, RecordSet, ServerAdmin, ServerIntent, ServerKey,
     socket_text,
@@ -62,7 +62,7 @@ impl Op {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     Dns(RecordChange),
-    Haproxy(ServerChange),
+    Lb(ServerChange),
 }
 
 /// One planned change, in the shape `diff --output json` prints.
@@ -414,7 +414,7 @@ fn plan_servers(
         object: key.to_string(),
         from,
         to,
-        action: Action::Haproxy(action),
+        action: Action::Lb(action),
         removes: usize::from(matches!(op, Op::Disable | Op::Delete)),
     };
     for (key, want) in desired.servers.get(target).into_iter().flatten() {

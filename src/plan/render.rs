@@ -171,7 +171,7 @@ mod tests {
             object: "www.example.com. A".into(),
             from: Some("192.0.2.1 ttl=60".into()),
             to: Some("192.0.2.2 ttl=60".into()),
-            action: crate::plan::Action::Haproxy(crate::haproxy::ServerChange::Delete {
+            action: crate::plan::Action::Lb(crate::lb::ServerChange::Delete {
                 key: crate::model::ServerKey {
                     backend: "b".into(),
                     server: "s".into(),

@@ -127,7 +127,7 @@ fn written(observed: &Observed, plan: &Plan) -> Observed {
                     }
                 }
             }
-            Action::Haproxy(c) => {
+            Action::Lb(c) => {
                 let servers = after.servers.get_mut(&change.target).unwrap();
                 match c {
                     ServerChange::SetAddr { key, addr, port } => {

@@ -10,8 +10,8 @@ use tokio::net::{TcpStream, UnixStream};
 use tokio::time::timeout;
 
 use super::protocol::{self, RuntimeApi};
-use super::{LoadBalancer, ServerChange};
 use crate::BoxFuture;
+use crate::lb::{LoadBalancer, ServerChange};
 use crate::model::ObservedServer;
 
 /// Bigger answers mean the endpoint is not HAProxy's runtime API (or something is badly
@@ -159,11 +159,11 @@ impl LoadBalancer for HaproxyClient {
             let mut index = 0;
             while index < changes.len() {
                 // A run of commands whose answers are framed shares one connection; the
-                // others go alone (see ServerChange::answer_is_framed).
-                let run = if changes[index].answer_is_framed() {
+                // others go alone (see protocol::answer_is_framed).
+                let run = if protocol::answer_is_framed(&changes[index]) {
                     changes[index..]
                         .iter()
-                        .take_while(|c| c.answer_is_framed())
+                        .take_while(|c| protocol::answer_is_framed(c))
                         .count()
                 } else {
                     1
@@ -171,7 +171,7 @@ impl LoadBalancer for HaproxyClient {
                 let (batch, batch_commands) =
                     (&changes[index..index + run], &commands[index..index + run]);
                 let response = self.exchange(batch_commands).await?;
-                let answers: Vec<&str> = if batch[0].answer_is_framed() {
+                let answers: Vec<&str> = if protocol::answer_is_framed(&batch[0]) {
                     protocol::split_answers(&response, run).with_context(|| {
                         format!(
                             "{}: the outcome of {} change(s) is unknown",

@@ -10,7 +10,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
-use crate::haproxy::ServerChange;
+use crate::lb::ServerChange;
 use crate::model::{ObservedServer, ServerAdmin, ServerKey};
 use crate::validate::{self, Invalid};
 
@@ -231,6 +231,16 @@ fn server_ref(key: &ServerKey) -> Result<String, Invalid> {
     validate::haproxy_name(&key.backend)?;
     validate::haproxy_name(&key.server)?;
     Ok(format!("{}/{}", key.backend, key.server))
+}
+
+/// Whether HAProxy ends its answer to `change` with an empty line. `add server` and `del
+/// server` errors (and `del server`'s success) do not, so those commands go on a connection
+/// of their own where the end of the answer is the end of the connection.
+pub fn answer_is_framed(change: &ServerChange) -> bool {
+    matches!(
+        change,
+        ServerChange::SetAddr { .. } | ServerChange::SetAdmin { .. }
+    )
 }
 
 /// One request line carrying `commands` (built by this module, so free of `;` and
