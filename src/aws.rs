@@ -18,7 +18,73 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 
-use crate::config::AwsAccess;
+use reqwest::Url;
+use toml::Spanned;
+
+use crate::config::Fragment;
+
+/// How to reach an AWS API. Credentials come from the SDK's standard chain (environment,
+/// `profile`, instance role, web identity) when the source or target is first used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsAccess {
+    /// The region whose API is called and that requests are signed for.
+    pub region: String,
+    /// Another endpoint than AWS's own: a compatible API, or a test server.
+    pub endpoint: Option<Url>,
+    /// A profile of the shared AWS config and credentials files.
+    pub profile: Option<String>,
+}
+
+/// `region` (or `default_region` when it is absent), `endpoint` and `profile`, checked.
+pub(crate) fn check_access(
+    f: &mut Fragment<'_, '_>,
+    region: Option<&Spanned<String>>,
+    endpoint: Option<&Spanned<String>>,
+    profile: Option<&Spanned<String>>,
+    default_region: &str,
+) -> Option<AwsAccess> {
+    let errors_before = f.checker.error_count();
+    let region = match region {
+        None => default_region.to_string(),
+        Some(text) => {
+            let value = text.get_ref();
+            let valid = !value.is_empty()
+                && value.len() <= 32
+                && value
+                    .chars()
+                    .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-');
+            if !valid {
+                f.error_at(
+                    text,
+                    "region",
+                    format!("{value:?} is not an AWS region; write e.g. \"eu-west-1\""),
+                );
+            }
+            value.clone()
+        }
+    };
+    let endpoint = endpoint.and_then(|text| {
+        crate::validate::api_endpoint(text.get_ref())
+            .map_err(|message| f.error_at(text, "endpoint", message))
+            .ok()
+    });
+    let profile = profile.map(|text| {
+        let value = text.get_ref();
+        if value.trim().is_empty() || value.chars().any(char::is_control) {
+            f.error_at(
+                text,
+                "profile",
+                "must name a profile of ~/.aws/config, e.g. \"ipdrift\"",
+            );
+        }
+        value.clone()
+    });
+    (f.checker.error_count() == errors_before).then_some(AwsAccess {
+        region,
+        endpoint,
+        profile,
+    })
+}
 
 /// The SDK configuration for `access`: region, endpoint, profile, credentials chain,
 /// ring-based HTTPS and `timeout` for connecting and for each attempt.

@@ -69,14 +69,15 @@ pub async fn execute(cli: Cli) -> Outcome {
         }
     };
     match cli.command {
-        Command::CheckConfig => match config.load_keys() {
+        Command::CheckConfig => match config.read_secrets() {
             Ok(_) => {
                 let election = match &config.ha {
                     None => String::new(),
                     Some(ha) => match ha.load_secrets() {
                         Ok(_) => format!(
                             ", leader election {:?} on etcd as {:?}",
-                            ha.election, ha.instance
+                            ha.election,
+                            ha.instance_name()
                         ),
                         Err(message) => {
                             eprintln!("{}: {message}", config.path.display());
@@ -90,7 +91,7 @@ pub async fn execute(cli: Cli) -> Outcome {
                     config.inventories.len(),
                     config.dns.len(),
                     config.records.len(),
-                    config.haproxy.len()
+                    config.load_balancers.len()
                 );
                 Outcome::Success
             }
@@ -129,7 +130,7 @@ pub async fn execute(cli: Cli) -> Outcome {
             let path = cli.config.clone();
             let load: controller::ConfigLoader = Box::new(move || {
                 let mut config = config::load(&path).map_err(|e| e.to_string())?;
-                config.load_keys().map_err(|e| e.to_string())?;
+                config.read_secrets().map_err(|e| e.to_string())?;
                 overrides(&mut config);
                 Ok(config)
             });

@@ -394,7 +394,7 @@ pub async fn run(
     let instance = config
         .ha
         .as_ref()
-        .map_or_else(config::default_instance, |ha| ha.instance.clone());
+        .map_or_else(config::default_instance, |ha| ha.instance_name());
     let leader_gauge = metrics.leader_gauge(&instance);
     let leadership = match &config.ha {
         Some(ha) => Some(Leadership::start(ha, leader_gauge)?),

@@ -140,7 +140,7 @@ pub fn desired(config: &Config, sources: &BTreeMap<String, SourceSnapshot>) -> D
                 });
         }
     }
-    for lb in &config.haproxy {
+    for lb in &config.load_balancers {
         let mut servers = BTreeMap::new();
         let mut problems = Vec::new();
         let mut contested = BTreeSet::new();

@@ -151,7 +151,7 @@ impl Leadership {
             endpoints: ha.endpoints.clone(),
             options,
             name: ha.election.clone(),
-            instance: ha.instance.clone(),
+            instance: ha.instance_name(),
             ttl: ha.lease_ttl,
             role: role_tx,
             gauge,
@@ -160,7 +160,7 @@ impl Leadership {
             failing: false,
             told_longer_ttl: false,
         };
-        tracing::info!(election = %ha.election, instance = %ha.instance, endpoints = ?ha.endpoints, lease_ttl = %humantime::format_duration(ha.lease_ttl), "joining the election");
+        tracing::info!(election = %ha.election, instance = %ha.instance_name(), endpoints = ?ha.endpoints, lease_ttl = %humantime::format_duration(ha.lease_ttl), "joining the election");
         let task = tokio::spawn(election.run(stop_rx));
         Ok(Leadership { role, stop, task })
     }

@@ -6,6 +6,40 @@ use std::net::IpAddr;
 
 use crate::model::DnsName;
 
+/// The base URL of an API, checked: `https`, or `http` to a loopback address (a test
+/// server), since the token goes with every request; no query, fragment or credentials.
+pub fn api_endpoint(text: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(text).map_err(|e| {
+        format!("{text:?} is not a URL ({e}); write e.g. \"https://api.example.com\"")
+    })?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(
+            "the URL must not hold credentials (not shown); use token_env or token_file".into(),
+        );
+    }
+    let host = url.host_str().unwrap_or_default();
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match url.scheme() {
+        "https" if !host.is_empty() => {}
+        "http" if loopback => {}
+        "http" => {
+            return Err(format!(
+                "{text:?} must use https: the API token is sent with every request (http is accepted only for a loopback test server)"
+            ));
+        }
+        _ => return Err(format!("{text:?} must be an https:// URL")),
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!("{text:?} must not have a query or fragment"));
+    }
+    Ok(url)
+}
+
 /// Why a value was refused; the text is meant for an operator.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]

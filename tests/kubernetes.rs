@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use ipdrift::config::{self, DnsKind, InventoryKind, SecretRef, TsigSource};
+use ipdrift::config::{self, SecretRef};
 use yaml_rust2::{Yaml, YamlLoader};
 
 /// BENCHMARKS.md: peak RSS idling over 10 000 instances.
@@ -223,28 +223,14 @@ fn the_config_map_holds_a_valid_ha_config_for_the_files_the_pod_mounts() {
     assert!(ha.lease_ttl >= config::MIN_LEASE_TTL);
 
     // Every file the config reads is a key of a mounted Secret.
-    let mut files: Vec<PathBuf> = Vec::new();
-    for dns in &config.dns {
-        let DnsKind::Rfc2136 { tsig, .. } = &dns.kind else {
-            panic!("the ConfigMap's DNS target is rfc2136");
-        };
-        if let TsigSource::KeyFile(path) = &tsig.source {
-            files.push(path.clone());
-        }
-    }
-    for inventory in &config.inventories {
-        if let InventoryKind::Hetzner {
-            token: SecretRef::File(path),
-            ..
-        }
-        | InventoryKind::DigitalOcean {
-            token: SecretRef::File(path),
-            ..
-        } = &inventory.kind
-        {
-            files.push(path.clone());
-        }
-    }
+    let files: Vec<PathBuf> = config
+        .secrets()
+        .into_iter()
+        .filter_map(|at| match at.secret {
+            SecretRef::File(path) => Some(path),
+            SecretRef::Env(_) => None,
+        })
+        .collect();
     assert!(!files.is_empty());
     let secret = object("Secret");
     for file in &files {

@@ -1,5 +1,6 @@
-//! DNS targets: where records are read from and written to. One file per provider;
-//! the reconciler sees only the [`DnsTarget`] trait.
+//! DNS targets: where records are read from and written to. One file (or folder) per
+//! provider, holding its config keys, their checks, its builder and its I/O; [`KINDS`]
+//! lists them. The reconciler sees only the [`DnsTarget`] trait.
 //!
 //! Ownership: an RRset that ipdrift creates gets a TXT record at `_ipdrift.<name>` holding
 //! [`ownership_text`] of the controller's `owner_id`. Only RRsets with ipdrift's ownership
@@ -10,11 +11,58 @@ pub mod rfc2136;
 pub mod route53;
 pub mod tsig;
 
+use std::any::Any;
 use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::BoxFuture;
+use crate::config::{ConfigError, Fragment, SecretAt};
 use crate::model::{DnsName, RecordKey, RecordSet};
+
+/// Every kind of DNS target: `kind = "…"` in `[[dns]]`. Adding a kind is its file, one line
+/// here, and its README section.
+pub const KINDS: &[TargetKind] = &[rfc2136::KIND, ROUTE53];
+
+#[cfg(feature = "aws")]
+const ROUTE53: TargetKind = route53::KIND;
+#[cfg(not(feature = "aws"))]
+const ROUTE53: TargetKind = TargetKind {
+    name: "route53",
+    check: |f| {
+        f.kind_error(crate::config::checker::WITHOUT_AWS);
+        None
+    },
+};
+
+/// A kind of DNS target: its `kind` word and the check that turns its table (without
+/// `name`, `kind` and `zone`, which every target has) into a [`TargetSpec`].
+pub struct TargetKind {
+    pub name: &'static str,
+    pub check: fn(&mut Fragment<'_, '_>) -> Option<Arc<dyn TargetSpec>>,
+}
+
+/// A DNS target's validated settings: what its kind checked, and how to build it.
+pub trait TargetSpec: Any + fmt::Debug + Send + Sync {
+    /// Builds the target `name` for `zone`; reads its credentials. `timeout` is
+    /// `controller.timeout`.
+    fn build(
+        &self,
+        name: &str,
+        zone: &DnsName,
+        timeout: Duration,
+    ) -> anyhow::Result<Box<dyn DnsTarget>>;
+    /// Reads the secrets [`Self::build`] needs, so that `check-config` reports a missing
+    /// one where the config names it.
+    fn read_secrets(&self) -> Result<(), ConfigError> {
+        Ok(())
+    }
+    /// Where its secrets are (TSIG keys, API tokens).
+    fn secrets(&self) -> Vec<SecretAt> {
+        Vec::new()
+    }
+}
 
 /// The label in front of a managed name that holds its ownership TXT record.
 pub const OWNERSHIP_LABEL: &str = "_ipdrift";

@@ -18,6 +18,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail};
@@ -25,17 +26,103 @@ use aws_sdk_route53::Client;
 use aws_sdk_route53::types::{
     Change, ChangeAction, ChangeBatch, ChangeStatus, ResourceRecord, ResourceRecordSet, RrType,
 };
+use serde::Deserialize;
 use tokio::sync::OnceCell;
+use toml::Spanned;
 
 use crate::BoxFuture;
-use crate::aws::{explain, sdk_config};
-use crate::config::AwsAccess;
-use crate::dns::{DnsTarget, OWNERSHIP_LABEL, RecordChange, ownership_name};
+use crate::aws::{AwsAccess, check_access, explain, sdk_config};
+use crate::config::Fragment;
+use crate::dns::{
+    DnsTarget, OWNERSHIP_LABEL, RecordChange, TargetKind, TargetSpec, ownership_name,
+};
 use crate::model::{DnsName, RecordKey, RecordSet, RecordType};
 use crate::validate;
 
 /// The most record sets ListResourceRecordSets returns per page.
 const PAGE_SIZE: i32 = 300;
+
+pub const KIND: TargetKind = TargetKind {
+    name: "route53",
+    check,
+};
+
+/// Route 53 is global; its API is signed for this region unless `region` says otherwise.
+pub const DEFAULT_ROUTE53_REGION: &str = "us-east-1";
+
+/// A `kind = "route53"` target's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route53Config {
+    pub access: AwsAccess,
+    /// The hosted zone's id (`zone_id`); `None`: looked up by the zone's name.
+    pub zone_id: Option<String>,
+    /// After each change, poll until Route 53 reports it INSYNC (`wait`).
+    pub wait: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute53 {
+    zone_id: Option<Spanned<String>>,
+    endpoint: Option<Spanned<String>>,
+    wait: Option<bool>,
+    region: Option<Spanned<String>>,
+    profile: Option<Spanned<String>>,
+}
+
+fn check(f: &mut Fragment<'_, '_>) -> Option<Arc<dyn TargetSpec>> {
+    let raw: RawRoute53 = f.parse()?;
+    let zone_id = match &raw.zone_id {
+        None => None,
+        Some(id) => {
+            // The API hands ids out as `/hostedzone/Z…`; either form is accepted.
+            let text = id.get_ref().trim();
+            let bare = text.strip_prefix("/hostedzone/").unwrap_or(text);
+            if bare.is_empty()
+                || bare.len() > 32
+                || !bare.chars().all(|ch| ch.is_ascii_alphanumeric())
+            {
+                f.error_at(
+                    id,
+                    "zone_id",
+                    format!("{text:?} is not a hosted zone id such as \"Z0123456789ABCDEFGHIJ\" (letters and digits)"),
+                );
+                return None;
+            }
+            Some(bare.to_string())
+        }
+    };
+    let access = check_access(
+        f,
+        raw.region.as_ref(),
+        raw.endpoint.as_ref(),
+        raw.profile.as_ref(),
+        DEFAULT_ROUTE53_REGION,
+    )?;
+    Some(Arc::new(Route53Config {
+        access,
+        zone_id,
+        wait: raw.wait.unwrap_or(false),
+    }))
+}
+
+impl TargetSpec for Route53Config {
+    fn build(
+        &self,
+        name: &str,
+        zone: &DnsName,
+        timeout: Duration,
+    ) -> anyhow::Result<Box<dyn DnsTarget>> {
+        Ok(Box::new(Route53Target::new(
+            name.to_string(),
+            zone.clone(),
+            self.zone_id.clone(),
+            self.access.clone(),
+            self.wait,
+            timeout,
+        )))
+    }
+}
 
 /// The most pages one zone listing may have: a guard against pagination that never ends.
 const MAX_PAGES: u32 = 1000;

@@ -14,6 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::anyhow;
@@ -21,18 +22,95 @@ use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::{
     EventCode, Filter, Instance as Ec2Instance, InstanceStateName, InstanceStatus,
 };
+use serde::Deserialize;
 use tokio::sync::OnceCell;
+use toml::Spanned;
 
-use super::Inventory;
 use super::http::{HttpOptions, MAX_PAGES};
+use super::{Inventory, SourceKind, SourceSpec};
 use crate::BoxFuture;
-use crate::aws::{explain, sdk_config};
-use crate::config::AwsAccess;
+use crate::aws::{AwsAccess, check_access, explain, sdk_config};
+use crate::config::Fragment;
 use crate::forecast::ScheduledEvent;
 use crate::model::{Instance, InstanceState};
 
 /// The most instances DescribeInstances returns per page.
 const PAGE_SIZE: i32 = 1000;
+
+pub const KIND: SourceKind = SourceKind { name: "aws", check };
+
+/// A `kind = "aws"` source's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsConfig {
+    pub access: AwsAccess,
+    /// EC2 filter name → values, sent with DescribeInstances (`filters`).
+    pub filters: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAws {
+    region: Option<Spanned<String>>,
+    endpoint: Option<Spanned<String>>,
+    filters: Option<Spanned<BTreeMap<String, Vec<String>>>>,
+    profile: Option<Spanned<String>>,
+}
+
+fn check(f: &mut Fragment<'_, '_>) -> Option<Arc<dyn SourceSpec>> {
+    let raw: RawAws = f.parse()?;
+    let Some(region) = &raw.region else {
+        f.missing(
+            "region",
+            "an aws inventory needs `region = \"eu-west-1\"` (the region whose instances it lists)",
+        );
+        return None;
+    };
+    let access = check_access(
+        f,
+        Some(region),
+        raw.endpoint.as_ref(),
+        raw.profile.as_ref(),
+        "",
+    )?;
+    let mut filters = BTreeMap::new();
+    for (name, values) in raw.filters.iter().flat_map(|raw| raw.get_ref()) {
+        let problem = if name.trim().is_empty() {
+            Some("a filter name must not be empty".to_string())
+        } else if values.is_empty() {
+            Some(format!(
+                "filter {name:?} has no values; give at least one, e.g. {{ \"tag:env\" = [\"prod\"] }}"
+            ))
+        } else if name
+            .chars()
+            .chain(values.iter().flat_map(|v| v.chars()))
+            .any(char::is_control)
+        {
+            Some(format!("filter {name:?} holds control characters"))
+        } else {
+            None
+        };
+        match problem {
+            Some(message) => {
+                f.error_at(raw.filters.as_ref().expect("iterated"), "filters", message)
+            }
+            None => {
+                filters.insert(name.clone(), values.clone());
+            }
+        }
+    }
+    Some(Arc::new(AwsConfig { access, filters }))
+}
+
+impl SourceSpec for AwsConfig {
+    fn build(&self, name: &str, timeout: Duration) -> anyhow::Result<Box<dyn Inventory>> {
+        Ok(Box::new(AwsInventory::new(
+            name.to_string(),
+            self.access.clone(),
+            self.filters.clone(),
+            HttpOptions::new(timeout),
+        )))
+    }
+}
 
 /// What EC2 puts in `IpOwnerId` for a public address it assigned itself: such an address
 /// is released on stop. An Elastic IP carries the owning account's id instead.

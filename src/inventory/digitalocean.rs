@@ -14,19 +14,95 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::anyhow;
 use reqwest::Url;
 use serde::Deserialize;
+use toml::Spanned;
 
-use super::Inventory;
 use super::http::{ApiClient, HttpOptions, MAX_PAGES, Token, api_url, page_url};
+use super::{Inventory, SourceKind, SourceSpec};
 use crate::BoxFuture;
+use crate::config::secret_keys::API_TOKEN;
+use crate::config::{Fragment, SecretAt};
 use crate::model::{Instance, InstanceState};
 
 /// The API's base URL unless `endpoint` says otherwise.
 pub const DEFAULT_ENDPOINT: &str = "https://api.digitalocean.com";
+
+pub const KIND: SourceKind = SourceKind {
+    name: "digitalocean",
+    check,
+};
+
+/// A `kind = "digitalocean"` source's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DigitalOceanConfig {
+    /// `token_env` or `token_file`; read by [`Token::load`] when the source is built.
+    pub token: SecretAt,
+    /// Only Droplets with this tag (`tag_name`).
+    pub tag: Option<String>,
+    /// The API's base URL (`endpoint`, default [`DEFAULT_ENDPOINT`]).
+    pub endpoint: Url,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDigitalOcean {
+    token_env: Option<Spanned<String>>,
+    token_file: Option<Spanned<String>>,
+    tag: Option<Spanned<String>>,
+    endpoint: Option<Spanned<String>>,
+}
+
+fn check(f: &mut Fragment<'_, '_>) -> Option<Arc<dyn SourceSpec>> {
+    let raw: RawDigitalOcean = f.parse()?;
+    let token = f.secret(&API_TOKEN, raw.token_file.as_ref(), raw.token_env.as_ref());
+    let endpoint = f.endpoint(&raw.endpoint, DEFAULT_ENDPOINT);
+    let tag = raw.tag.map(|tag| {
+        let text = tag.get_ref();
+        let ok = !text.is_empty()
+            && text.len() <= 255
+            && text
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, ':' | '-' | '_'));
+        if !ok {
+            f.error_at(
+                &tag,
+                "tag",
+                format!(
+                    "{text:?} is not a DigitalOcean tag: use 1–255 letters, digits, ':', '-' or '_', e.g. \"role:web\""
+                ),
+            );
+        }
+        tag.into_inner()
+    });
+    Some(Arc::new(DigitalOceanConfig {
+        token: token?,
+        tag,
+        endpoint,
+    }))
+}
+
+impl SourceSpec for DigitalOceanConfig {
+    fn build(&self, name: &str, timeout: Duration) -> anyhow::Result<Box<dyn Inventory>> {
+        let token =
+            Token::load(&self.token.secret).map_err(|e| anyhow!("inventory {name:?}.{e}"))?;
+        Ok(Box::new(DigitalOceanInventory::new(
+            name.to_string(),
+            &self.endpoint,
+            token,
+            self.tag.clone(),
+            HttpOptions::new(timeout),
+        )?))
+    }
+
+    fn secrets(&self) -> Vec<SecretAt> {
+        vec![self.token.clone()]
+    }
+}
 
 /// The most droplets DigitalOcean returns per page.
 const PER_PAGE: u32 = 200;

@@ -4,14 +4,81 @@
 
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::anyhow;
+use serde::Deserialize;
 use tokio::process::Command;
+use toml::Spanned;
 
-use super::{Inventory, parse_instances};
+use super::{Inventory, SourceKind, SourceSpec, parse_instances};
 use crate::BoxFuture;
+use crate::config::Fragment;
 use crate::model::Instance;
+
+pub const KIND: SourceKind = SourceKind {
+    name: "exec",
+    check,
+};
+
+/// How long the command may run (`timeout`), unless the config says otherwise.
+pub const DEFAULT_EXEC_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A `kind = "exec"` source's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecConfig {
+    /// `command`: the program and its arguments.
+    pub command: Vec<String>,
+    pub timeout: Duration,
+    /// Where it runs: the config's directory.
+    pub dir: PathBuf,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExec {
+    command: Option<Spanned<Vec<String>>>,
+    timeout: Option<Spanned<String>>,
+}
+
+fn check(f: &mut Fragment<'_, '_>) -> Option<Arc<dyn SourceSpec>> {
+    let raw: RawExec = f.parse()?;
+    match raw.command {
+        Some(command) if command.get_ref().first().is_some_and(|p| !p.is_empty()) => {
+            let timeout = f
+                .checker
+                .duration(&raw.timeout, &f.key("timeout"), DEFAULT_EXEC_TIMEOUT);
+            Some(Arc::new(ExecConfig {
+                command: command.into_inner(),
+                timeout,
+                dir: f.checker.dir(),
+            }))
+        }
+        Some(command) => {
+            f.error_at(&command, "command", "the command must not be empty");
+            None
+        }
+        None => {
+            f.missing(
+                "command",
+                "an exec inventory needs `command = [\"program\", \"arg\", …]` printing the instances as JSON",
+            );
+            None
+        }
+    }
+}
+
+impl SourceSpec for ExecConfig {
+    fn build(&self, name: &str, _timeout: Duration) -> anyhow::Result<Box<dyn Inventory>> {
+        Ok(Box::new(ExecInventory::new(
+            name.to_string(),
+            self.command.clone(),
+            self.timeout,
+            self.dir.clone(),
+        )))
+    }
+}
 
 /// The most of the command's stderr quoted in an error.
 const STDERR_QUOTE_BYTES: usize = 2000;

@@ -16,19 +16,88 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::anyhow;
 use reqwest::Url;
 use serde::Deserialize;
+use toml::Spanned;
 
-use super::Inventory;
 use super::http::{ApiClient, HttpOptions, MAX_PAGES, Token, api_url, page_url};
+use super::{Inventory, SourceKind, SourceSpec};
 use crate::BoxFuture;
+use crate::config::secret_keys::API_TOKEN;
+use crate::config::{Fragment, SecretAt};
 use crate::model::{Instance, InstanceState};
 
 /// The API's base URL unless `endpoint` says otherwise.
 pub const DEFAULT_ENDPOINT: &str = "https://api.hetzner.cloud";
+
+pub const KIND: SourceKind = SourceKind {
+    name: "hetzner",
+    check,
+};
+
+/// A `kind = "hetzner"` source's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HetznerConfig {
+    /// `token_env` or `token_file`; read by [`Token::load`] when the source is built.
+    pub token: SecretAt,
+    /// Only servers this label selector matches (`label_selector`).
+    pub label_selector: Option<String>,
+    /// The API's base URL (`endpoint`, default [`DEFAULT_ENDPOINT`]).
+    pub endpoint: Url,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHetzner {
+    token_env: Option<Spanned<String>>,
+    token_file: Option<Spanned<String>>,
+    label_selector: Option<Spanned<String>>,
+    endpoint: Option<Spanned<String>>,
+}
+
+fn check(f: &mut Fragment<'_, '_>) -> Option<Arc<dyn SourceSpec>> {
+    let raw: RawHetzner = f.parse()?;
+    let token = f.secret(&API_TOKEN, raw.token_file.as_ref(), raw.token_env.as_ref());
+    let endpoint = f.endpoint(&raw.endpoint, DEFAULT_ENDPOINT);
+    let label_selector = raw.label_selector.map(|selector| {
+        let text = selector.get_ref().trim().to_string();
+        if text.is_empty() {
+            f.error_at(
+                &selector,
+                "label_selector",
+                "must not be empty; write e.g. \"role=web\", or leave it out to list every server",
+            );
+        }
+        text
+    });
+    Some(Arc::new(HetznerConfig {
+        token: token?,
+        label_selector,
+        endpoint,
+    }))
+}
+
+impl SourceSpec for HetznerConfig {
+    fn build(&self, name: &str, timeout: Duration) -> anyhow::Result<Box<dyn Inventory>> {
+        let token =
+            Token::load(&self.token.secret).map_err(|e| anyhow!("inventory {name:?}.{e}"))?;
+        Ok(Box::new(HetznerInventory::new(
+            name.to_string(),
+            &self.endpoint,
+            token,
+            self.label_selector.clone(),
+            HttpOptions::new(timeout),
+        )?))
+    }
+
+    fn secrets(&self) -> Vec<SecretAt> {
+        vec![self.token.clone()]
+    }
+}
 
 /// The most servers Hetzner returns per page.
 const PER_PAGE: u32 = 50;

@@ -11,7 +11,6 @@
 //!   the listing at once with an error naming the source, the provider and the page.
 
 use std::fmt;
-use std::net::IpAddr;
 use std::time::Duration;
 
 use anyhow::anyhow;
@@ -21,6 +20,7 @@ use reqwest::{StatusCode, Url};
 use serde::de::DeserializeOwned;
 
 use crate::config::SecretRef;
+use crate::config::secret_keys::looks_like_a_token;
 
 /// The most of a provider's error message or body quoted in an error.
 const QUOTE_CHARS: usize = 200;
@@ -105,18 +105,6 @@ impl Token {
     }
 }
 
-/// A long run of token characters with lower-case letters and digits, like DigitalOcean's
-/// `dop_v1_…` and Hetzner's 64 characters — and unlike a variable name such as
-/// `IPDRIFT_DIGITALOCEAN_READ_ONLY_TOKEN`.
-pub(crate) fn looks_like_a_token(text: &str) -> bool {
-    text.len() >= 32
-        && text.chars().any(|c| c.is_ascii_lowercase())
-        && text.chars().any(|c| c.is_ascii_digit())
-        && text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-}
-
 /// How a page is retried. The defaults suit the real APIs; tests shorten the waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -165,38 +153,9 @@ impl HttpOptions {
     }
 }
 
-/// The base URL of an API, checked: `https`, or `http` to a loopback address (a test
-/// server), since the token goes with every request; no query, fragment or credentials.
+/// The base URL of an API, checked (see [`crate::validate::api_endpoint`]).
 pub fn check_endpoint(text: &str) -> Result<Url, String> {
-    let url = Url::parse(text).map_err(|e| {
-        format!("{text:?} is not a URL ({e}); write e.g. \"https://api.example.com\"")
-    })?;
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(
-            "the URL must not hold credentials (not shown); use token_env or token_file".into(),
-        );
-    }
-    let host = url.host_str().unwrap_or_default();
-    let loopback = host.eq_ignore_ascii_case("localhost")
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    match url.scheme() {
-        "https" if !host.is_empty() => {}
-        "http" if loopback => {}
-        "http" => {
-            return Err(format!(
-                "{text:?} must use https: the API token is sent with every request (http is accepted only for a loopback test server)"
-            ));
-        }
-        _ => return Err(format!("{text:?} must be an https:// URL")),
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(format!("{text:?} must not have a query or fragment"));
-    }
-    Ok(url)
+    crate::validate::api_endpoint(text)
 }
 
 /// `endpoint` with `segments` appended to its path.

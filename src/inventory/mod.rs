@@ -1,5 +1,6 @@
-//! Inventory sources: where instances and their addresses come from. One file per kind;
-//! the reconciler sees only the [`Inventory`] trait. A source that fails returns an error —
+//! Inventory sources: where instances and their addresses come from. One file per kind,
+//! holding its config keys, their checks, its builder and its I/O; [`KINDS`] lists them.
+//! The reconciler sees only the [`Inventory`] trait. A source that fails returns an error —
 //! never an empty list — so that nothing is planned on unknown state.
 
 #[cfg(feature = "aws")]
@@ -10,12 +11,54 @@ pub mod file;
 pub mod hetzner;
 pub mod http;
 
+use std::any::Any;
 use std::collections::BTreeSet;
+use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::BoxFuture;
+use crate::config::{Fragment, SecretAt};
 use crate::forecast::ScheduledEvent;
 use crate::model::Instance;
+
+/// Every kind of source: `kind = "…"` in `[[inventory]]`. Adding a kind is its file, one
+/// line here, and its README section.
+pub const KINDS: &[SourceKind] = &[
+    file::KIND,
+    exec::KIND,
+    digitalocean::KIND,
+    hetzner::KIND,
+    AWS,
+];
+
+#[cfg(feature = "aws")]
+const AWS: SourceKind = aws::KIND;
+#[cfg(not(feature = "aws"))]
+const AWS: SourceKind = SourceKind {
+    name: "aws",
+    check: |f| {
+        f.kind_error(crate::config::checker::WITHOUT_AWS);
+        None
+    },
+};
+
+/// A kind of source: its `kind` word and the check that turns its table into a [`SourceSpec`].
+pub struct SourceKind {
+    pub name: &'static str,
+    /// Checks the table (errors go to the fragment's checker); `None` when it is invalid.
+    pub check: fn(&mut Fragment<'_, '_>) -> Option<Arc<dyn SourceSpec>>,
+}
+
+/// A source's validated settings: what its kind checked, and how to build it.
+pub trait SourceSpec: Any + fmt::Debug + Send + Sync {
+    /// Builds the source `name`; reads its credentials. `timeout` is `controller.timeout`.
+    fn build(&self, name: &str, timeout: Duration) -> anyhow::Result<Box<dyn Inventory>>;
+    /// Where its secrets are (API tokens).
+    fn secrets(&self) -> Vec<SecretAt> {
+        Vec::new()
+    }
+}
 
 /// A source of instances.
 pub trait Inventory: Send + Sync {

@@ -6,9 +6,33 @@
 
 pub mod haproxy;
 
-use crate::BoxFuture;
-use crate::model::{ObservedServer, ServerAdmin, ServerKey};
+use std::any::Any;
+use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::BoxFuture;
+use crate::config::{BackendRule, Fragment};
+use crate::model::{ObservedServer, ServerAdmin, ServerKey};
+
+/// Every kind of load balancer, each configured in a table of its own (`[[haproxy]]`).
+/// Adding a kind is its file, one line here, and its README section.
+pub const KINDS: &[LbKind] = &[haproxy::KIND];
+
+/// A kind of load balancer: the name of its table and the check that turns one (without
+/// `name`) into the backends it manages and a [`LbSpec`].
+pub struct LbKind {
+    pub section: &'static str,
+    #[allow(clippy::type_complexity)]
+    pub check: fn(&mut Fragment<'_, '_>) -> Option<(Vec<BackendRule>, Arc<dyn LbSpec>)>,
+}
+
+/// A load balancer's validated settings: what its kind checked, and how to build it.
+pub trait LbSpec: Any + fmt::Debug + Send + Sync {
+    /// Builds the load balancer `name`; `timeout` is `controller.timeout`.
+    fn build(&self, name: &str, timeout: Duration) -> anyhow::Result<Box<dyn LoadBalancer>>;
+}
 
 /// One change to a backend server, whatever the load balancer's kind.
 #[derive(Debug, Clone, PartialEq, Eq)]

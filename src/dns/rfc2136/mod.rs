@@ -12,6 +12,10 @@
 //! Message building and answer interpretation are pure functions; [`Rfc2136Target`] only
 //! adds the TCP exchange (RFC 1035 §4.2.2: each message is prefixed with its 2-byte length).
 
+pub mod config;
+
+pub use config::KIND;
+
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};

@@ -1,5 +1,70 @@
-//! HAProxy through its runtime API: [`protocol`] is the pure part (command builders that
-//! validate every argument, response parsers), [`client`] the socket I/O.
+//! `[[haproxy]]`: HAProxy through its runtime API. This file holds its keys, their checks
+//! and its builder; [`protocol`] is the pure part (command builders that validate every
+//! argument, response parsers), [`client`] the socket I/O.
 
 pub mod client;
 pub mod protocol;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use self::client::HaproxyClient;
+use self::protocol::RuntimeApi;
+use crate::config::rules::{RawBackend, check_backends};
+use crate::config::{BackendRule, Fragment};
+use crate::lb::{LbKind, LbSpec, LoadBalancer};
+
+pub const KIND: LbKind = LbKind {
+    section: "haproxy",
+    check,
+};
+
+/// A `[[haproxy]]`'s settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HaproxyConfig {
+    /// `runtime_api`: `unix:/path` (relative to the config's directory) or `ipv4@IP:PORT`.
+    pub runtime_api: RuntimeApi,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHaproxy {
+    runtime_api: Spanned<String>,
+    #[serde(default)]
+    backend: Vec<Spanned<RawBackend>>,
+}
+
+fn check(f: &mut Fragment<'_, '_>) -> Option<(Vec<BackendRule>, Arc<dyn LbSpec>)> {
+    let raw: RawHaproxy = f.parse()?;
+    let runtime_api = match RuntimeApi::parse(raw.runtime_api.get_ref()) {
+        Ok(RuntimeApi::Unix(path)) if path.is_relative() => Some(RuntimeApi::Unix(
+            f.checker.resolve_path(&path.to_string_lossy()),
+        )),
+        Ok(api) => Some(api),
+        Err(e) => {
+            f.error_at(&raw.runtime_api, "runtime_api", e.0);
+            None
+        }
+    };
+    let field = f.field.clone();
+    let backends = check_backends(f.checker, &raw.backend, &field);
+    Some((
+        backends,
+        Arc::new(HaproxyConfig {
+            runtime_api: runtime_api?,
+        }),
+    ))
+}
+
+impl LbSpec for HaproxyConfig {
+    fn build(&self, name: &str, timeout: Duration) -> anyhow::Result<Box<dyn LoadBalancer>> {
+        Ok(Box::new(HaproxyClient::new(
+            name.to_string(),
+            self.runtime_api.clone(),
+            timeout,
+        )))
+    }
+}

@@ -1,0 +1,115 @@
+//! `[controller]`: how often and how carefully the controller works. Every key has a default.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::checker::Checker;
+
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9808";
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_MAX_REMOVE_FRACTION: f64 = 0.34;
+pub const DEFAULT_OWNER_ID: &str = "ipdrift";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ControllerConfig {
+    /// Time between passes of `ipdrift run`.
+    pub interval: Duration,
+    /// Address of the /metrics /healthz /readyz server.
+    pub listen: SocketAddr,
+    /// Limit for each network call (a source listing, a DNS exchange, a runtime-API session).
+    pub timeout: Duration,
+    /// Removals above this fraction of what a target manages are refused (guard
+    /// `max-remove-fraction`; `apply --force` overrides it).
+    pub max_remove_fraction: f64,
+    /// Written into the ownership TXT record of every RRset this controller creates.
+    pub owner_id: String,
+    /// Where `run` and `apply` append the audit log (JSON lines); `None`: no audit log.
+    pub audit_log: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawController {
+    interval: Option<Spanned<String>>,
+    listen: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+    max_remove_fraction: Option<Spanned<f64>>,
+    owner_id: Option<Spanned<String>>,
+    audit_log: Option<Spanned<String>>,
+}
+
+fn default_listen() -> SocketAddr {
+    DEFAULT_LISTEN.parse().expect("default listen address")
+}
+
+pub(super) fn check(c: &mut Checker<'_>, raw: Option<&Spanned<RawController>>) -> ControllerConfig {
+    let raw = raw.map(Spanned::get_ref);
+    let interval = c.duration(
+        &raw.and_then(|r| r.interval.clone()),
+        "controller.interval",
+        DEFAULT_INTERVAL,
+    );
+    let timeout = c.duration(
+        &raw.and_then(|r| r.timeout.clone()),
+        "controller.timeout",
+        DEFAULT_TIMEOUT,
+    );
+    let listen = match raw.and_then(|r| r.listen.as_ref()) {
+        None => default_listen(),
+        Some(text) => text.get_ref().parse().unwrap_or_else(|_| {
+            c.error(
+                text,
+                "controller.listen",
+                format!(
+                    "{:?} is not an IP:port address, e.g. \"127.0.0.1:9808\"",
+                    text.get_ref()
+                ),
+            );
+            default_listen()
+        }),
+    };
+    let max_remove_fraction = match raw.and_then(|r| r.max_remove_fraction.as_ref()) {
+        None => DEFAULT_MAX_REMOVE_FRACTION,
+        Some(f) if *f.get_ref() > 0.0 && *f.get_ref() <= 1.0 => *f.get_ref(),
+        Some(f) => {
+            c.error(
+                f,
+                "controller.max_remove_fraction",
+                format!(
+                    "{} is out of range; use a fraction above 0 and at most 1, e.g. 0.34",
+                    f.get_ref()
+                ),
+            );
+            DEFAULT_MAX_REMOVE_FRACTION
+        }
+    };
+    let owner_id = match raw.and_then(|r| r.owner_id.as_ref()) {
+        None => DEFAULT_OWNER_ID.to_string(),
+        Some(id) => {
+            if !super::ha::is_plain_name(id.get_ref(), 64, &['-', '_', '.']) {
+                c.error(
+                    id,
+                    "controller.owner_id",
+                    "use 1–64 letters, digits, '-', '_' or '.'",
+                );
+            }
+            id.get_ref().clone()
+        }
+    };
+    let audit_log = raw
+        .and_then(|r| r.audit_log.as_ref())
+        .map(|path| c.resolve_path(path.get_ref()));
+    ControllerConfig {
+        interval,
+        listen,
+        timeout,
+        max_remove_fraction,
+        owner_id,
+        audit_log,
+    }
+}

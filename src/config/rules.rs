@@ -1,0 +1,296 @@
+//! The rules every kind shares: `[[record]]` (which record sets a DNS target should hold)
+//! and the backends of a load balancer (which servers it should have), with their checks.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::DnsConfig;
+use super::checker::Checker;
+use crate::model::AddressKind;
+use crate::template::NameTemplate;
+use crate::validate;
+
+pub const DEFAULT_TTL: u32 = 60;
+
+/// Which instances a rule applies to.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Selector {
+    /// Every tag must be present with this value.
+    pub tags: BTreeMap<String, String>,
+    /// Only instances from this inventory source; `None` means every source.
+    pub source: Option<String>,
+}
+
+/// A `[[record]]`: one RRset (fixed name) or one RRset per instance (template).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordRule {
+    pub dns: String,
+    pub name: NameTemplate,
+    pub select: Selector,
+    pub address: AddressKind,
+    pub ttl: u32,
+    pub policy: RecordPolicy,
+    /// Update RRsets the rule names that someone else created (the default: the config is
+    /// the statement of intent). `false` leaves them alone.
+    pub adopt: bool,
+}
+
+/// Whether a rule may delete what it no longer selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordPolicy {
+    /// Create and update, never delete (the default).
+    UpsertOnly,
+    /// Also delete RRsets this controller created (ownership record) that the rule no
+    /// longer produces, e.g. the record of a terminated instance.
+    Sync,
+}
+
+/// What happens to the server of an instance that is gone or stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerRemoval {
+    /// Put it in maintenance (the default): nothing is lost, it can come back.
+    Maint,
+    /// Put it in maintenance, then delete it (servers from haproxy.cfg come back on reload).
+    Delete,
+}
+
+/// Who decides that a newly added or re-enabled server may take traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthGate {
+    /// ipdrift connects to instance:port itself; the server is enabled once that works.
+    Probe,
+    /// The server is added with `check` and enabled at once; the load balancer's own health
+    /// checks decide.
+    Haproxy,
+}
+
+/// A backend of a load balancer (`[[haproxy.backend]]`): one server per selected instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendRule {
+    pub name: String,
+    pub select: Selector,
+    pub address: AddressKind,
+    pub port: u16,
+    pub server: NameTemplate,
+    pub remove: ServerRemoval,
+    pub health: HealthGate,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSelect {
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    pub source: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRecord {
+    dns: Spanned<String>,
+    name: Spanned<String>,
+    select: Option<Spanned<RawSelect>>,
+    address: Spanned<String>,
+    ttl: Option<Spanned<i64>>,
+    policy: Option<Spanned<String>>,
+    adopt: Option<bool>,
+}
+
+/// The keys of one backend, as a load-balancer kind's serde struct embeds them.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackend {
+    name: Spanned<String>,
+    select: Option<Spanned<RawSelect>>,
+    address: Spanned<String>,
+    port: Spanned<i64>,
+    server: Spanned<String>,
+    remove: Option<Spanned<String>>,
+    health: Option<Spanned<String>>,
+}
+
+const POLICIES: [(&str, RecordPolicy); 2] = [
+    ("upsert-only", RecordPolicy::UpsertOnly),
+    ("sync", RecordPolicy::Sync),
+];
+const REMOVALS: [(&str, ServerRemoval); 2] = [
+    ("maint", ServerRemoval::Maint),
+    ("delete", ServerRemoval::Delete),
+];
+const HEALTH_GATES: [(&str, HealthGate); 2] = [
+    ("probe", HealthGate::Probe),
+    ("haproxy", HealthGate::Haproxy),
+];
+
+pub(super) fn check_records(
+    c: &mut Checker<'_>,
+    raw: &[Spanned<RawRecord>],
+    dns: &[DnsConfig],
+) -> Vec<RecordRule> {
+    let mut fixed_records = BTreeSet::new();
+    raw.iter()
+        .enumerate()
+        .filter_map(|(index, rec)| {
+            check_record(
+                c,
+                rec.get_ref(),
+                &format!("record[{index}]"),
+                dns,
+                &mut fixed_records,
+            )
+        })
+        .collect()
+}
+
+fn check_ttl(c: &mut Checker<'_>, ttl: &Option<Spanned<i64>>, field: &str) -> u32 {
+    let Some(t) = ttl else { return DEFAULT_TTL };
+    match u32::try_from(*t.get_ref()) {
+        Ok(ttl) if ttl <= i32::MAX as u32 => ttl,
+        _ => {
+            c.error(
+                t,
+                format!("{field}.ttl"),
+                format!("{} is out of range; use 0–2147483647 seconds", t.get_ref()),
+            );
+            DEFAULT_TTL
+        }
+    }
+}
+
+fn check_record(
+    c: &mut Checker<'_>,
+    r: &RawRecord,
+    field: &str,
+    dns: &[DnsConfig],
+    fixed_records: &mut BTreeSet<(String, crate::model::DnsName, crate::model::RecordType)>,
+) -> Option<RecordRule> {
+    let address = c.address_kind(&r.address, &format!("{field}.address"));
+    let select = c.selector(&r.select, &format!("{field}.select"));
+    let ttl = check_ttl(c, &r.ttl, field);
+    let zone = dns
+        .iter()
+        .find(|d| &d.name == r.dns.get_ref())
+        .map(|d| d.zone.clone());
+    if zone.is_none() && !c.dns_names.contains(r.dns.get_ref()) {
+        c.error(
+            &r.dns,
+            format!("{field}.dns"),
+            format!("no [[dns]] target is named {:?}", r.dns.get_ref()),
+        );
+    }
+    let name = c.template(&r.name, &format!("{field}.name"))?;
+    // Check the template's literal parts by rendering it with a harmless sample.
+    match validate::dns_name(&name.render_with("sample", "sample")) {
+        Err(e) => c.error(&r.name, format!("{field}.name"), e.0),
+        Ok(rendered) => {
+            if let Some(zone) = &zone
+                && !rendered.is_in_zone(zone)
+            {
+                c.error(
+                    &r.name,
+                    format!("{field}.name"),
+                    format!(
+                        "{} is not inside zone {zone} of dns target {:?}",
+                        r.name.get_ref(),
+                        r.dns.get_ref()
+                    ),
+                );
+            }
+            if !name.is_per_instance()
+                && !fixed_records.insert((
+                    r.dns.get_ref().clone(),
+                    rendered.clone(),
+                    address.record_type(),
+                ))
+            {
+                c.error(
+                    &r.name,
+                    format!("{field}.name"),
+                    format!(
+                        "{rendered} {} is already managed by another [[record]]; merge the two rules",
+                        address.record_type()
+                    ),
+                );
+            }
+        }
+    }
+    let policy = c.choice_or(
+        &r.policy,
+        &format!("{field}.policy"),
+        "policy",
+        &POLICIES,
+        RecordPolicy::UpsertOnly,
+    );
+    Some(RecordRule {
+        dns: r.dns.get_ref().clone(),
+        name,
+        select,
+        address,
+        ttl,
+        policy,
+        adopt: r.adopt.unwrap_or(true),
+    })
+}
+
+/// The backends of one load balancer (`field` names it, e.g. `haproxy "lb-01"`).
+pub fn check_backends(
+    c: &mut Checker<'_>,
+    raw: &[Spanned<RawBackend>],
+    field: &str,
+) -> Vec<BackendRule> {
+    let mut names = BTreeSet::new();
+    raw.iter()
+        .filter_map(|be| {
+            let b = be.get_ref();
+            let field = format!("{field}.backend \"{}\"", b.name.get_ref());
+            if !names.insert(b.name.get_ref().clone()) {
+                c.error(
+                    &b.name,
+                    format!("{field}.name"),
+                    "this backend is configured twice in the same load balancer; merge the two",
+                );
+            }
+            check_backend(c, b, &field)
+        })
+        .collect()
+}
+
+fn check_backend(c: &mut Checker<'_>, b: &RawBackend, field: &str) -> Option<BackendRule> {
+    if let Err(e) = validate::haproxy_name(b.name.get_ref()) {
+        c.error(&b.name, format!("{field}.name"), e.0);
+    }
+    let address = c.address_kind(&b.address, &format!("{field}.address"));
+    let select = c.selector(&b.select, &format!("{field}.select"));
+    let port = validate::port(*b.port.get_ref())
+        .map_err(|e| c.error(&b.port, format!("{field}.port"), e.0))
+        .ok()?;
+    let server = c.template(&b.server, &format!("{field}.server"))?;
+    if let Err(e) = validate::haproxy_name(&server.render_with("sample", "sample")) {
+        c.error(&b.server, format!("{field}.server"), e.0);
+    }
+    let remove = c.choice_or(
+        &b.remove,
+        &format!("{field}.remove"),
+        "removal",
+        &REMOVALS,
+        ServerRemoval::Maint,
+    );
+    let health = c.choice_or(
+        &b.health,
+        &format!("{field}.health"),
+        "health gate",
+        &HEALTH_GATES,
+        HealthGate::Probe,
+    );
+    Some(BackendRule {
+        name: b.name.get_ref().clone(),
+        select,
+        address,
+        port,
+        server,
+        remove,
+        health,
+    })
+}
