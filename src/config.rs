@@ -12,8 +12,9 @@ use reqwest::Url;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::clients::http::check_endpoint;
+use crate::clients::token::looks_like_a_token;
 use crate::dns::tsig::{TsigAlgorithm, TsigKey, parse_key_file};
-use crate::inventory::http::{check_endpoint, looks_like_a_token};
 use crate::inventory::{digitalocean, hetzner};
 use crate::lb::haproxy::protocol::RuntimeApi;
 use crate::model::{AddressKind, DnsName};
@@ -182,7 +183,7 @@ pub enum InventoryKind {
         dir: PathBuf,
     },
     /// DigitalOcean Droplets, from the API. The token is read by
-    /// [`crate::inventory::http::Token::load`] when the source is built.
+    /// [`crate::clients::token::Token::load`] when the source is built.
     DigitalOcean {
         /// `token_env` or `token_file`.
         token: SecretRef,

@@ -10,6 +10,8 @@ use anyhow::{Context, anyhow};
 use futures_util::future::join_all;
 use tokio::time::{Instant, timeout, timeout_at};
 
+use crate::clients::http::HttpOptions;
+use crate::clients::token::Token;
 use crate::config::{Config, DnsKind, HealthGate, InventoryKind};
 use crate::desired::{Desired, Problem, SourceSnapshot, desired};
 use crate::dns::rfc2136::Rfc2136Target;
@@ -21,7 +23,6 @@ use crate::inventory::digitalocean::DigitalOceanInventory;
 use crate::inventory::exec::ExecInventory;
 use crate::inventory::file::FileInventory;
 use crate::inventory::hetzner::HetznerInventory;
-use crate::inventory::http::{HttpOptions, Token};
 use crate::lb::haproxy::client::HaproxyClient;
 use crate::lb::{LoadBalancer, ServerChange};
 use crate::model::{DnsName, ObservedServer, RecordKey, RecordSet, ServerAdmin, ServerIntent};

@@ -28,7 +28,7 @@ use aws_sdk_route53::types::{
 use tokio::sync::OnceCell;
 
 use crate::BoxFuture;
-use crate::aws::{explain, sdk_config};
+use crate::clients::aws::{explain, sdk_config};
 use crate::config::AwsAccess;
 use crate::dns::{DnsTarget, OWNERSHIP_LABEL, RecordChange, ownership_name};
 use crate::model::{DnsName, RecordKey, RecordSet, RecordType};

@@ -24,9 +24,9 @@ use aws_sdk_ec2::types::{
 use tokio::sync::OnceCell;
 
 use super::Inventory;
-use super::http::{HttpOptions, MAX_PAGES};
 use crate::BoxFuture;
-use crate::aws::{explain, sdk_config};
+use crate::clients::aws::{explain, sdk_config};
+use crate::clients::http::{HttpOptions, MAX_PAGES};
 use crate::config::AwsAccess;
 use crate::forecast::ScheduledEvent;
 use crate::model::{Instance, InstanceState};

@@ -23,8 +23,9 @@ use reqwest::Url;
 use serde::Deserialize;
 
 use super::Inventory;
-use super::http::{ApiClient, HttpOptions, MAX_PAGES, Token, api_url, page_url};
 use crate::BoxFuture;
+use crate::clients::http::{ApiClient, HttpOptions, MAX_PAGES, api_url, page_url};
+use crate::clients::token::Token;
 use crate::model::{Instance, InstanceState};
 
 /// The API's base URL unless `endpoint` says otherwise.

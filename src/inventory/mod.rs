@@ -8,7 +8,6 @@ pub mod digitalocean;
 pub mod exec;
 pub mod file;
 pub mod hetzner;
-pub mod http;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
