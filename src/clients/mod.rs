@@ -1,10 +1,16 @@
-//! What several kinds share to reach a cloud API: [`http`], the JSON-over-HTTPS client
-//! (token, timeouts, retries); [`token`], the API token that is never shown; and, with the
-//! `aws` feature, the AWS SDK set-up that the EC2 source and the Route 53 target share.
+//! What several kinds share to reach a cloud API:
+//! - [`http`]: the JSON-over-HTTPS client — reads and writes, timeouts, retries, rate
+//!   limits (the headers are read in `ratelimit.rs`), error wording;
+//! - [`paging`]: every page of a listing, by page number or by cursor, or an error;
+//! - [`token`]: the API token, which is never shown;
+//! - `aws` (feature `aws`): the AWS SDK set-up and error wording that the EC2 source and
+//!   the Route 53 target share.
 
 #[cfg(feature = "aws")]
 pub(crate) mod aws;
 pub mod http;
+pub mod paging;
+mod ratelimit;
 pub mod token;
 
 /// An error and its causes on one line, each said once: libraries often repeat their
