@@ -18,12 +18,13 @@
 //! - [`audit::timeline`], [`audit::render`]: audit log → incidents → text, JSON, Markdown.
 //!
 //! I/O:
-//! - [`inventory`]: sources of instances (`file`, `exec`, `digitalocean`, `hetzner`; the
-//!   cloud APIs share [`inventory::http`]: token, timeouts, retries; `aws`, EC2 with the
-//!   AWS SDK, behind the default cargo feature `aws`).
+//! - [`clients`]: what several kinds share to reach a cloud API: [`clients::http`], the
+//!   JSON client (token, timeouts, retries); [`clients::token`]; and `clients::aws`
+//!   (feature `aws`), the SDK set-up (credentials chain, region, HTTPS on ring, timeouts)
+//!   and error wording of the EC2 source and the Route 53 target.
+//! - [`inventory`]: sources of instances (`file`, `exec`, `digitalocean`, `hetzner`; `aws`,
+//!   EC2 with the AWS SDK, behind the default cargo feature `aws`).
 //! - [`dns`]: DNS targets (`rfc2136` with TSIG; `route53`, feature `aws`).
-//! - `aws` (private, feature `aws`): what the EC2 source and the Route 53 target share:
-//!   SDK config (credentials chain, region, HTTPS on ring, timeouts) and error wording.
 //! - [`lb::haproxy::client`]: the HAProxy runtime API over a unix or TCP socket.
 //! - [`reconcile`]: one pass over all of them.
 //! - [`controller`]: the `run` loop; [`admin`]: /metrics /healthz /readyz; [`metrics`]: names.
@@ -34,9 +35,8 @@
 
 pub mod admin;
 pub mod audit;
-#[cfg(feature = "aws")]
-mod aws;
 pub mod cli;
+pub mod clients;
 pub mod commands;
 pub mod config;
 pub mod controller;

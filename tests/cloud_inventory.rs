@@ -4,10 +4,11 @@
 
 use std::time::{Duration, Instant};
 
+use ipdrift::clients::http::{HttpOptions, RetryPolicy};
+use ipdrift::clients::token::Token;
 use ipdrift::inventory::Inventory;
 use ipdrift::inventory::digitalocean::DigitalOceanInventory;
 use ipdrift::inventory::hetzner::HetznerInventory;
-use ipdrift::inventory::http::{HttpOptions, RetryPolicy, Token};
 use ipdrift::model::{Instance, InstanceState};
 use reqwest::Url;
 use serde_json::{Value, json};

@@ -520,7 +520,7 @@ const AWS_SOURCE: &str = "[[inventory]]\nname = \"ec2\"\nkind = \"aws\"\nregion 
 use std::collections::BTreeMap;
 
 #[cfg(feature = "aws")]
-use crate::aws::AwsAccess;
+use crate::clients::aws::AwsAccess;
 #[cfg(feature = "aws")]
 use crate::dns::route53::{DEFAULT_ROUTE53_REGION, Route53Config};
 #[cfg(feature = "aws")]

@@ -31,7 +31,7 @@ use tokio::sync::OnceCell;
 use toml::Spanned;
 
 use crate::BoxFuture;
-use crate::aws::{AwsAccess, check_access, explain, sdk_config};
+use crate::clients::aws::{AwsAccess, check_access, explain, sdk_config};
 use crate::config::Fragment;
 use crate::dns::{
     DnsTarget, OWNERSHIP_LABEL, RecordChange, TargetKind, TargetSpec, ownership_name,

@@ -26,10 +26,11 @@ use serde::Deserialize;
 use tokio::sync::OnceCell;
 use toml::Spanned;
 
-use super::http::{HttpOptions, MAX_PAGES};
 use super::{Inventory, SourceKind, SourceSpec};
 use crate::BoxFuture;
-use crate::aws::{AwsAccess, check_access, explain, sdk_config};
+use crate::clients::aws::{AwsAccess, check_access, explain, sdk_config};
+use crate::clients::http::HttpOptions;
+use crate::clients::paging::MAX_PAGES;
 use crate::config::Fragment;
 use crate::forecast::ScheduledEvent;
 use crate::model::{Instance, InstanceState};

@@ -17,14 +17,15 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::anyhow;
 use reqwest::Url;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::http::{ApiClient, HttpOptions, MAX_PAGES, Token, api_url, page_url};
 use super::{Inventory, SourceKind, SourceSpec};
 use crate::BoxFuture;
+use crate::clients::http::{ApiClient, HttpOptions, READ_ONLY, api_url};
+use crate::clients::paging::{Listing, NextPage, Page, page_url};
+use crate::clients::token::Token;
 use crate::config::secret_keys::API_TOKEN;
 use crate::config::{Fragment, SecretAt};
 use crate::model::{Instance, InstanceState};
@@ -88,8 +89,8 @@ fn check(f: &mut Fragment<'_, '_>) -> Option<Arc<dyn SourceSpec>> {
 
 impl SourceSpec for DigitalOceanConfig {
     fn build(&self, name: &str, timeout: Duration) -> anyhow::Result<Box<dyn Inventory>> {
-        let token =
-            Token::load(&self.token.secret).map_err(|e| anyhow!("inventory {name:?}.{e}"))?;
+        let token = Token::load(&self.token.secret)
+            .map_err(|e| anyhow::anyhow!("inventory {name:?}.{e}"))?;
         Ok(Box::new(DigitalOceanInventory::new(
             name.to_string(),
             &self.endpoint,
@@ -246,7 +247,12 @@ impl DigitalOceanInventory {
         options: HttpOptions,
     ) -> anyhow::Result<DigitalOceanInventory> {
         Ok(DigitalOceanInventory {
-            api: ApiClient::new("DigitalOcean", name.clone(), token, options)?,
+            api: ApiClient::new(
+                "DigitalOcean",
+                format!("inventory {name:?}"),
+                token,
+                options,
+            )?,
             droplets: api_url(endpoint, &["v2", "droplets"]),
             name,
             tag,
@@ -260,41 +266,35 @@ impl DigitalOceanInventory {
     }
 
     async fn list_all(&self) -> anyhow::Result<Vec<Instance>> {
-        let mut instances = Vec::new();
-        let mut totals = Vec::new();
-        let mut page = 1;
-        loop {
-            let url = self.page_url(page);
-            let body: DropletPage = self.api.get_json(&url, page).await?;
-            if let Some(meta) = &body.meta {
-                totals.push((page, meta.total));
-            }
-            let next = body
+        let listing = Listing {
+            noun: "droplet",
+            next_field: "links.pages.next",
+            narrow: Some("tag"),
+            needs: READ_ONLY,
+            id: |i: &Instance| i.id.as_str(),
+        };
+        let read = |body: DropletPage, url: &Url| {
+            let next = match body
                 .links
                 .and_then(|l| l.pages)
                 .and_then(|p| p.next)
-                .filter(|n| !n.is_empty());
-            instances.extend(body.droplets.into_iter().map(instance));
-            let Some(link) = next else { break };
-            let context = self.api.page_context(page, &url);
-            let next = next_page(&url, &link).ok_or_else(|| {
-                anyhow!("{context}: malformed response: links.pages.next {link:?} names no page")
-            })?;
-            if next <= page {
-                return Err(anyhow!(
-                    "{context}: malformed response: links.pages.next goes back to page {next}"
-                ));
-            }
-            if next > MAX_PAGES {
-                return Err(anyhow!(
-                    "{context}: the listing has more than {MAX_PAGES} pages; narrow it with `tag`"
-                ));
-            }
-            page = next;
-        }
+                .filter(|n| !n.is_empty())
+            {
+                None => None,
+                Some(link) => Some(NextPage::Number(
+                    next_page(url, &link)
+                        .ok_or_else(|| format!("links.pages.next {link:?} names no page"))?,
+                )),
+            };
+            Ok(Page {
+                items: body.droplets.into_iter().map(instance).collect(),
+                next,
+                total: body.meta.map(|m| m.total),
+            })
+        };
         self.api
-            .check_complete(instances.iter().map(|i| i.id.clone()), &totals, "droplet")?;
-        Ok(instances)
+            .list_pages(&listing, |page| self.page_url(page), read)
+            .await
     }
 }
 

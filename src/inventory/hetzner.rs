@@ -19,14 +19,15 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::anyhow;
 use reqwest::Url;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::http::{ApiClient, HttpOptions, MAX_PAGES, Token, api_url, page_url};
 use super::{Inventory, SourceKind, SourceSpec};
 use crate::BoxFuture;
+use crate::clients::http::{ApiClient, HttpOptions, READ_ONLY, api_url};
+use crate::clients::paging::{Listing, NextPage, Page, page_url};
+use crate::clients::token::Token;
 use crate::config::secret_keys::API_TOKEN;
 use crate::config::{Fragment, SecretAt};
 use crate::model::{Instance, InstanceState};
@@ -83,8 +84,8 @@ fn check(f: &mut Fragment<'_, '_>) -> Option<Arc<dyn SourceSpec>> {
 
 impl SourceSpec for HetznerConfig {
     fn build(&self, name: &str, timeout: Duration) -> anyhow::Result<Box<dyn Inventory>> {
-        let token =
-            Token::load(&self.token.secret).map_err(|e| anyhow!("inventory {name:?}.{e}"))?;
+        let token = Token::load(&self.token.secret)
+            .map_err(|e| anyhow::anyhow!("inventory {name:?}.{e}"))?;
         Ok(Box::new(HetznerInventory::new(
             name.to_string(),
             &self.endpoint,
@@ -238,7 +239,12 @@ impl HetznerInventory {
         options: HttpOptions,
     ) -> anyhow::Result<HetznerInventory> {
         Ok(HetznerInventory {
-            api: ApiClient::new("Hetzner Cloud", name.clone(), token, options)?,
+            api: ApiClient::new(
+                "Hetzner Cloud",
+                format!("inventory {name:?}"),
+                token,
+                options,
+            )?,
             servers: api_url(endpoint, &["v1", "servers"]),
             name,
             label_selector,
@@ -255,43 +261,31 @@ impl HetznerInventory {
     }
 
     async fn list_all(&self) -> anyhow::Result<Vec<Instance>> {
-        let mut instances = Vec::new();
-        let mut totals = Vec::new();
-        let mut page = 1;
-        loop {
-            let url = self.page_url(page);
-            let body: ServerPage = self.api.get_json(&url, page).await?;
+        let listing = Listing {
+            noun: "server",
+            next_field: "meta.pagination.next_page",
+            narrow: Some("label_selector"),
+            needs: READ_ONLY,
+            id: |i: &Instance| i.id.as_str(),
+        };
+        let read = |body: ServerPage, _: &Url| {
             let pagination = body.meta.map(|m| m.pagination);
-            if let Some(total) = pagination.as_ref().and_then(|p| p.total_entries) {
-                totals.push((page, total));
-            }
-            let context = || self.api.page_context(page, &url);
-            for server in body.servers {
-                instances.push(
-                    instance(server)
-                        .map_err(|e| anyhow!("{}: malformed response: {e}", context()))?,
-                );
-            }
-            let Some(next) = pagination.and_then(|p| p.next_page) else {
-                break;
-            };
-            if next <= page {
-                return Err(anyhow!(
-                    "{}: malformed response: meta.pagination.next_page goes back to page {next}",
-                    context()
-                ));
-            }
-            if next > MAX_PAGES {
-                return Err(anyhow!(
-                    "{}: the listing has more than {MAX_PAGES} pages; narrow it with `label_selector`",
-                    context()
-                ));
-            }
-            page = next;
-        }
+            Ok(Page {
+                items: body
+                    .servers
+                    .into_iter()
+                    .map(instance)
+                    .collect::<Result<_, _>>()?,
+                next: pagination
+                    .as_ref()
+                    .and_then(|p| p.next_page)
+                    .map(NextPage::Number),
+                total: pagination.and_then(|p| p.total_entries),
+            })
+        };
         self.api
-            .check_complete(instances.iter().map(|i| i.id.clone()), &totals, "server")?;
-        Ok(instances)
+            .list_pages(&listing, |page| self.page_url(page), read)
+            .await
     }
 }
 

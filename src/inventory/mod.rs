@@ -9,7 +9,6 @@ pub mod digitalocean;
 pub mod exec;
 pub mod file;
 pub mod hetzner;
-pub mod http;
 
 use std::any::Any;
 use std::collections::BTreeSet;

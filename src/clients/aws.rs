@@ -18,6 +18,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 
+use super::chain;
 use reqwest::Url;
 use toml::Spanned;
 
@@ -136,7 +137,7 @@ where
         }
         SdkError::TimeoutError(_) => "no answer within the timeout (controller.timeout)".into(),
         _ => {
-            let text = redact(&causes(error));
+            let text = redact(&chain(error));
             if text.to_ascii_lowercase().contains("credential") {
                 format!(
                     "{text}; no usable AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, \
@@ -148,22 +149,6 @@ where
         }
     };
     format!("{operation}: {what}")
-}
-
-/// An error and its causes on one line, each said once (the SDK's own chain printer adds
-/// Debug dumps of every layer).
-fn causes(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let shown = cause.to_string();
-        if !text.contains(&shown) {
-            text.push_str(": ");
-            text.push_str(&shown);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// Error codes meaning the credentials were not accepted or lack a permission.
