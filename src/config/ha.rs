@@ -136,6 +136,56 @@ pub(super) fn check(c: &mut Checker<'_>, spanned: &Spanned<RawHa>) -> Option<HaC
             ),
         );
     }
+    let (endpoints, https) = endpoints(c, raw);
+    let election = raw.election.get_ref();
+    if !is_plain_name(election, 128, &['-', '_', '.', '/'])
+        || election.starts_with('/')
+        || election.ends_with('/')
+    {
+        c.error(
+            &raw.election,
+            "ha.election",
+            "use 1–128 letters, digits, '-', '_', '.' or '/' not at either end, e.g. \"ipdrift/prod\"; every controller of one fleet uses the same",
+        );
+    }
+    let lease_ttl = c.duration(&raw.lease_ttl, "ha.lease_ttl", DEFAULT_LEASE_TTL);
+    if let Some(text) = &raw.lease_ttl
+        && (lease_ttl < MIN_LEASE_TTL || lease_ttl.subsec_nanos() != 0)
+    {
+        c.error(
+            text,
+            "ha.lease_ttl",
+            "etcd leases last whole seconds, at least 1; write e.g. \"10s\"",
+        );
+    }
+    let instance = match &raw.instance {
+        None => None,
+        Some(name) => {
+            if !is_plain_name(name.get_ref(), 64, &['-', '_', '.']) {
+                c.error(
+                    name,
+                    "ha.instance",
+                    "use 1–64 letters, digits, '-', '_' or '.'",
+                );
+            }
+            Some(name.get_ref().clone())
+        }
+    };
+    let tls = tls(c, spanned, https);
+    let auth = auth(c, spanned);
+    (c.errors.len() == errors_before).then(|| HaConfig {
+        endpoints,
+        election: election.clone(),
+        lease_ttl,
+        instance,
+        tls,
+        auth,
+    })
+}
+
+/// `endpoints`: etcd client URLs with an explicit port, all http:// or all https://; and
+/// whether they are https.
+fn endpoints(c: &mut Checker<'_>, raw: &RawHa) -> (Vec<String>, bool) {
     // A bare HOST:PORT means http://, as for etcdctl.
     let endpoints: Vec<String> = raw
         .endpoints
@@ -186,41 +236,13 @@ pub(super) fn check(c: &mut Checker<'_>, spanned: &Spanned<RawHa>) -> Option<HaC
         );
     }
     let https = schemes.contains("https");
-    let election = raw.election.get_ref();
-    if !is_plain_name(election, 128, &['-', '_', '.', '/'])
-        || election.starts_with('/')
-        || election.ends_with('/')
-    {
-        c.error(
-            &raw.election,
-            "ha.election",
-            "use 1–128 letters, digits, '-', '_', '.' or '/' not at either end, e.g. \"ipdrift/prod\"; every controller of one fleet uses the same",
-        );
-    }
-    let lease_ttl = c.duration(&raw.lease_ttl, "ha.lease_ttl", DEFAULT_LEASE_TTL);
-    if let Some(text) = &raw.lease_ttl
-        && (lease_ttl < MIN_LEASE_TTL || lease_ttl.subsec_nanos() != 0)
-    {
-        c.error(
-            text,
-            "ha.lease_ttl",
-            "etcd leases last whole seconds, at least 1; write e.g. \"10s\"",
-        );
-    }
-    let instance = match &raw.instance {
-        None => None,
-        Some(name) => {
-            if !is_plain_name(name.get_ref(), 64, &['-', '_', '.']) {
-                c.error(
-                    name,
-                    "ha.instance",
-                    "use 1–64 letters, digits, '-', '_' or '.'",
-                );
-            }
-            Some(name.get_ref().clone())
-        }
-    };
-    let tls = match (&raw.ca_file, &raw.cert_file, &raw.key_file) {
+    (endpoints, https)
+}
+
+/// `ca_file`, `cert_file`, `key_file`: TLS to etcd, which https:// endpoints need.
+fn tls(c: &mut Checker<'_>, spanned: &Spanned<RawHa>, https: bool) -> Option<EtcdTls> {
+    let raw = spanned.get_ref();
+    match (&raw.ca_file, &raw.cert_file, &raw.key_file) {
         (None, None, None) => {
             if https {
                 c.error(
@@ -269,8 +291,13 @@ pub(super) fn check(c: &mut Checker<'_>, spanned: &Spanned<RawHa>) -> Option<HaC
                 }
             }
         }
-    };
-    let auth = match (&raw.user, &raw.password_file, &raw.password_env) {
+    }
+}
+
+/// `user` with `password_file` or `password_env`.
+fn auth(c: &mut Checker<'_>, spanned: &Spanned<RawHa>) -> Option<EtcdAuth> {
+    let raw = spanned.get_ref();
+    match (&raw.user, &raw.password_file, &raw.password_env) {
         (None, None, None) => None,
         (Some(user), file, env) => {
             if !is_plain_name(user.get_ref(), 128, &['-', '_', '.', '@']) {
@@ -296,13 +323,5 @@ pub(super) fn check(c: &mut Checker<'_>, spanned: &Spanned<RawHa>) -> Option<HaC
             );
             None
         }
-    };
-    (c.errors.len() == errors_before).then(|| HaConfig {
-        endpoints,
-        election: election.clone(),
-        lease_ttl,
-        instance,
-        tls,
-        auth,
-    })
+    }
 }
