@@ -1,5 +1,9 @@
 //! One pass: list every source and read every target concurrently → desire → plan → apply
-//! per target → verify by reading back. Shared by `diff`, `apply` and `run`.
+//! per target → verify by reading back. Shared by `diff`, `apply` and `run`. The sources
+//! and targets are trait objects built elsewhere: by [`build`] from a config, or fakes in
+//! tests ([`Reconciler::from_parts`]).
+
+pub mod build;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -10,19 +14,12 @@ use anyhow::{Context, anyhow};
 use futures_util::future::join_all;
 use tokio::time::{Instant, timeout, timeout_at};
 
-use crate::config::{Config, DnsKind, HealthGate, InventoryKind};
+use crate::config::{Config, HealthGate};
 use crate::desired::{Desired, Problem, SourceSnapshot, desired};
-use crate::dns::rfc2136::Rfc2136Target;
 use crate::dns::{DnsTarget, RecordChange, ownership_text};
 use crate::forecast::{ScheduledEvent, forecast};
 use crate::ha::{Fence, NotLeader};
 use crate::inventory::Inventory;
-use crate::inventory::digitalocean::DigitalOceanInventory;
-use crate::inventory::exec::ExecInventory;
-use crate::inventory::file::FileInventory;
-use crate::inventory::hetzner::HetznerInventory;
-use crate::inventory::http::{HttpOptions, Token};
-use crate::lb::haproxy::client::HaproxyClient;
 use crate::lb::{LoadBalancer, ServerChange};
 use crate::model::{DnsName, ObservedServer, RecordKey, RecordSet, ServerAdmin, ServerIntent};
 use crate::plan::{Action, Observed, PassReport, Plan, PlanOptions, TargetError, orphans, plan};
@@ -37,6 +34,13 @@ pub enum Mode {
     ReadOnly,
     /// Observe, plan, write, verify (`apply`, `run`).
     Apply,
+}
+
+/// The sources and targets of a config, as trait objects.
+pub struct Parts {
+    pub inventories: Vec<Box<dyn Inventory>>,
+    pub dns: Vec<Box<dyn DnsTarget>>,
+    pub load_balancers: Vec<Box<dyn LoadBalancer>>,
 }
 
 /// The sources and targets built from a config, and the little it remembers between
@@ -104,140 +108,33 @@ impl Timings {
 }
 
 impl Reconciler {
-    /// Builds every source and target. Reads the TSIG secrets; fails when one is missing.
-    /// `force` lifts the `max-remove-fraction` guard (`apply --force`).
+    /// Builds every source and target of `config` ([`build::parts`]), then the reconciler.
+    /// Fails when a secret (TSIG key, API token) is missing. `force` lifts the
+    /// `max-remove-fraction` guard (`apply --force`).
     pub fn new(config: Arc<Config>, force: bool) -> anyhow::Result<Reconciler> {
-        let keys = config.load_keys().map_err(|e| anyhow!("{e}"))?;
-        let timeout = config.controller.timeout;
-        let inventories = config
-            .inventories
-            .iter()
-            .map(|inv| -> anyhow::Result<Box<dyn Inventory>> {
-                // Cloud API tokens are read here, like the TSIG keys: a missing one stops
-                // `run` from starting and a reload from taking effect.
-                let token = |source| {
-                    Token::load(source).map_err(|e| anyhow!("inventory {:?}.{e}", inv.name))
-                };
-                Ok(match &inv.kind {
-                    InventoryKind::Exec {
-                        command,
-                        timeout,
-                        dir,
-                    } => Box::new(ExecInventory::new(
-                        inv.name.clone(),
-                        command.clone(),
-                        *timeout,
-                        dir.clone(),
-                    )),
-                    InventoryKind::File { path } => {
-                        Box::new(FileInventory::new(inv.name.clone(), path.clone()))
-                    }
-                    InventoryKind::DigitalOcean {
-                        token: source,
-                        tag,
-                        endpoint,
-                    } => Box::new(DigitalOceanInventory::new(
-                        inv.name.clone(),
-                        endpoint,
-                        token(source)?,
-                        tag.clone(),
-                        HttpOptions::new(timeout),
-                    )?),
-                    InventoryKind::Hetzner {
-                        token: source,
-                        label_selector,
-                        endpoint,
-                    } => Box::new(HetznerInventory::new(
-                        inv.name.clone(),
-                        endpoint,
-                        token(source)?,
-                        label_selector.clone(),
-                        HttpOptions::new(timeout),
-                    )?),
-                    #[cfg(feature = "aws")]
-                    InventoryKind::Aws { access, filters } => {
-                        Box::new(crate::inventory::aws::AwsInventory::new(
-                            inv.name.clone(),
-                            access.clone(),
-                            filters.clone(),
-                            HttpOptions::new(timeout),
-                        ))
-                    }
-                    #[cfg(not(feature = "aws"))]
-                    InventoryKind::Aws { .. } => {
-                        // Unreachable through `config::parse`, which refuses the kind.
-                        return Err(anyhow!(
-                            "inventory {:?}: {}",
-                            inv.name,
-                            crate::config::WITHOUT_AWS
-                        ));
-                    }
-                })
-            })
-            .collect::<anyhow::Result<_>>()?;
-        let dns = config
-            .dns
-            .iter()
-            .map(|d| -> anyhow::Result<Box<dyn DnsTarget>> {
-                Ok(match &d.kind {
-                    DnsKind::Rfc2136 { server, .. } => Box::new(Rfc2136Target::new(
-                        d.name.clone(),
-                        *server,
-                        d.zone.clone(),
-                        keys[&d.name].clone(),
-                        timeout,
-                    )),
-                    #[cfg(feature = "aws")]
-                    DnsKind::Route53 {
-                        access,
-                        zone_id,
-                        wait,
-                    } => Box::new(crate::dns::route53::Route53Target::new(
-                        d.name.clone(),
-                        d.zone.clone(),
-                        zone_id.clone(),
-                        access.clone(),
-                        *wait,
-                        timeout,
-                    )),
-                    #[cfg(not(feature = "aws"))]
-                    DnsKind::Route53 { .. } => {
-                        return Err(anyhow!(
-                            "dns target {:?}: {}",
-                            d.name,
-                            crate::config::WITHOUT_AWS
-                        ));
-                    }
-                })
-            })
-            .collect::<anyhow::Result<_>>()?;
-        let load_balancers = config
-            .haproxy
-            .iter()
-            .map(|h| -> Box<dyn LoadBalancer> {
-                Box::new(HaproxyClient::new(
-                    h.name.clone(),
-                    h.runtime_api.clone(),
-                    timeout,
-                ))
-            })
-            .collect();
+        let parts = build::parts(&config)?;
+        Ok(Reconciler::from_parts(config, parts, force))
+    }
+
+    /// A reconciler over sources and targets built elsewhere (by [`build::parts`], or fakes
+    /// in tests); their names are those of `config`'s sections.
+    pub fn from_parts(config: Arc<Config>, parts: Parts, force: bool) -> Reconciler {
         let options = PlanOptions {
             max_remove_fraction: config.controller.max_remove_fraction,
             force,
             owner_id: config.controller.owner_id.clone(),
         };
-        Ok(Reconciler {
+        Reconciler {
+            timeout: config.controller.timeout,
             config,
-            inventories,
-            dns,
-            load_balancers,
+            inventories: parts.inventories,
+            dns: parts.dns,
+            load_balancers: parts.load_balancers,
             options,
-            timeout,
             last_counts: Mutex::new(BTreeMap::new()),
             timings: Timings::default(),
             fence: Fence::alone(),
-        })
+        }
     }
 
     /// Writes only while `fence` holds: each batch is withheld when it does not, and must
