@@ -5,14 +5,16 @@
 //! leader writes and notifies; the others pass read-only, so their metrics still say
 //! what is out of sync, and take over when elected.
 
+pub mod backoff;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use backon::BackoffBuilder as _;
 use time::OffsetDateTime;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::admin::{self, AdminState};
 use crate::audit::tracker::{PassEvents, Tracker};
@@ -26,6 +28,7 @@ use crate::metrics::{
 use crate::notify::{Notice, Notifier};
 use crate::plan::{GUARDS, PassReport};
 use crate::reconcile::{Io, Mode, PassOutcome, Reconciler, Timing};
+use backoff::Backoffs;
 
 /// How long queued notifications may still go out after SIGTERM.
 const NOTIFY_GRACE: Duration = Duration::from_secs(2);
@@ -314,60 +317,25 @@ impl Schedule {
     }
 }
 
-/// Per-target exponential backoff with jitter after failed passes (backon's schedule);
-/// a success resets it.
-#[derive(Default)]
-struct Backoffs {
-    targets: BTreeMap<String, (tokio::time::Instant, backon::ExponentialBackoff)>,
-}
-
-impl Backoffs {
-    /// Targets still waiting, with the time left.
-    fn resting(&self, now: tokio::time::Instant) -> BTreeMap<String, Duration> {
-        self.targets
-            .iter()
-            .filter(|(_, (until, _))| *until > now)
-            .map(|(target, (until, _))| (target.clone(), *until - now))
-            .collect()
-    }
-
-    /// Records a pass: failed targets wait longer each time, others start afresh.
-    /// Targets that rested this pass keep their schedule.
-    fn record(
-        &mut self,
-        report: &PassReport,
-        targets: &[String],
-        resting: &BTreeMap<String, Duration>,
-        interval: Duration,
-    ) {
-        let now = tokio::time::Instant::now();
-        for target in targets.iter().filter(|t| !resting.contains_key(*t)) {
-            let failed = report.errors.iter().any(|e| &e.target == target)
-                || matches!(report.written.get(target), Some(Err(_)));
-            if !failed {
-                self.targets.remove(target);
-                continue;
-            }
-            let (until, schedule) = self.targets.entry(target.clone()).or_insert_with(|| {
-                let schedule = backon::ExponentialBuilder::default()
-                    .with_min_delay(interval)
-                    .with_max_delay(MAX_BACKOFF.max(interval))
-                    .with_factor(2.0)
-                    .with_jitter()
-                    .without_max_times()
-                    .build();
-                (now, schedule)
-            });
-            // The first failure retries at the next pass; later ones wait longer.
-            if let Some(delay) = schedule.next() {
-                *until = now + delay.saturating_sub(interval);
-            }
+/// Moves each target tried this pass along its backoff: a failure waits longer, a success
+/// starts afresh. Targets that rested this pass keep their place.
+fn record_backoffs(
+    backoffs: &mut Backoffs<Instant>,
+    report: &PassReport,
+    targets: &[String],
+    resting: &BTreeMap<String, Duration>,
+) {
+    let now = Instant::now();
+    for target in targets.iter().filter(|t| !resting.contains_key(*t)) {
+        let failed = report.errors.iter().any(|e| &e.target == target)
+            || matches!(report.written.get(target), Some(Err(_)));
+        if failed {
+            backoffs.failed(target, now, rand::random());
+        } else {
+            backoffs.succeeded(target);
         }
     }
 }
-
-/// The longest a failing target is left alone between attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 /// Re-reads the configuration on SIGHUP; `Err` carries a message for the log.
 pub type ConfigLoader = Box<dyn Fn() -> Result<Config, String> + Send + Sync>;
@@ -431,7 +399,7 @@ pub async fn run(
     tracing::info!(listen = %config.controller.listen, interval = %humantime::format_duration(config.controller.interval), config = %config.path.display(), "ipdrift controller started");
 
     let mut tracker = Tracker::new(tracked_names(&config));
-    let mut backoffs = Backoffs::default();
+    let mut backoffs = Backoffs::new(config.controller.interval);
     let mut announced = Announced::new();
     let mut schedule = Schedule::new(tokio::time::Instant::now(), config.controller.interval);
     let mut first_pass = true;
@@ -474,11 +442,11 @@ pub async fn run(
         }
         write_audit(audit_log.as_ref(), &events.records, &metrics);
         first_pass = false;
-        backoffs.record(
+        record_backoffs(
+            &mut backoffs,
             &outcome.report,
             &config.target_names(),
             &resting,
-            config.controller.interval,
         );
         if !outcome.report.failed() {
             state.mark_success();
@@ -507,7 +475,7 @@ pub async fn run(
                         }
                         config = new;
                         reconciler = new_reconciler;
-                        backoffs = Backoffs::default();
+                        backoffs = Backoffs::new(config.controller.interval);
                         metrics.reconcile_interval.set(config.controller.interval.as_secs_f64());
                         schedule = Schedule::new(tokio::time::Instant::now(), config.controller.interval);
                         state.set_ready_window(ready_window(&config));
