@@ -25,8 +25,11 @@
 //! - `aws` (private, feature `aws`): what the EC2 source and the Route 53 target share:
 //!   SDK config (credentials chain, region, HTTPS on ring, timeouts) and error wording.
 //! - [`lb::haproxy::client`]: the HAProxy runtime API over a unix or TCP socket.
-//! - [`reconcile`]: one pass over all of them.
-//! - [`controller`]: the `run` loop; [`admin`]: /metrics /healthz /readyz; [`metrics`]: names.
+//! - [`reconcile`]: one pass over all of them, as trait objects; [`reconcile::build`] makes
+//!   them from a config (tests give fakes to [`reconcile::Reconciler::from_parts`]).
+//! - [`controller`]: the `run` loop, with a pure per-target backoff policy
+//!   ([`controller::backoff`]); [`admin`]: /metrics /healthz /readyz on a socket the caller
+//!   bound; [`metrics`]: names.
 //! - [`ha`]: leader election on etcd (`[ha]`) and the fence every write batch checks.
 //! - [`audit`]: the audit log's event schema and its O_APPEND writer and reader.
 //! - [`notify`]: webhook notifications through bounded queues, with timeouts and retries.

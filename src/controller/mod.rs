@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use time::OffsetDateTime;
-use tokio::sync::watch;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::admin::{self, AdminState};
@@ -27,7 +28,7 @@ use crate::metrics::{
 };
 use crate::notify::{Notice, Notifier};
 use crate::plan::{GUARDS, PassReport};
-use crate::reconcile::{Io, Mode, PassOutcome, Reconciler, Timing};
+use crate::reconcile::{self, Io, Mode, Parts, PassOutcome, Reconciler, Timing};
 use backoff::Backoffs;
 
 /// How long queued notifications may still go out after SIGTERM.
@@ -291,22 +292,22 @@ fn announce_forecast(
 /// of the interval, drawn once, so that several controllers do not pass in lockstep. A pass
 /// that overruns skips the ticks it missed rather than running passes back to back.
 struct Schedule {
-    origin: tokio::time::Instant,
+    origin: Instant,
     interval: Duration,
 }
 
 impl Schedule {
     /// A schedule whose first tick is one interval (plus the offset) after `now`, the
-    /// start of a pass.
-    fn new(now: tokio::time::Instant, interval: Duration) -> Schedule {
+    /// start of a pass; `draw` (from [0, 1)) picks the offset.
+    fn new(now: Instant, interval: Duration, draw: f64) -> Schedule {
         Schedule {
-            origin: now + interval + interval.mul_f64(rand::random::<f64>() * 0.1),
+            origin: now + interval + interval.mul_f64(backoff::fraction(draw) * 0.1),
             interval,
         }
     }
 
     /// The first tick strictly after `now`.
-    fn next_after(&self, now: tokio::time::Instant) -> tokio::time::Instant {
+    fn next_after(&self, now: Instant) -> Instant {
         if now < self.origin {
             return self.origin;
         }
@@ -324,13 +325,14 @@ fn record_backoffs(
     report: &PassReport,
     targets: &[String],
     resting: &BTreeMap<String, Duration>,
+    jitter: &mut Jitter,
 ) {
     let now = Instant::now();
     for target in targets.iter().filter(|t| !resting.contains_key(*t)) {
         let failed = report.errors.iter().any(|e| &e.target == target)
             || matches!(report.written.get(target), Some(Err(_)));
         if failed {
-            backoffs.failed(target, now, rand::random());
+            backoffs.failed(target, now, jitter());
         } else {
             backoffs.succeeded(target);
         }
@@ -340,23 +342,66 @@ fn record_backoffs(
 /// Re-reads the configuration on SIGHUP; `Err` carries a message for the log.
 pub type ConfigLoader = Box<dyn Fn() -> Result<Config, String> + Send + Sync>;
 
+/// Builds the sources and targets of a config: [`reconcile::build::parts`], or fakes in
+/// tests. Called at start and on each reload.
+pub type Build = Box<dyn Fn(&Config) -> anyhow::Result<Parts> + Send + Sync>;
+
+/// Random draws from [0, 1) for the offset of the pass schedule and the backoff jitter
+/// (others count as 0).
+pub type Jitter = Box<dyn FnMut() -> f64 + Send>;
+
+/// What [`run`] is connected to besides its config.
+pub struct Wiring {
+    /// The admin server's socket, bound by the caller ([`admin::bind`]).
+    pub listener: TcpListener,
+    /// Turns true to stop.
+    pub shutdown: watch::Receiver<bool>,
+    /// Each message asks for a reload through `load`.
+    pub reload: mpsc::Receiver<()>,
+    pub load: ConfigLoader,
+    pub build: Build,
+    pub jitter: Jitter,
+}
+
+impl Wiring {
+    /// Real sources and targets, random jitter.
+    pub fn new(
+        listener: TcpListener,
+        shutdown: watch::Receiver<bool>,
+        reload: mpsc::Receiver<()>,
+        load: ConfigLoader,
+    ) -> Wiring {
+        Wiring {
+            listener,
+            shutdown,
+            reload,
+            load,
+            build: Box::new(reconcile::build::parts),
+            jitter: Box::new(rand::random::<f64>),
+        }
+    }
+}
+
 /// How old the last good pass may be for /readyz: three intervals and two timeouts.
 fn ready_window(config: &Config) -> Duration {
     config.controller.interval * 3 + config.controller.timeout * 2
 }
 
-/// Runs the controller until `shutdown` turns true. Each message on `reload` re-reads the
-/// config with `load`: a valid one replaces the running one (the listen address, the audit
-/// log and the webhooks take effect at the next restart), an invalid one is logged and the
-/// running one stays.
-pub async fn run(
-    config: Arc<Config>,
-    shutdown: watch::Receiver<bool>,
-    mut reload: tokio::sync::mpsc::Receiver<()>,
-    load: ConfigLoader,
-) -> anyhow::Result<()> {
+/// Runs the controller until `shutdown` turns true, serving /metrics on `listener`. Each
+/// message on `reload` re-reads the config with `load`: a valid one replaces the running
+/// one (the listen address, the audit log and the webhooks take effect at the next
+/// restart), an invalid one is logged and the running one stays.
+pub async fn run(config: Arc<Config>, wiring: Wiring) -> anyhow::Result<()> {
+    let Wiring {
+        listener,
+        shutdown,
+        mut reload,
+        load,
+        build,
+        mut jitter,
+    } = wiring;
     let mut config = config;
-    let reconciler = Reconciler::new(config.clone(), false)?;
+    let reconciler = Reconciler::from_parts(config.clone(), build(&config)?, false);
     let sources: Vec<String> = config.inventories.iter().map(|i| i.name.clone()).collect();
     let metrics = Arc::new(Metrics::new(&config.target_names(), &sources, &GUARDS));
     let instance = config
@@ -395,18 +440,19 @@ pub async fn run(
     }
     let notifier = Notifier::start(&config.notify, metrics.clone())?;
     let state = Arc::new(AdminState::new(metrics.clone(), ready_window(&config)));
-    let server = admin::serve(config.controller.listen, state.clone(), shutdown.clone()).await?;
-    tracing::info!(listen = %config.controller.listen, interval = %humantime::format_duration(config.controller.interval), config = %config.path.display(), "ipdrift controller started");
+    let listen = listener.local_addr().unwrap_or(config.controller.listen);
+    let server = admin::serve(listener, state.clone(), shutdown.clone());
+    tracing::info!(listen = %listen, interval = %humantime::format_duration(config.controller.interval), config = %config.path.display(), "ipdrift controller started");
 
     let mut tracker = Tracker::new(tracked_names(&config));
     let mut backoffs = Backoffs::new(config.controller.interval);
     let mut announced = Announced::new();
-    let mut schedule = Schedule::new(tokio::time::Instant::now(), config.controller.interval);
+    let mut schedule = Schedule::new(Instant::now(), config.controller.interval, jitter());
     let mut first_pass = true;
     let mut shutdown_rx = shutdown.clone();
     loop {
         let started_at = audit::now();
-        let started = tokio::time::Instant::now();
+        let started = Instant::now();
         let resting = backoffs.resting(started);
         // A follower observes; the fence is checked again right before each write batch.
         let mode = if fence.holds() {
@@ -447,19 +493,23 @@ pub async fn run(
             &outcome.report,
             &config.target_names(),
             &resting,
+            &mut jitter,
         );
         if !outcome.report.failed() {
             state.mark_success();
         }
         tokio::select! {
-            _ = tokio::time::sleep_until(schedule.next_after(tokio::time::Instant::now())) => {}
+            _ = tokio::time::sleep_until(schedule.next_after(Instant::now())) => {}
             // A newly elected leader repairs at once rather than after the interval.
             _ = fence.until_leader(), if mode == Mode::ReadOnly => {}
             Some(()) = reload.recv() => {
                 match load().and_then(|new| {
                     let new = Arc::new(new);
-                    Reconciler::new(new.clone(), false)
-                        .map(|r| (new, r.with_fence(fence.clone())))
+                    build(&new)
+                        .map(|parts| {
+                            let r = Reconciler::from_parts(new.clone(), parts, false);
+                            (new, r.with_fence(fence.clone()))
+                        })
                         .map_err(|e| format!("{e:#}"))
                 }) {
                     Ok((new, new_reconciler)) => {
@@ -477,7 +527,7 @@ pub async fn run(
                         reconciler = new_reconciler;
                         backoffs = Backoffs::new(config.controller.interval);
                         metrics.reconcile_interval.set(config.controller.interval.as_secs_f64());
-                        schedule = Schedule::new(tokio::time::Instant::now(), config.controller.interval);
+                        schedule = Schedule::new(Instant::now(), config.controller.interval, jitter());
                         state.set_ready_window(ready_window(&config));
                         tracing::info!(config = %config.path.display(), "configuration reloaded");
                     }
@@ -530,10 +580,10 @@ mod tests {
 
     #[test]
     fn passes_start_on_a_fixed_grid_offset_by_at_most_ten_percent() {
-        let start = tokio::time::Instant::now();
+        let start = Instant::now();
         let interval = Duration::from_secs(10);
-        for _ in 0..100 {
-            let schedule = Schedule::new(start, interval);
+        for draw in [0.0, 0.3, 0.999, 1.0, 2.0, -1.0] {
+            let schedule = Schedule::new(start, interval, draw);
             let offset = schedule.origin - start - interval;
             assert!(offset <= Duration::from_secs(1), "{offset:?}");
             // A quick pass: the next one starts at the first tick.
