@@ -11,6 +11,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -72,25 +73,25 @@ async fn readyz(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
     }
 }
 
-/// Binds `listen` and serves until `shutdown` turns true. Binding errors are returned at once.
-pub async fn serve(
-    listen: SocketAddr,
+/// Binds the admin server's address (`controller.listen`); the error says what to change.
+pub async fn bind(listen: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(listen).await.with_context(|| {
+        format!("cannot listen on {listen} for /metrics; change controller.listen or free the port")
+    })
+}
+
+/// Serves on `listener` (see [`bind`]; tests bind port 0) until `shutdown` turns true.
+pub fn serve(
+    listener: TcpListener,
     state: Arc<AdminState>,
     mut shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {listen} for /metrics; change controller.listen or free the port"
-            )
-        })?;
+) -> tokio::task::JoinHandle<()> {
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(state);
-    Ok(tokio::spawn(async move {
+    tokio::spawn(async move {
         let stop = async move {
             let _ = shutdown.wait_for(|stop| *stop).await;
         };
@@ -100,5 +101,5 @@ pub async fn serve(
         {
             tracing::error!(error = %e, "admin server failed");
         }
-    }))
+    })
 }

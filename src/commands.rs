@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+use crate::admin;
 use crate::audit::{self, AuditLog, render as timeline_render, timeline};
 use crate::cli::{Cli, Command, LogFormat, OutputFormat, TimelineFormat};
 use crate::config;
@@ -127,6 +128,13 @@ pub async fn execute(cli: Cli) -> Outcome {
                 }
             };
             overrides(&mut config);
+            let listener = match admin::bind(config.controller.listen).await {
+                Ok(listener) => listener,
+                Err(e) => {
+                    eprintln!("ipdrift: {e:#}");
+                    return Outcome::Error;
+                }
+            };
             let path = cli.config.clone();
             let load: controller::ConfigLoader = Box::new(move || {
                 let mut config = config::load(&path).map_err(|e| e.to_string())?;
@@ -141,7 +149,8 @@ pub async fn execute(cli: Cli) -> Outcome {
                 let _ = stop_tx.send(true);
             });
             tokio::spawn(forward_reload_signals(reload_tx));
-            match controller::run(Arc::new(config), stop_rx, reload_rx, load).await {
+            let wiring = controller::Wiring::new(listener, stop_rx, reload_rx, load);
+            match controller::run(Arc::new(config), wiring).await {
                 Ok(()) => Outcome::Success,
                 Err(e) => {
                     eprintln!("ipdrift: {e:#}");

@@ -26,8 +26,11 @@
 //!   EC2 with the AWS SDK, behind the default cargo feature `aws`).
 //! - [`dns`]: DNS targets (`rfc2136` with TSIG; `route53`, feature `aws`).
 //! - [`lb::haproxy::client`]: the HAProxy runtime API over a unix or TCP socket.
-//! - [`reconcile`]: one pass over all of them.
-//! - [`controller`]: the `run` loop; [`admin`]: /metrics /healthz /readyz; [`metrics`]: names.
+//! - [`reconcile`]: one pass over all of them, as trait objects; [`reconcile::build`] makes
+//!   them from a config (tests give fakes to [`reconcile::Reconciler::from_parts`]).
+//! - [`controller`]: the `run` loop, with a pure per-target backoff policy
+//!   ([`controller::backoff`]); [`admin`]: /metrics /healthz /readyz on a socket the caller
+//!   bound; [`metrics`]: names.
 //! - [`ha`]: leader election on etcd (`[ha]`) and the fence every write batch checks.
 //! - [`audit`]: the audit log's event schema and its O_APPEND writer and reader.
 //! - [`notify`]: webhook notifications through bounded queues, with timeouts and retries.

@@ -1,5 +1,9 @@
 //! One pass: list every source and read every target concurrently → desire → plan → apply
-//! per target → verify by reading back. Shared by `diff`, `apply` and `run`.
+//! per target → verify by reading back. Shared by `diff`, `apply` and `run`. The sources
+//! and targets are trait objects built elsewhere: by [`build`] from a config, or fakes in
+//! tests ([`Reconciler::from_parts`]).
+
+pub mod build;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -30,6 +34,13 @@ pub enum Mode {
     ReadOnly,
     /// Observe, plan, write, verify (`apply`, `run`).
     Apply,
+}
+
+/// The sources and targets of a config, as trait objects.
+pub struct Parts {
+    pub inventories: Vec<Box<dyn Inventory>>,
+    pub dns: Vec<Box<dyn DnsTarget>>,
+    pub load_balancers: Vec<Box<dyn LoadBalancer>>,
 }
 
 /// The sources and targets built from a config, and the little it remembers between
@@ -97,43 +108,33 @@ impl Timings {
 }
 
 impl Reconciler {
-    /// Builds every source and target. Reads the TSIG secrets; fails when one is missing.
-    /// `force` lifts the `max-remove-fraction` guard (`apply --force`).
+    /// Builds every source and target of `config` ([`build::parts`]), then the reconciler.
+    /// Fails when a secret (TSIG key, API token) is missing. `force` lifts the
+    /// `max-remove-fraction` guard (`apply --force`).
     pub fn new(config: Arc<Config>, force: bool) -> anyhow::Result<Reconciler> {
-        // Building reads the secrets (TSIG keys, API tokens): a missing one stops `run` from
-        // starting and a reload from taking effect.
-        let timeout = config.controller.timeout;
-        let dns = config
-            .dns
-            .iter()
-            .map(|d| d.spec.build(&d.name, &d.zone, timeout))
-            .collect::<anyhow::Result<_>>()?;
-        let inventories = config
-            .inventories
-            .iter()
-            .map(|inv| inv.spec.build(&inv.name, timeout))
-            .collect::<anyhow::Result<_>>()?;
-        let load_balancers = config
-            .load_balancers
-            .iter()
-            .map(|lb| lb.spec.build(&lb.name, timeout))
-            .collect::<anyhow::Result<_>>()?;
+        let parts = build::parts(&config)?;
+        Ok(Reconciler::from_parts(config, parts, force))
+    }
+
+    /// A reconciler over sources and targets built elsewhere (by [`build::parts`], or fakes
+    /// in tests); their names are those of `config`'s sections.
+    pub fn from_parts(config: Arc<Config>, parts: Parts, force: bool) -> Reconciler {
         let options = PlanOptions {
             max_remove_fraction: config.controller.max_remove_fraction,
             force,
             owner_id: config.controller.owner_id.clone(),
         };
-        Ok(Reconciler {
+        Reconciler {
+            timeout: config.controller.timeout,
             config,
-            inventories,
-            dns,
-            load_balancers,
+            inventories: parts.inventories,
+            dns: parts.dns,
+            load_balancers: parts.load_balancers,
             options,
-            timeout,
             last_counts: Mutex::new(BTreeMap::new()),
             timings: Timings::default(),
             fence: Fence::alone(),
-        })
+        }
     }
 
     /// Writes only while `fence` holds: each batch is withheld when it does not, and must

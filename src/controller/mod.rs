@@ -5,14 +5,17 @@
 //! leader writes and notifies; the others pass read-only, so their metrics still say
 //! what is out of sync, and take over when elected.
 
+pub mod backoff;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use backon::BackoffBuilder as _;
 use time::OffsetDateTime;
-use tokio::sync::watch;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 
 use crate::admin::{self, AdminState};
 use crate::audit::tracker::{PassEvents, Tracker};
@@ -25,7 +28,8 @@ use crate::metrics::{
 };
 use crate::notify::{Notice, Notifier};
 use crate::plan::{GUARDS, PassReport};
-use crate::reconcile::{Io, Mode, PassOutcome, Reconciler, Timing};
+use crate::reconcile::{self, Io, Mode, Parts, PassOutcome, Reconciler, Timing};
+use backoff::Backoffs;
 
 /// How long queued notifications may still go out after SIGTERM.
 const NOTIFY_GRACE: Duration = Duration::from_secs(2);
@@ -288,22 +292,22 @@ fn announce_forecast(
 /// of the interval, drawn once, so that several controllers do not pass in lockstep. A pass
 /// that overruns skips the ticks it missed rather than running passes back to back.
 struct Schedule {
-    origin: tokio::time::Instant,
+    origin: Instant,
     interval: Duration,
 }
 
 impl Schedule {
     /// A schedule whose first tick is one interval (plus the offset) after `now`, the
-    /// start of a pass.
-    fn new(now: tokio::time::Instant, interval: Duration) -> Schedule {
+    /// start of a pass; `draw` (from [0, 1)) picks the offset.
+    fn new(now: Instant, interval: Duration, draw: f64) -> Schedule {
         Schedule {
-            origin: now + interval + interval.mul_f64(rand::random::<f64>() * 0.1),
+            origin: now + interval + interval.mul_f64(backoff::fraction(draw) * 0.1),
             interval,
         }
     }
 
     /// The first tick strictly after `now`.
-    fn next_after(&self, now: tokio::time::Instant) -> tokio::time::Instant {
+    fn next_after(&self, now: Instant) -> Instant {
         if now < self.origin {
             return self.origin;
         }
@@ -314,81 +318,90 @@ impl Schedule {
     }
 }
 
-/// Per-target exponential backoff with jitter after failed passes (backon's schedule);
-/// a success resets it.
-#[derive(Default)]
-struct Backoffs {
-    targets: BTreeMap<String, (tokio::time::Instant, backon::ExponentialBackoff)>,
-}
-
-impl Backoffs {
-    /// Targets still waiting, with the time left.
-    fn resting(&self, now: tokio::time::Instant) -> BTreeMap<String, Duration> {
-        self.targets
-            .iter()
-            .filter(|(_, (until, _))| *until > now)
-            .map(|(target, (until, _))| (target.clone(), *until - now))
-            .collect()
-    }
-
-    /// Records a pass: failed targets wait longer each time, others start afresh.
-    /// Targets that rested this pass keep their schedule.
-    fn record(
-        &mut self,
-        report: &PassReport,
-        targets: &[String],
-        resting: &BTreeMap<String, Duration>,
-        interval: Duration,
-    ) {
-        let now = tokio::time::Instant::now();
-        for target in targets.iter().filter(|t| !resting.contains_key(*t)) {
-            let failed = report.errors.iter().any(|e| &e.target == target)
-                || matches!(report.written.get(target), Some(Err(_)));
-            if !failed {
-                self.targets.remove(target);
-                continue;
-            }
-            let (until, schedule) = self.targets.entry(target.clone()).or_insert_with(|| {
-                let schedule = backon::ExponentialBuilder::default()
-                    .with_min_delay(interval)
-                    .with_max_delay(MAX_BACKOFF.max(interval))
-                    .with_factor(2.0)
-                    .with_jitter()
-                    .without_max_times()
-                    .build();
-                (now, schedule)
-            });
-            // The first failure retries at the next pass; later ones wait longer.
-            if let Some(delay) = schedule.next() {
-                *until = now + delay.saturating_sub(interval);
-            }
+/// Moves each target tried this pass along its backoff: a failure waits longer, a success
+/// starts afresh. Targets that rested this pass keep their place.
+fn record_backoffs(
+    backoffs: &mut Backoffs<Instant>,
+    report: &PassReport,
+    targets: &[String],
+    resting: &BTreeMap<String, Duration>,
+    jitter: &mut Jitter,
+) {
+    let now = Instant::now();
+    for target in targets.iter().filter(|t| !resting.contains_key(*t)) {
+        let failed = report.errors.iter().any(|e| &e.target == target)
+            || matches!(report.written.get(target), Some(Err(_)));
+        if failed {
+            backoffs.failed(target, now, jitter());
+        } else {
+            backoffs.succeeded(target);
         }
     }
 }
 
-/// The longest a failing target is left alone between attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(300);
-
 /// Re-reads the configuration on SIGHUP; `Err` carries a message for the log.
 pub type ConfigLoader = Box<dyn Fn() -> Result<Config, String> + Send + Sync>;
+
+/// Builds the sources and targets of a config: [`reconcile::build::parts`], or fakes in
+/// tests. Called at start and on each reload.
+pub type Build = Box<dyn Fn(&Config) -> anyhow::Result<Parts> + Send + Sync>;
+
+/// Random draws from [0, 1) for the offset of the pass schedule and the backoff jitter
+/// (others count as 0).
+pub type Jitter = Box<dyn FnMut() -> f64 + Send>;
+
+/// What [`run`] is connected to besides its config.
+pub struct Wiring {
+    /// The admin server's socket, bound by the caller ([`admin::bind`]).
+    pub listener: TcpListener,
+    /// Turns true to stop.
+    pub shutdown: watch::Receiver<bool>,
+    /// Each message asks for a reload through `load`.
+    pub reload: mpsc::Receiver<()>,
+    pub load: ConfigLoader,
+    pub build: Build,
+    pub jitter: Jitter,
+}
+
+impl Wiring {
+    /// Real sources and targets, random jitter.
+    pub fn new(
+        listener: TcpListener,
+        shutdown: watch::Receiver<bool>,
+        reload: mpsc::Receiver<()>,
+        load: ConfigLoader,
+    ) -> Wiring {
+        Wiring {
+            listener,
+            shutdown,
+            reload,
+            load,
+            build: Box::new(reconcile::build::parts),
+            jitter: Box::new(rand::random::<f64>),
+        }
+    }
+}
 
 /// How old the last good pass may be for /readyz: three intervals and two timeouts.
 fn ready_window(config: &Config) -> Duration {
     config.controller.interval * 3 + config.controller.timeout * 2
 }
 
-/// Runs the controller until `shutdown` turns true. Each message on `reload` re-reads the
-/// config with `load`: a valid one replaces the running one (the listen address, the audit
-/// log and the webhooks take effect at the next restart), an invalid one is logged and the
-/// running one stays.
-pub async fn run(
-    config: Arc<Config>,
-    shutdown: watch::Receiver<bool>,
-    mut reload: tokio::sync::mpsc::Receiver<()>,
-    load: ConfigLoader,
-) -> anyhow::Result<()> {
+/// Runs the controller until `shutdown` turns true, serving /metrics on `listener`. Each
+/// message on `reload` re-reads the config with `load`: a valid one replaces the running
+/// one (the listen address, the audit log and the webhooks take effect at the next
+/// restart), an invalid one is logged and the running one stays.
+pub async fn run(config: Arc<Config>, wiring: Wiring) -> anyhow::Result<()> {
+    let Wiring {
+        listener,
+        shutdown,
+        mut reload,
+        load,
+        build,
+        mut jitter,
+    } = wiring;
     let mut config = config;
-    let reconciler = Reconciler::new(config.clone(), false)?;
+    let reconciler = Reconciler::from_parts(config.clone(), build(&config)?, false);
     let sources: Vec<String> = config.inventories.iter().map(|i| i.name.clone()).collect();
     let metrics = Arc::new(Metrics::new(&config.target_names(), &sources, &GUARDS));
     let instance = config
@@ -427,18 +440,19 @@ pub async fn run(
     }
     let notifier = Notifier::start(&config.notify, metrics.clone())?;
     let state = Arc::new(AdminState::new(metrics.clone(), ready_window(&config)));
-    let server = admin::serve(config.controller.listen, state.clone(), shutdown.clone()).await?;
-    tracing::info!(listen = %config.controller.listen, interval = %humantime::format_duration(config.controller.interval), config = %config.path.display(), "ipdrift controller started");
+    let listen = listener.local_addr().unwrap_or(config.controller.listen);
+    let server = admin::serve(listener, state.clone(), shutdown.clone());
+    tracing::info!(listen = %listen, interval = %humantime::format_duration(config.controller.interval), config = %config.path.display(), "ipdrift controller started");
 
     let mut tracker = Tracker::new(tracked_names(&config));
-    let mut backoffs = Backoffs::default();
+    let mut backoffs = Backoffs::new(config.controller.interval);
     let mut announced = Announced::new();
-    let mut schedule = Schedule::new(tokio::time::Instant::now(), config.controller.interval);
+    let mut schedule = Schedule::new(Instant::now(), config.controller.interval, jitter());
     let mut first_pass = true;
     let mut shutdown_rx = shutdown.clone();
     loop {
         let started_at = audit::now();
-        let started = tokio::time::Instant::now();
+        let started = Instant::now();
         let resting = backoffs.resting(started);
         // A follower observes; the fence is checked again right before each write batch.
         let mode = if fence.holds() {
@@ -474,24 +488,28 @@ pub async fn run(
         }
         write_audit(audit_log.as_ref(), &events.records, &metrics);
         first_pass = false;
-        backoffs.record(
+        record_backoffs(
+            &mut backoffs,
             &outcome.report,
             &config.target_names(),
             &resting,
-            config.controller.interval,
+            &mut jitter,
         );
         if !outcome.report.failed() {
             state.mark_success();
         }
         tokio::select! {
-            _ = tokio::time::sleep_until(schedule.next_after(tokio::time::Instant::now())) => {}
+            _ = tokio::time::sleep_until(schedule.next_after(Instant::now())) => {}
             // A newly elected leader repairs at once rather than after the interval.
             _ = fence.until_leader(), if mode == Mode::ReadOnly => {}
             Some(()) = reload.recv() => {
                 match load().and_then(|new| {
                     let new = Arc::new(new);
-                    Reconciler::new(new.clone(), false)
-                        .map(|r| (new, r.with_fence(fence.clone())))
+                    build(&new)
+                        .map(|parts| {
+                            let r = Reconciler::from_parts(new.clone(), parts, false);
+                            (new, r.with_fence(fence.clone()))
+                        })
                         .map_err(|e| format!("{e:#}"))
                 }) {
                     Ok((new, new_reconciler)) => {
@@ -507,9 +525,9 @@ pub async fn run(
                         }
                         config = new;
                         reconciler = new_reconciler;
-                        backoffs = Backoffs::default();
+                        backoffs = Backoffs::new(config.controller.interval);
                         metrics.reconcile_interval.set(config.controller.interval.as_secs_f64());
-                        schedule = Schedule::new(tokio::time::Instant::now(), config.controller.interval);
+                        schedule = Schedule::new(Instant::now(), config.controller.interval, jitter());
                         state.set_ready_window(ready_window(&config));
                         tracing::info!(config = %config.path.display(), "configuration reloaded");
                     }
@@ -562,10 +580,10 @@ mod tests {
 
     #[test]
     fn passes_start_on_a_fixed_grid_offset_by_at_most_ten_percent() {
-        let start = tokio::time::Instant::now();
+        let start = Instant::now();
         let interval = Duration::from_secs(10);
-        for _ in 0..100 {
-            let schedule = Schedule::new(start, interval);
+        for draw in [0.0, 0.3, 0.999, 1.0, 2.0, -1.0] {
+            let schedule = Schedule::new(start, interval, draw);
             let offset = schedule.origin - start - interval;
             assert!(offset <= Duration::from_secs(1), "{offset:?}");
             // A quick pass: the next one starts at the first tick.
