@@ -1,10 +1,12 @@
 //! Test harness: starts real servers (BIND `named`, `haproxy`, `moto_server`, `etcd`) on
-//! free loopback ports in temporary directories, and stops them when dropped.
+//! free loopback ports in temporary directories, and stops them when dropped; `fakes`:
+//! in-memory sources and targets for testing the pass and the controller alone.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod bind;
 pub mod controller;
 pub mod etcd;
+pub mod fakes;
 pub mod fleet;
 pub mod haproxy;
 #[cfg(feature = "aws")]
