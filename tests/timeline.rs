@@ -1,12 +1,16 @@
 //! `ipdrift timeline` on recorded audit logs, run as the real binary, with insta snapshots
 //! of each output format. `seed-outage.audit.jsonl` was recorded by `scripts/demo`
 //! (KEEP_AUDIT_LOG=…); `failing-repair.audit.jsonl` has failed writes, a guard refusal, a
-//! restart, a line cut short, and an incident still open at the end.
+//! restart, a line cut short, and an incident still open at the end. The audit log's writer
+//! is tested on a really full disk: a small tmpfs the test mounts (it needs root, as CI has).
 
 mod support;
 
-use std::path::PathBuf;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use ipdrift::audit::{AuditLog, Event, Fsync, Record};
 
 use support::fleet::describe;
 
@@ -19,6 +23,10 @@ fn fixture(name: &str) -> PathBuf {
 /// `ipdrift timeline --audit-log FIXTURE ARGS…`, with a config path that does not exist:
 /// a given log needs no config.
 fn timeline(log: &str, args: &[&str]) -> Output {
+    timeline_of(&fixture(log), args)
+}
+
+fn timeline_of(log: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ipdrift"))
         .args([
             "--config",
@@ -26,7 +34,7 @@ fn timeline(log: &str, args: &[&str]) -> Output {
             "timeline",
             "--audit-log",
         ])
-        .arg(fixture(log))
+        .arg(log)
         .args(args)
         .env_remove("IPDRIFT_CONFIG")
         .output()
@@ -109,5 +117,196 @@ fn bad_arguments_and_missing_logs_say_what_to_do() {
     assert!(
         err.contains("no-such.audit.jsonl") && err.contains("--audit-log"),
         "{err}"
+    );
+}
+
+/// A tmpfs of 64 KiB mounted on a temporary directory, unmounted when dropped.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount() -> SmallDisk {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=64k,mode=0755", "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "this test fills a disk for real: it mounts a 64 KiB tmpfs, which needs root (or CAP_SYS_ADMIN); run it as root, as CI does ({})",
+            describe(&out)
+        );
+        SmallDisk { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes a filler file until the disk is full.
+    fn fill(&self) {
+        let mut filler = std::fs::File::create(self.path().join("filler")).unwrap();
+        let block = [0u8; 4096];
+        loop {
+            match filler.write(&block) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    assert_eq!(e.kind(), std::io::ErrorKind::StorageFull, "{e}");
+                    break;
+                }
+            }
+        }
+    }
+
+    fn free(&self) {
+        std::fs::remove_file(self.path().join("filler")).unwrap();
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+/// A pass of about 5 KiB of events (more than a page), stamped `minute`:00.
+fn pass_records(minute: u32) -> Vec<Record> {
+    let ts = time::OffsetDateTime::parse(
+        &format!("2026-05-01T10:{minute:02}:00Z"),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let mut records: Vec<Record> = (1..=48)
+        .map(|n| Record {
+            ts,
+            event: Event::DriftDetected {
+                target: "ns1".into(),
+                objects: vec![format!("web-{n:02}.example.test. A")],
+            },
+        })
+        .collect();
+    records.push(Record {
+        ts,
+        event: Event::Pass {
+            duration_seconds: 0.01,
+            drift_objects: 48,
+            errors: 0,
+        },
+    });
+    records
+}
+
+/// No line holds more than one record.
+fn assert_nothing_glued(log: &Path) {
+    let bytes = std::fs::read(log).unwrap();
+    for (n, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        let starts = line.windows(6).filter(|w| w == b"{\"ts\":").count();
+        assert!(
+            starts <= 1,
+            "line {} holds {starts} records: {}",
+            n + 1,
+            String::from_utf8_lossy(line)
+        );
+    }
+}
+
+#[test]
+fn on_a_full_disk_records_are_written_whole_or_not_at_all_and_the_next_one_reads_back() {
+    let disk = SmallDisk::mount();
+    let path = disk.path().join("audit.jsonl");
+    for fsync in [Fsync::Pass, Fsync::Record, Fsync::Never] {
+        let log = AuditLog::new(path.clone()).with_fsync(fsync);
+        log.append(&pass_records(0)).unwrap();
+        disk.fill();
+        let before = std::fs::read(&path).unwrap();
+        // The last page of the log has room for part of the batch, not all of it.
+        let e = log.append(&pass_records(1)).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::StorageFull, "{e}");
+        // Part of a record did reach the disk, and was cut off again.
+        assert!(
+            e.to_string().contains("not written")
+                && e.to_string()
+                    .contains("the partly written record was removed"),
+            "{e}"
+        );
+        let after = std::fs::read(&path).unwrap();
+        if fsync == Fsync::Record {
+            // Whole records went out one by one until the disk was full; none was cut.
+            assert!(after.starts_with(&before) && after.ends_with(b"\n"));
+        } else {
+            assert_eq!(
+                after, before,
+                "{fsync:?}: the cut batch was not undone: {e}"
+            );
+        }
+        disk.free();
+        log.append(&pass_records(2)).unwrap();
+        assert_nothing_glued(&path);
+        let parsed = log.read().unwrap();
+        assert!(parsed.skipped.is_empty(), "{fsync:?}: {:?}", parsed.skipped);
+        assert_eq!(parsed.records.last(), pass_records(2).last(), "{fsync:?}");
+        std::fs::remove_file(&path).unwrap();
+    }
+}
+
+#[test]
+fn a_tail_cut_short_by_a_full_disk_is_ended_on_open_and_timeline_reads_the_next_record() {
+    let disk = SmallDisk::mount();
+    let path = disk.path().join("audit.jsonl");
+    let log = AuditLog::new(path.clone());
+    log.append(&pass_records(0)).unwrap();
+    disk.fill();
+    // What ipdrift 0.1 did: one write_all, cut short by the full disk, left as it was.
+    let mut batch = Vec::new();
+    for record in pass_records(1) {
+        serde_json::to_writer(&mut batch, &record).unwrap();
+        batch.push(b'\n');
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    let e = file.write_all(&batch).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::StorageFull);
+    let cut = std::fs::read(&path).unwrap();
+    assert!(
+        !cut.ends_with(b"\n"),
+        "the disk did not cut the write short"
+    );
+    disk.free();
+
+    let next = Record {
+        ts: time::OffsetDateTime::parse(
+            "2026-05-01T10:05:00Z",
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap(),
+        event: Event::TargetError {
+            target: "ns1".into(),
+            message: "the next record".into(),
+        },
+    };
+    log.append(std::slice::from_ref(&next)).unwrap();
+    assert_nothing_glued(&path);
+    let out = timeline_of(&path, &["--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let entries = &value["incidents"][0]["entries"];
+    assert!(
+        entries
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["message"] == "the next record"),
+        "{value:#}"
+    );
+    assert_eq!(value["skipped_line_count"], 1, "{value:#}");
+    let text = String::from_utf8(timeline_of(&path, &[]).stdout).unwrap();
+    assert!(
+        text.contains("1 line(s) of the audit log could not be read and were skipped"),
+        "{text}"
     );
 }

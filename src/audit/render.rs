@@ -260,16 +260,23 @@ fn fixed_at_text(impact: &Impact, start: OffsetDateTime) -> String {
         .map_or_else(|| "-".to_string(), |t| clock(t, start))
 }
 
+/// How many skipped line numbers the text and Markdown name (JSON has them all).
+const SKIPPED_SHOWN: usize = 20;
+
 fn skipped_note(timeline: &Timeline) -> Option<String> {
-    (!timeline.skipped_lines.is_empty()).then(|| {
-        let lines: Vec<String> = timeline
+    (timeline.skipped_line_count > 0).then(|| {
+        let mut lines: Vec<String> = timeline
             .skipped_lines
             .iter()
+            .take(SKIPPED_SHOWN)
             .map(ToString::to_string)
             .collect();
+        if timeline.skipped_line_count > SKIPPED_SHOWN {
+            lines.push("…".to_string());
+        }
         format!(
-            "{} line(s) of the audit log were not understood and were skipped: {}",
-            lines.len(),
+            "{} line(s) of the audit log could not be read and were skipped (not UTF-8, not JSON — cut short by a crash or a full disk — or an event this version does not know): {}",
+            timeline.skipped_line_count,
             lines.join(", ")
         )
     })
@@ -415,7 +422,7 @@ mod tests {
     use crate::audit::timeline::build;
 
     fn timeline(log: &str) -> Timeline {
-        let parsed = crate::audit::parse(log);
+        let parsed = crate::audit::parse(log.as_bytes());
         build(&parsed.records, None, None, parsed.skipped)
     }
 
@@ -429,7 +436,40 @@ mod tests {
             md.contains("## Incident 1: 2026-05-01 10:00:00 UTC: target errors, ONGOING"),
             "{md}"
         );
-        assert!(md.contains("skipped: 2"), "{md}");
+        assert!(
+            md.contains("> Note: 1 line(s) of the audit log could not be read and were skipped")
+                && md.ends_with("does not know): 2\n"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn every_output_says_how_many_lines_were_skipped() {
+        let mut log = b"{\"ts\":\"2026-05-01T10:00:00Z\",\"event\":\"target_error\",\"target\":\"ns1\",\"message\":\"x\"}\n".to_vec();
+        for n in 0..25 {
+            log.extend_from_slice(if n % 2 == 0 {
+                b"\xff\xfe\n"
+            } else {
+                b"{\"ts\n"
+            });
+        }
+        let parsed = crate::audit::parse(&log);
+        let timeline = build(&parsed.records, None, None, parsed.skipped);
+        let shown = format!(
+            "25 line(s) of the audit log could not be read and were skipped (not UTF-8, not JSON — cut short by a crash or a full disk — or an event this version does not know): {}, …",
+            (2..=21)
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let text = text(&timeline);
+        assert!(text.contains(&format!("\nNote: {shown}\n")), "{text}");
+        let md = markdown(&timeline);
+        assert!(md.contains(&format!("\n> Note: {shown}\n")), "{md}");
+        let json = json(&timeline);
+        assert_eq!(json["skipped_line_count"], 25);
+        assert_eq!(json["skipped_lines"].as_array().unwrap().len(), 25);
+        assert_eq!(json["incidents"].as_array().unwrap().len(), 1);
     }
 
     #[test]

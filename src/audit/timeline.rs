@@ -26,6 +26,8 @@ pub struct Timeline {
     pub incidents: Vec<Incident>,
     /// Lines of the log that were skipped as unreadable (see [`super::Parsed`]).
     pub skipped_lines: Vec<usize>,
+    /// How many: a timeline never drops a line silently.
+    pub skipped_line_count: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -356,6 +358,7 @@ pub fn build(
         since,
         until,
         incidents,
+        skipped_line_count: skipped_lines.len(),
         skipped_lines,
     }
 }
@@ -392,7 +395,7 @@ mod tests {
 
     #[test]
     fn an_incident_runs_from_the_address_change_to_the_last_convergence() {
-        let parsed = parse(LOG);
+        let parsed = parse(LOG.as_bytes());
         let timeline = build(&parsed.records, None, None, parsed.skipped);
         assert_eq!(timeline.incidents.len(), 2);
         let first = &timeline.incidents[0];
@@ -432,7 +435,7 @@ mod tests {
 
     #[test]
     fn a_restart_forgets_what_was_open_and_the_next_quiet_pass_closes_it() {
-        let parsed = parse(LOG);
+        let parsed = parse(LOG.as_bytes());
         let timeline = build(&parsed.records, None, None, vec![]);
         let second = &timeline.incidents[1];
         assert_eq!(second.status, Status::Resolved);
@@ -464,7 +467,7 @@ mod tests {
     #[test]
     fn an_unfinished_incident_is_ongoing() {
         let cut: String = LOG.lines().take(10).collect::<Vec<_>>().join("\n");
-        let parsed = parse(&cut);
+        let parsed = parse(cut.as_bytes());
         let timeline = build(&parsed.records, None, None, vec![]);
         let only = &timeline.incidents[0];
         assert_eq!(only.status, Status::Ongoing);
@@ -474,7 +477,7 @@ mod tests {
 
     #[test]
     fn the_window_keeps_incidents_that_overlap_it() {
-        let parsed = parse(LOG);
+        let parsed = parse(LOG.as_bytes());
         let count = |since: &str, until: &str| {
             build(&parsed.records, Some(at(since)), Some(at(until)), vec![])
                 .incidents
