@@ -112,6 +112,8 @@ pub struct ControllerConfig {
     pub owner_id: String,
     /// Where `run` and `apply` append the audit log (JSON lines); `None`: no audit log.
     pub audit_log: Option<PathBuf>,
+    /// When the audit log is flushed to disk.
+    pub audit_fsync: crate::audit::Fsync,
 }
 
 /// A `[[notify]]` webhook.
@@ -610,6 +612,7 @@ struct RawController {
     max_remove_fraction: Option<Spanned<f64>>,
     owner_id: Option<Spanned<String>>,
     audit_log: Option<Spanned<String>>,
+    audit_fsync: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -908,6 +911,13 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigErrors> {
         let audit_log = raw_controller
             .and_then(|r| r.audit_log.as_ref())
             .map(|path| c.resolve_path(path.get_ref()));
+        let audit_fsync = match raw_controller.and_then(|r| r.audit_fsync.as_ref()) {
+            None => crate::audit::Fsync::default(),
+            Some(text) => crate::audit::Fsync::parse(text.get_ref()).unwrap_or_else(|why| {
+                c.error(text, "controller.audit_fsync", why);
+                crate::audit::Fsync::default()
+            }),
+        };
         ControllerConfig {
             interval,
             listen,
@@ -915,6 +925,7 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigErrors> {
             max_remove_fraction,
             owner_id,
             audit_log,
+            audit_fsync,
         }
     };
 
@@ -2100,6 +2111,23 @@ mod tests {
             assert!(all.contains(field), "{field} not reported in {all}");
         }
         assert!(!all.contains(token), "the URL is quoted: {all}");
+    }
+
+    #[test]
+    fn audit_fsync_defaults_to_once_per_pass_and_a_bad_value_names_the_choices() {
+        let inventory = "[[inventory]]\nname = \"a\"\nkind = \"file\"\npath = \"i.json\"\n";
+        let c = parse(inventory, Path::new("c.toml")).unwrap();
+        assert_eq!(c.controller.audit_fsync, crate::audit::Fsync::Pass);
+        let with = |value: &str| format!("[controller]\naudit_fsync = \"{value}\"\n{inventory}");
+        let c = parse(&with("record"), Path::new("c.toml")).unwrap();
+        assert_eq!(c.controller.audit_fsync, crate::audit::Fsync::Record);
+        let e = errors_of(&with("sometimes"));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(
+            (e[0].line, e[0].field.as_str()),
+            (Some(2), "controller.audit_fsync")
+        );
+        assert!(e[0].message.contains("\"never\""), "{e:?}");
     }
 
     #[test]
