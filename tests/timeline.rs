@@ -1,7 +1,10 @@
 //! `ipdrift timeline` on recorded audit logs, run as the real binary, with insta snapshots
 //! of each output format. `seed-outage.audit.jsonl` was recorded by `scripts/demo`
 //! (KEEP_AUDIT_LOG=…); `failing-repair.audit.jsonl` has failed writes, a guard refusal, a
-//! restart, a line cut short, and an incident still open at the end. The audit log's writer
+//! restart, a line cut short, and an incident still open at the end;
+//! `bind-outage.audit.jsonl` was recorded by ipdrift 0.1 in the BIND outage test below
+//! (KEEP_AUDIT_LOG=…): DNS unreadable for 11 s while every address changed, the backoff
+//! countdown written as a new error every pass. The audit log's writer
 //! is tested on a really full disk: a small tmpfs the test mounts (it needs root, as CI has).
 
 mod support;
@@ -9,10 +12,14 @@ mod support;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 use ipdrift::audit::{AuditLog, Event, Fsync, Record};
 
-use support::fleet::describe;
+use serde_json::Value;
+use support::controller::Controller;
+use support::fleet::{Fleet, describe};
+use support::wait_until;
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -80,6 +87,29 @@ fn failed_repairs_refusals_and_a_restart_as_text() {
     insta::assert_snapshot!(stdout_of(
         "failing-repair.audit.jsonl",
         &["--output", "text"]
+    ));
+}
+
+/// The truthful numbers: the names were wrong from the pass that saw their new addresses
+/// (06:24:56.417) until the repair (06:25:07.436), 11 s, not the 26 ms of the repairing pass;
+/// one error seen twice, the six backoff countdowns no error at all.
+#[test]
+fn a_bind_outage_recorded_by_ipdrift_0_1_as_text() {
+    let text = stdout_of("bind-outage.audit.jsonl", &[]);
+    assert!(
+        text.contains("Impact:           5 name(s)/server(s) wrong, the longest for 11s 19ms\n")
+            && text.contains("Target errors:    1\n")
+            && !text.contains("backing off"),
+        "{text}"
+    );
+    insta::assert_snapshot!(text);
+}
+
+#[test]
+fn a_bind_outage_recorded_by_ipdrift_0_1_as_markdown() {
+    insta::assert_snapshot!(stdout_of(
+        "bind-outage.audit.jsonl",
+        &["--output", "markdown"]
     ));
 }
 
@@ -307,6 +337,140 @@ fn a_tail_cut_short_by_a_full_disk_is_ended_on_open_and_timeline_reads_the_next_
     let text = String::from_utf8(timeline_of(&path, &[]).stdout).unwrap();
     assert!(
         text.contains("1 line(s) of the audit log could not be read and were skipped"),
+        "{text}"
+    );
+}
+
+/// Parses an RFC 3339 time from a JSON value.
+fn time_of(value: &Value) -> time::OffsetDateTime {
+    time::OffsetDateTime::parse(
+        value
+            .as_str()
+            .unwrap_or_else(|| panic!("not a time: {value}")),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap()
+}
+
+/// BIND is down for a while (several passes, the failing target backing off) while every
+/// address changes; HAProxy is repaired at once, DNS when BIND is back. The timeline must
+/// measure each name's impact from the first pass that saw its new address to the verified
+/// repair, not from the pass that could read the zone again, and count the outage as one
+/// error, however many passes it lasted. KEEP_AUDIT_LOG=PATH keeps the log.
+#[test]
+fn a_bind_outage_while_addresses_changed_is_measured_from_the_new_address_to_the_repair() {
+    let mut fleet = Fleet::start();
+    let config = std::fs::read_to_string(fleet.config_path()).unwrap();
+    std::fs::write(
+        fleet.config_path(),
+        config.replacen(
+            "[controller]\n",
+            "[controller]\naudit_log = \"audit.jsonl\"\n",
+            1,
+        ),
+    )
+    .unwrap();
+    let controller = Controller::start(&fleet);
+    controller.wait_ready();
+
+    fleet.bind.stop();
+    let down = Instant::now();
+    fleet.move_to(2);
+    assert!(
+        wait_until(Duration::from_secs(10), || fleet.haproxy_servers()
+            == fleet.servers_at(2)),
+        "HAProxy not repaired while BIND is down:\n{}",
+        controller.log_text()
+    );
+    // Long enough for several passes and a few backoff steps (1 s, 2 s, 4 s …).
+    std::thread::sleep(Duration::from_secs(9).saturating_sub(down.elapsed()));
+    fleet.bind.start();
+    let outage = down.elapsed();
+    assert!(
+        wait_until(Duration::from_secs(20), || fleet.converged_at(2)),
+        "DNS not repaired after BIND came back:\n{}",
+        controller.log_text()
+    );
+    // The pass that repaired DNS has written its events when its metrics say so.
+    assert!(
+        wait_until(Duration::from_secs(5), || controller
+            .metric("ipdrift_drift_objects{target=\"ns1\"}")
+            == Some(0.0)),
+        "ns1 still drifting"
+    );
+    let (code, log) = controller.terminate();
+    assert_eq!(code, Some(0), "{log}");
+
+    let audit = fleet.dir.path().join("audit.jsonl");
+    if let Some(keep) = std::env::var_os("KEEP_AUDIT_LOG") {
+        std::fs::copy(&audit, keep).unwrap();
+    }
+    let out = timeline_of(&audit, &["--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let value: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let incidents = value["incidents"].as_array().unwrap();
+    assert_eq!(incidents.len(), 1, "{value:#}");
+    let incident = &incidents[0];
+    let entries = incident["entries"].as_array().unwrap();
+    let first_seen = |address: String| {
+        entries
+            .iter()
+            .find(|e| e["event"] == "address_changed" && e["new"] == address.as_str())
+            .map(|e| time_of(&e["ts"]))
+            .unwrap_or_else(|| panic!("no address change to {address}: {value:#}"))
+    };
+    let applied = |object: &str| {
+        entries
+            .iter()
+            .find(|e| e["event"] == "change" && e["object"] == object && e["result"] == "applied")
+            .map(|e| time_of(&e["ts"]))
+            .unwrap_or_else(|| panic!("no applied change of {object}: {value:#}"))
+    };
+    let impact = incident["impact"].as_array().unwrap();
+    let www = format!("www.{} A", support::fleet::ZONE);
+    let row = impact
+        .iter()
+        .find(|i| i["target"] == "ns1" && i["object"] == www.as_str())
+        .unwrap_or_else(|| panic!("no impact row for {www}: {value:#}"));
+    let since = first_seen(support::fleet::lb_public(2));
+    assert_eq!(time_of(&row["wrong_since"]), since, "{row:#}");
+    assert_eq!(time_of(&row["fixed_at"]), applied(&www), "{row:#}");
+    assert_eq!(row["fix"], "repaired");
+    let wrong_for = time_of(&row["fixed_at"]) - since;
+    // It was wrong for about the outage (less the pass that saw the change), not for the
+    // few milliseconds of the pass that repaired it.
+    assert!(
+        wrong_for >= outage.saturating_sub(Duration::from_secs(3)),
+        "{www} wrong for {wrong_for} during an outage of {outage:?}: {row:#}"
+    );
+    // One error for the whole outage, with how often it was seen.
+    let errors: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["event"] == "target_error" && e["target"] == "ns1")
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(
+        !errors[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("backing off"),
+        "{errors:#?}"
+    );
+    assert_eq!(incident["summary"]["target_errors"], 1, "{value:#}");
+    let recovered = entries
+        .iter()
+        .find(|e| e["event"] == "target_recovered" && e["target"] == "ns1")
+        .unwrap_or_else(|| panic!("ns1 never recovered: {value:#}"));
+    let attempts = recovered["failed_attempts"].as_u64().unwrap();
+    // Tried at once, then after 1 s, 2 s, 4 s … of backoff: a few attempts, not every pass.
+    assert!(
+        (2..8).contains(&attempts),
+        "{attempts} failed attempts in {outage:?}: {recovered:#}"
+    );
+    let text = String::from_utf8(timeline_of(&audit, &[]).stdout).unwrap();
+    assert!(
+        text.contains("Target errors:    1\n")
+            && text.contains(&format!(", {attempts} failed attempt(s)\n")),
         "{text}"
     );
 }

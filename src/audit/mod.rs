@@ -18,8 +18,9 @@ pub mod render;
 pub mod timeline;
 pub mod tracker;
 
+use std::collections::BTreeSet;
 use std::io::{Seek as _, Write as _};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -78,10 +79,17 @@ pub enum Event {
         reason: String,
     },
     /// A source or target could not be read or written (written when it starts failing and
-    /// when the message changes, not every pass).
+    /// when the message changes, not every pass, nor for the passes it rests, backing off).
     TargetError { target: String, message: String },
     /// A source or target that failed works again.
-    TargetRecovered { target: String, down_seconds: f64 },
+    TargetRecovered {
+        target: String,
+        down_seconds: f64,
+        /// Passes in which it was tried and failed; the passes it rested, backing off, do
+        /// not count. 0 in logs of ipdrift 0.1, which did not count them.
+        #[serde(default)]
+        failed_attempts: u32,
+    },
     /// Every object of the target is in sync again.
     Converged { target: String, drift_seconds: f64 },
     /// Ends the events of one pass (and is written after the first pass of every run).
@@ -99,6 +107,29 @@ pub enum Event {
 pub enum ChangeResult {
     Applied,
     Failed,
+}
+
+/// How reconcile's error for a target it left alone this pass begins ("not tried this pass:
+/// backing off after repeated failures, next attempt in 4s"). Such a pass is no new error:
+/// the failure before it goes on, and only its countdown changes.
+const BACKING_OFF: &str = "not tried this pass: backing off";
+
+/// Whether a target error only says that the target is backing off (see [`BACKING_OFF`]).
+fn is_backing_off(message: &str) -> bool {
+    message.starts_with(BACKING_OFF)
+}
+
+/// The IP addresses a change's `from` or `to` text names: `192.0.2.1,192.0.2.2 ttl=60` for
+/// an RRset, `192.0.2.1:8080` or `[2001:db8::1]:8080` (with a state, maybe) for a server.
+fn addresses_in(text: Option<&str>) -> BTreeSet<IpAddr> {
+    text.unwrap_or_default()
+        .split([',', ' '])
+        .filter_map(|word| {
+            word.parse::<IpAddr>()
+                .ok()
+                .or_else(|| word.parse::<SocketAddr>().ok().map(|s| s.ip()))
+        })
+        .collect()
 }
 
 /// The current time, UTC, truncated to milliseconds (what the log keeps).
@@ -489,6 +520,25 @@ mod tests {
         for word in ["\"always\"", "\"pass\"", "\"record\"", "\"never\""] {
             assert!(e.contains(word), "{e}");
         }
+    }
+
+    #[test]
+    fn changes_name_their_addresses_in_either_shape() {
+        let ip = |t: &str| t.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            addresses_in(Some("192.0.2.1,2001:db8::7 ttl=60")),
+            BTreeSet::from([ip("192.0.2.1"), ip("2001:db8::7")])
+        );
+        assert_eq!(
+            addresses_in(Some("[2001:db8::1]:8080 ready")),
+            BTreeSet::from([ip("2001:db8::1")])
+        );
+        assert_eq!(
+            addresses_in(Some("192.0.2.9:8080")),
+            BTreeSet::from([ip("192.0.2.9")])
+        );
+        assert!(addresses_in(None).is_empty());
+        assert!(addresses_in(Some("owner=ipdrift ttl=60")).is_empty());
     }
 
     #[test]

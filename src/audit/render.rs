@@ -115,14 +115,26 @@ pub fn describe(entry: &Entry, start: OffsetDateTime) -> String {
             object,
             reason,
         } => format!("{target}: guard {guard} refused to change {object}: {reason}"),
+        Event::TargetError { target, message } if entry.times > 1 => format!(
+            "{target}: error: {message} — seen {} times, last at +{}",
+            entry.times,
+            span(super::elapsed(start, entry.last))
+        ),
         Event::TargetError { target, message } => format!("{target}: error: {message}"),
         Event::TargetRecovered {
             target,
             down_seconds,
-        } => format!(
-            "{target}: working again after {}",
-            span(Duration::from_secs_f64(*down_seconds))
-        ),
+            failed_attempts,
+        } => {
+            let mut text = format!(
+                "{target}: working again after {}",
+                span(Duration::from_secs_f64(*down_seconds))
+            );
+            if *failed_attempts > 0 {
+                let _ = write!(text, ", {failed_attempts} failed attempt(s)");
+            }
+            text
+        }
         Event::Converged {
             target,
             drift_seconds,
