@@ -49,7 +49,15 @@ fn clock(t: OffsetDateTime, day: OffsetDateTime) -> String {
 
 /// A duration in ms precision, e.g. `2s 67ms`, `0s`.
 fn span(d: Duration) -> String {
-    humantime::format_duration(Duration::from_millis(d.as_millis() as u64)).to_string()
+    let millis = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    humantime::format_duration(Duration::from_millis(millis)).to_string()
+}
+
+/// Seconds from the log as [`span`] does; a number no duration can be (negative, too big:
+/// a log edited or damaged) is shown as it is.
+fn span_of_seconds(seconds: f64) -> String {
+    Duration::try_from_secs_f64(seconds)
+        .map_or_else(|_| format!("{seconds:?} s (not a duration)"), span)
 }
 
 fn address_name(kind: AddressKind) -> &'static str {
@@ -128,7 +136,7 @@ pub fn describe(entry: &Entry, start: OffsetDateTime) -> String {
         } => {
             let mut text = format!(
                 "{target}: working again after {}",
-                span(Duration::from_secs_f64(*down_seconds))
+                span_of_seconds(*down_seconds)
             );
             if *failed_attempts > 0 {
                 let _ = write!(text, ", {failed_attempts} failed attempt(s)");
@@ -140,7 +148,7 @@ pub fn describe(entry: &Entry, start: OffsetDateTime) -> String {
             drift_seconds,
         } => format!(
             "{target}: converged — in sync again, {} after the drift was seen",
-            span(Duration::from_secs_f64(*drift_seconds))
+            span_of_seconds(*drift_seconds)
         ),
         Event::Pass { .. } => "pass finished".to_string(),
     }
@@ -482,6 +490,27 @@ mod tests {
         assert_eq!(json["skipped_line_count"], 25);
         assert_eq!(json["skipped_lines"].as_array().unwrap().len(), 25);
         assert_eq!(json["incidents"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn durations_no_duration_can_be_are_shown_as_written() {
+        let text = text(&timeline(
+            "{\"ts\":\"2026-05-01T10:00:00Z\",\"event\":\"target_error\",\"target\":\"ns1\",\"message\":\"m\"}\n\
+             {\"ts\":\"2026-05-01T10:00:01Z\",\"event\":\"converged\",\"target\":\"ns1\",\"drift_seconds\":1e300}\n\
+             {\"ts\":\"2026-05-01T10:00:02Z\",\"event\":\"target_recovered\",\"target\":\"ns1\",\"down_seconds\":-1}\n",
+        ));
+        assert!(
+            text.contains("in sync again, 1e300 s (not a duration) after"),
+            "{text}"
+        );
+        assert!(
+            text.contains("working again after -1.0 s (not a duration)"),
+            "{text}"
+        );
+        assert_eq!(
+            span(Duration::MAX),
+            "584542046years 1month 2days 15h 52m 15s 615ms"
+        );
     }
 
     #[test]

@@ -141,7 +141,14 @@ pub fn parse_time(text: &str, now: OffsetDateTime) -> Result<OffsetDateTime, Str
         return Ok(t);
     }
     match humantime::parse_duration(text) {
-        Ok(ago) => Ok(now - ago),
+        Ok(ago) => time::Duration::try_from(ago)
+            .ok()
+            .and_then(|ago| now.checked_sub(ago))
+            .ok_or_else(|| {
+                format!(
+                    "{text:?} ago is further back than times go (the year -9999); give a shorter duration or an RFC 3339 time"
+                )
+            }),
         Err(_) => Err(format!(
             "{text:?} is neither an RFC 3339 time (e.g. 2026-05-01T10:00:00Z) nor a duration ago (e.g. 2h, 30m)"
         )),
@@ -641,5 +648,12 @@ mod tests {
                 .unwrap_err()
                 .contains("RFC 3339")
         );
+        // Found by the audit_log fuzz target: a duration reaching before the calendar panicked.
+        assert!(
+            parse_time("2417355years", now)
+                .unwrap_err()
+                .contains("further back than times go")
+        );
+        assert!(parse_time("584942417355years", now).is_err());
     }
 }
