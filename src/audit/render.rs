@@ -49,7 +49,15 @@ fn clock(t: OffsetDateTime, day: OffsetDateTime) -> String {
 
 /// A duration in ms precision, e.g. `2s 67ms`, `0s`.
 fn span(d: Duration) -> String {
-    humantime::format_duration(Duration::from_millis(d.as_millis() as u64)).to_string()
+    let millis = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    humantime::format_duration(Duration::from_millis(millis)).to_string()
+}
+
+/// Seconds from the log as [`span`] does; a number no duration can be (negative, too big:
+/// a log edited or damaged) is shown as it is.
+fn span_of_seconds(seconds: f64) -> String {
+    Duration::try_from_secs_f64(seconds)
+        .map_or_else(|_| format!("{seconds:?} s (not a duration)"), span)
 }
 
 fn address_name(kind: AddressKind) -> &'static str {
@@ -115,20 +123,32 @@ pub fn describe(entry: &Entry, start: OffsetDateTime) -> String {
             object,
             reason,
         } => format!("{target}: guard {guard} refused to change {object}: {reason}"),
+        Event::TargetError { target, message } if entry.times > 1 => format!(
+            "{target}: error: {message} — seen {} times, last at +{}",
+            entry.times,
+            span(super::elapsed(start, entry.last))
+        ),
         Event::TargetError { target, message } => format!("{target}: error: {message}"),
         Event::TargetRecovered {
             target,
             down_seconds,
-        } => format!(
-            "{target}: working again after {}",
-            span(Duration::from_secs_f64(*down_seconds))
-        ),
+            failed_attempts,
+        } => {
+            let mut text = format!(
+                "{target}: working again after {}",
+                span_of_seconds(*down_seconds)
+            );
+            if *failed_attempts > 0 {
+                let _ = write!(text, ", {failed_attempts} failed attempt(s)");
+            }
+            text
+        }
         Event::Converged {
             target,
             drift_seconds,
         } => format!(
             "{target}: converged — in sync again, {} after the drift was seen",
-            span(Duration::from_secs_f64(*drift_seconds))
+            span_of_seconds(*drift_seconds)
         ),
         Event::Pass { .. } => "pass finished".to_string(),
     }
@@ -260,16 +280,23 @@ fn fixed_at_text(impact: &Impact, start: OffsetDateTime) -> String {
         .map_or_else(|| "-".to_string(), |t| clock(t, start))
 }
 
+/// How many skipped line numbers the text and Markdown name (JSON has them all).
+const SKIPPED_SHOWN: usize = 20;
+
 fn skipped_note(timeline: &Timeline) -> Option<String> {
-    (!timeline.skipped_lines.is_empty()).then(|| {
-        let lines: Vec<String> = timeline
+    (timeline.skipped_line_count > 0).then(|| {
+        let mut lines: Vec<String> = timeline
             .skipped_lines
             .iter()
+            .take(SKIPPED_SHOWN)
             .map(ToString::to_string)
             .collect();
+        if timeline.skipped_line_count > SKIPPED_SHOWN {
+            lines.push("…".to_string());
+        }
         format!(
-            "{} line(s) of the audit log were not understood and were skipped: {}",
-            lines.len(),
+            "{} line(s) of the audit log could not be read and were skipped (not UTF-8, not JSON — cut short by a crash or a full disk — or an event this version does not know): {}",
+            timeline.skipped_line_count,
             lines.join(", ")
         )
     })
@@ -415,7 +442,7 @@ mod tests {
     use crate::audit::timeline::build;
 
     fn timeline(log: &str) -> Timeline {
-        let parsed = crate::audit::parse(log);
+        let parsed = crate::audit::parse(log.as_bytes());
         build(&parsed.records, None, None, parsed.skipped)
     }
 
@@ -429,7 +456,61 @@ mod tests {
             md.contains("## Incident 1: 2026-05-01 10:00:00 UTC: target errors, ONGOING"),
             "{md}"
         );
-        assert!(md.contains("skipped: 2"), "{md}");
+        assert!(
+            md.contains("> Note: 1 line(s) of the audit log could not be read and were skipped")
+                && md.ends_with("does not know): 2\n"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn every_output_says_how_many_lines_were_skipped() {
+        let mut log = b"{\"ts\":\"2026-05-01T10:00:00Z\",\"event\":\"target_error\",\"target\":\"ns1\",\"message\":\"x\"}\n".to_vec();
+        for n in 0..25 {
+            log.extend_from_slice(if n % 2 == 0 {
+                b"\xff\xfe\n"
+            } else {
+                b"{\"ts\n"
+            });
+        }
+        let parsed = crate::audit::parse(&log);
+        let timeline = build(&parsed.records, None, None, parsed.skipped);
+        let shown = format!(
+            "25 line(s) of the audit log could not be read and were skipped (not UTF-8, not JSON — cut short by a crash or a full disk — or an event this version does not know): {}, …",
+            (2..=21)
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let text = text(&timeline);
+        assert!(text.contains(&format!("\nNote: {shown}\n")), "{text}");
+        let md = markdown(&timeline);
+        assert!(md.contains(&format!("\n> Note: {shown}\n")), "{md}");
+        let json = json(&timeline);
+        assert_eq!(json["skipped_line_count"], 25);
+        assert_eq!(json["skipped_lines"].as_array().unwrap().len(), 25);
+        assert_eq!(json["incidents"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn durations_no_duration_can_be_are_shown_as_written() {
+        let text = text(&timeline(
+            "{\"ts\":\"2026-05-01T10:00:00Z\",\"event\":\"target_error\",\"target\":\"ns1\",\"message\":\"m\"}\n\
+             {\"ts\":\"2026-05-01T10:00:01Z\",\"event\":\"converged\",\"target\":\"ns1\",\"drift_seconds\":1e300}\n\
+             {\"ts\":\"2026-05-01T10:00:02Z\",\"event\":\"target_recovered\",\"target\":\"ns1\",\"down_seconds\":-1}\n",
+        ));
+        assert!(
+            text.contains("in sync again, 1e300 s (not a duration) after"),
+            "{text}"
+        );
+        assert!(
+            text.contains("working again after -1.0 s (not a duration)"),
+            "{text}"
+        );
+        assert_eq!(
+            span(Duration::MAX),
+            "584542046years 1month 2days 15h 52m 15s 615ms"
+        );
     }
 
     #[test]

@@ -2,19 +2,27 @@
 //! drift was detected, each repair, when everything converged, and which names and servers
 //! were wrong for how long. Pure; [`super::render`] prints the result.
 //!
+//! A name or server is wrong from the first pass that saw the new address it needed (the
+//! address in its repair that was not there before), or else from the pass that found it
+//! wrong, until the repair was verified: a target that could not be read while addresses
+//! changed was wrong all along, not only in the pass that could read it again. An error
+//! that repeats while the target keeps failing is one error seen several times, and a pass
+//! that only rests the target, backing off, is no error at all.
+//!
 //! An incident opens with the first address change, drift, refusal, error or change while
 //! none is open. It closes at the end of a pass (a `pass` event) after which no target is
 //! drifting or failing. A `started` event means the controller lost its memory: what was
 //! open is forgotten, and the next pass re-detects whatever is still wrong.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::time::Duration;
 
 use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::{ChangeResult, Event, Record, elapsed};
+use super::{ChangeResult, Event, Record, addresses_in, elapsed, is_backing_off};
 
 /// The incidents of a log that overlap the requested window.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -26,6 +34,8 @@ pub struct Timeline {
     pub incidents: Vec<Incident>,
     /// Lines of the log that were skipped as unreadable (see [`super::Parsed`]).
     pub skipped_lines: Vec<usize>,
+    /// How many: a timeline never drops a line silently.
+    pub skipped_line_count: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -65,6 +75,7 @@ pub struct Summary {
     pub repairs_applied: usize,
     pub repairs_failed: usize,
     pub guard_refusals: usize,
+    /// Distinct errors: one that repeats while its target keeps failing counts once.
     pub target_errors: usize,
 }
 
@@ -75,7 +86,7 @@ pub struct Entry {
     pub ts: OffsetDateTime,
     #[serde(flatten)]
     pub event: Event,
-    /// How many times it happened; more than 1 only for repeated failed changes.
+    /// How many times it happened; more than 1 only for repeated failed changes and errors.
     pub times: u32,
     #[serde(with = "time::serde::rfc3339")]
     pub last: OffsetDateTime,
@@ -95,11 +106,13 @@ pub enum Fix {
     Open,
 }
 
-/// A name or server that was wrong, and for how long (at least: from the pass that saw it).
+/// A name or server that was wrong, and for how long.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Impact {
     pub target: String,
     pub object: String,
+    /// The first pass that saw the new address its repair wrote, or, when the log has no such
+    /// address change, the pass that found it wrong.
     #[serde(with = "time::serde::rfc3339")]
     pub wrong_since: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339::option")]
@@ -128,18 +141,31 @@ pub fn parse_time(text: &str, now: OffsetDateTime) -> Result<OffsetDateTime, Str
         return Ok(t);
     }
     match humantime::parse_duration(text) {
-        Ok(ago) => Ok(now - ago),
+        Ok(ago) => time::Duration::try_from(ago)
+            .ok()
+            .and_then(|ago| now.checked_sub(ago))
+            .ok_or_else(|| {
+                format!(
+                    "{text:?} ago is further back than times go (the year -9999); give a shorter duration or an RFC 3339 time"
+                )
+            }),
         Err(_) => Err(format!(
             "{text:?} is neither an RFC 3339 time (e.g. 2026-05-01T10:00:00Z) nor a duration ago (e.g. 2h, 30m)"
         )),
     }
 }
 
+/// An address change: when it was first seen, the old address and the new one.
+type AddressChange = (OffsetDateTime, IpAddr, IpAddr);
+
 /// An incident being assembled.
 struct Open {
     incident: Incident,
     drifting: BTreeSet<String>,
     failing: BTreeSet<String>,
+    addresses: Vec<AddressChange>,
+    /// Target → the entries of the errors it has had since it last worked.
+    errors: BTreeMap<String, Vec<usize>>,
 }
 
 impl Open {
@@ -157,6 +183,8 @@ impl Open {
             },
             drifting: BTreeSet::new(),
             failing: BTreeSet::new(),
+            addresses: Vec::new(),
+            errors: BTreeMap::new(),
         }
     }
 
@@ -182,15 +210,19 @@ impl Open {
             Event::Started { .. } => {
                 self.drifting.clear();
                 self.failing.clear();
+                self.errors.clear();
                 for row in &mut inc.impact {
                     if row.fixed_at.is_none() {
                         row.fix = Fix::Unknown;
                     }
                 }
             }
-            Event::AddressChanged { instance, .. } => {
+            Event::AddressChanged {
+                instance, old, new, ..
+            } => {
                 summary.address_changes += 1;
                 summary.instances.insert(instance.clone());
+                self.addresses.push((ts, *old, *new));
             }
             Event::DriftDetected { target, objects } => {
                 inc.detected.get_or_insert(ts);
@@ -268,12 +300,26 @@ impl Open {
                 summary.guard_refusals += 1;
                 summary.targets.insert(target.clone());
             }
-            Event::TargetError { target, .. } => {
-                summary.target_errors += 1;
+            Event::TargetError { target, message } => {
+                // A countdown of the backoff from a failure already seen (ipdrift 0.1 wrote
+                // one every pass).
+                if is_backing_off(message) && self.failing.contains(target) {
+                    return;
+                }
                 self.failing.insert(target.clone());
+                let seen = self.errors.entry(target.clone()).or_default();
+                if let Some(&index) = seen.iter().find(|&&i| inc.entries[i].event == record.event) {
+                    let entry = &mut inc.entries[index];
+                    entry.times += 1;
+                    entry.last = ts;
+                    return;
+                }
+                seen.push(inc.entries.len());
+                summary.target_errors += 1;
             }
             Event::TargetRecovered { target, .. } => {
                 self.failing.remove(target);
+                self.errors.remove(target);
             }
             Event::Converged { target, .. } => {
                 self.drifting.remove(target);
@@ -298,11 +344,44 @@ impl Open {
         let inc = &mut self.incident;
         inc.status = status;
         inc.duration = elapsed(inc.started, inc.ended);
+        // Rows are in the order they were found: an object wrong twice starts again after
+        // its first fix, not at the address change that the first one was about.
+        let mut fixed: BTreeMap<(String, String), OffsetDateTime> = BTreeMap::new();
+        for row in &mut inc.impact {
+            let key = (row.target.clone(), row.object.clone());
+            let after = fixed.get(&key).copied().unwrap_or(inc.started);
+            if let Some(seen) = address_first_seen(&self.addresses, row, after) {
+                row.wrong_since = row.wrong_since.min(seen);
+            }
+            if let Some(at) = row.fixed_at {
+                fixed.insert(key, at);
+            }
+        }
         inc.impact.sort_by(|a, b| {
             (a.wrong_since, &a.target, &a.object).cmp(&(b.wrong_since, &b.target, &b.object))
         });
         self.incident
     }
+}
+
+/// When the first address change that `row`'s repair is about was seen, from `after` on
+/// and no later than the row was found: a change to an address its repair wrote, or from
+/// one it took away.
+fn address_first_seen(
+    changes: &[AddressChange],
+    row: &Impact,
+    after: OffsetDateTime,
+) -> Option<OffsetDateTime> {
+    let from = addresses_in(row.from.as_deref());
+    let to = addresses_in(row.to.as_deref());
+    changes
+        .iter()
+        .filter(|(ts, _, _)| (after..=row.wrong_since).contains(ts))
+        .filter(|(_, old, new)| {
+            (to.contains(new) && !from.contains(new)) || (from.contains(old) && !to.contains(old))
+        })
+        .map(|(ts, _, _)| *ts)
+        .min()
 }
 
 /// Whether an event opens an incident when none is open.
@@ -356,6 +435,7 @@ pub fn build(
         since,
         until,
         incidents,
+        skipped_line_count: skipped_lines.len(),
         skipped_lines,
     }
 }
@@ -392,7 +472,7 @@ mod tests {
 
     #[test]
     fn an_incident_runs_from_the_address_change_to_the_last_convergence() {
-        let parsed = parse(LOG);
+        let parsed = parse(LOG.as_bytes());
         let timeline = build(&parsed.records, None, None, parsed.skipped);
         assert_eq!(timeline.incidents.len(), 2);
         let first = &timeline.incidents[0];
@@ -432,7 +512,7 @@ mod tests {
 
     #[test]
     fn a_restart_forgets_what_was_open_and_the_next_quiet_pass_closes_it() {
-        let parsed = parse(LOG);
+        let parsed = parse(LOG.as_bytes());
         let timeline = build(&parsed.records, None, None, vec![]);
         let second = &timeline.incidents[1];
         assert_eq!(second.status, Status::Resolved);
@@ -464,7 +544,7 @@ mod tests {
     #[test]
     fn an_unfinished_incident_is_ongoing() {
         let cut: String = LOG.lines().take(10).collect::<Vec<_>>().join("\n");
-        let parsed = parse(&cut);
+        let parsed = parse(cut.as_bytes());
         let timeline = build(&parsed.records, None, None, vec![]);
         let only = &timeline.incidents[0];
         assert_eq!(only.status, Status::Ongoing);
@@ -474,7 +554,7 @@ mod tests {
 
     #[test]
     fn the_window_keeps_incidents_that_overlap_it() {
-        let parsed = parse(LOG);
+        let parsed = parse(LOG.as_bytes());
         let count = |since: &str, until: &str| {
             build(&parsed.records, Some(at(since)), Some(at(until)), vec![])
                 .incidents
@@ -483,6 +563,75 @@ mod tests {
         assert_eq!(count("2026-05-01T10:01:10Z", "2026-05-01T10:01:11Z"), 1);
         assert_eq!(count("2026-05-01T10:30:00Z", "2026-05-01T10:40:00Z"), 0);
         assert_eq!(count("2026-05-01T09:00:00Z", "2026-05-01T12:00:00Z"), 2);
+    }
+
+    /// ns1 cannot be read while the lb's address changes twice; each repair is measured from
+    /// the pass that saw the address it wrote.
+    const FLAPPING: &str = r#"
+{"ts":"2026-05-01T10:00:00Z","event":"address_changed","source":"local","instance":"i-lb","name":"lb","address":"public_ipv4","old":"192.0.2.1","new":"198.51.100.1"}
+{"ts":"2026-05-01T10:00:00Z","event":"target_error","target":"ns1","message":"no answer"}
+{"ts":"2026-05-01T10:00:00Z","event":"pass","duration_seconds":0.1,"drift_objects":0,"errors":1}
+{"ts":"2026-05-01T10:00:10Z","event":"target_error","target":"ns1","message":"not tried this pass: backing off after repeated failures, next attempt in 9s"}
+{"ts":"2026-05-01T10:00:20Z","event":"target_error","target":"ns1","message":"no answer"}
+{"ts":"2026-05-01T10:00:30Z","event":"drift_detected","target":"ns1","objects":["www.example.com. A"]}
+{"ts":"2026-05-01T10:00:30.1Z","event":"change","target":"ns1","op":"update","object":"www.example.com. A","from":"192.0.2.1 ttl=60","to":"198.51.100.1 ttl=60","result":"applied"}
+{"ts":"2026-05-01T10:00:30.1Z","event":"target_recovered","target":"ns1","down_seconds":30.1,"failed_attempts":2}
+{"ts":"2026-05-01T10:00:40Z","event":"address_changed","source":"local","instance":"i-lb","name":"lb","address":"public_ipv4","old":"198.51.100.1","new":"192.0.2.1"}
+{"ts":"2026-05-01T10:00:40Z","event":"target_error","target":"ns1","message":"no answer"}
+{"ts":"2026-05-01T10:01:00Z","event":"drift_detected","target":"ns1","objects":["www.example.com. A"]}
+{"ts":"2026-05-01T10:01:00.1Z","event":"change","target":"ns1","op":"update","object":"www.example.com. A","from":"198.51.100.1 ttl=60","to":"192.0.2.1 ttl=60","result":"applied"}
+{"ts":"2026-05-01T10:01:00.1Z","event":"converged","target":"ns1","drift_seconds":0.1}
+{"ts":"2026-05-01T10:01:00.1Z","event":"target_recovered","target":"ns1","down_seconds":20.1,"failed_attempts":1}
+{"ts":"2026-05-01T10:01:00.1Z","event":"pass","duration_seconds":0.1,"drift_objects":0,"errors":0}
+"#;
+
+    #[test]
+    fn impact_runs_from_the_pass_that_saw_the_new_address_to_the_repair() {
+        let parsed = parse(FLAPPING.as_bytes());
+        let incident = &build(&parsed.records, None, None, vec![]).incidents[0];
+        let rows: Vec<_> = incident
+            .impact
+            .iter()
+            .map(|i| (i.wrong_since, i.fixed_at, i.fix))
+            .collect();
+        assert_eq!(
+            rows,
+            vec![
+                (
+                    at("2026-05-01T10:00:00Z"),
+                    Some(at("2026-05-01T10:00:30.1Z")),
+                    Fix::Repaired
+                ),
+                // Wrong again from the second change, not from the first.
+                (
+                    at("2026-05-01T10:00:40Z"),
+                    Some(at("2026-05-01T10:01:00.1Z")),
+                    Fix::Repaired
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_error_repeated_while_failing_is_one_error_and_a_backoff_none() {
+        let parsed = parse(FLAPPING.as_bytes());
+        let incident = &build(&parsed.records, None, None, vec![]).incidents[0];
+        let errors: Vec<_> = incident
+            .entries
+            .iter()
+            .filter(|e| matches!(e.event, Event::TargetError { .. }))
+            .map(|e| (e.ts, e.times, e.last))
+            .collect();
+        // The first outage: one error seen twice, its backoff no error; the second outage,
+        // after ns1 worked again, is a new one.
+        assert_eq!(
+            errors,
+            vec![
+                (at("2026-05-01T10:00:00Z"), 2, at("2026-05-01T10:00:20Z")),
+                (at("2026-05-01T10:00:40Z"), 1, at("2026-05-01T10:00:40Z")),
+            ]
+        );
+        assert_eq!(incident.summary.target_errors, 2);
     }
 
     #[test]
@@ -499,5 +648,12 @@ mod tests {
                 .unwrap_err()
                 .contains("RFC 3339")
         );
+        // Found by the audit_log fuzz target: a duration reaching before the calendar panicked.
+        assert!(
+            parse_time("2417355years", now)
+                .unwrap_err()
+                .contains("further back than times go")
+        );
+        assert!(parse_time("584942417355years", now).is_err());
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use super::{ChangeResult, Event, Record, elapsed, seconds};
+use super::{ChangeResult, Event, Record, elapsed, is_backing_off, seconds};
 use crate::desired::SourceSnapshot;
 use crate::model::AddressKind;
 use crate::plan::PassReport;
@@ -25,7 +25,10 @@ struct Drift {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Failure {
     since: OffsetDateTime,
+    /// The last real error: a pass that rests, backing off, keeps it.
     message: String,
+    /// Passes in which it was tried and failed.
+    attempts: u32,
 }
 
 /// A source or target that ended the pass failed or still out of sync.
@@ -130,20 +133,26 @@ impl Tracker {
             } else {
                 (finished, &mut late)
             };
-            let known = self.failures.get(target);
-            if known.is_none_or(|f| f.message != message) {
-                bucket.push(Event::TargetError {
-                    target: target.to_string(),
-                    message: message.to_string(),
-                });
-                let since = known.map_or(stamp, |f| f.since);
-                self.failures.insert(
-                    target.to_string(),
-                    Failure {
-                        since,
+            match self.failures.get_mut(target) {
+                // Resting: the failure goes on, and nothing was tried.
+                Some(_) if is_backing_off(message) => {}
+                Some(known) if known.message == message => known.attempts += 1,
+                known => {
+                    bucket.push(Event::TargetError {
+                        target: target.to_string(),
                         message: message.to_string(),
-                    },
-                );
+                    });
+                    let (since, attempts) = known.map_or((stamp, 0), |f| (f.since, f.attempts));
+                    self.failures.insert(
+                        target.to_string(),
+                        Failure {
+                            since,
+                            message: message.to_string(),
+                            // A restarted controller's first pass may rest: nothing tried.
+                            attempts: attempts + u32::from(!is_backing_off(message)),
+                        },
+                    );
+                }
             }
         }
         let recovered: Vec<String> = self
@@ -158,6 +167,7 @@ impl Tracker {
             recoveries.push(Event::TargetRecovered {
                 target,
                 down_seconds: seconds(elapsed(failure.since, finished)),
+                failed_attempts: failure.attempts,
             });
         }
 
@@ -241,7 +251,9 @@ impl Tracker {
 
         for target in &self.names {
             let reason = match (errors.get(target.as_str()), self.drift.get(target)) {
-                (Some(message), _) => Some(message.to_string()),
+                // Every error is a known failure by now: say the error a backoff rests from,
+                // not its countdown.
+                (Some(_), _) => self.failures.get(target).map(|f| f.message.clone()),
                 (None, Some(drift)) => Some(still_out_of_sync(&drift.objects)),
                 (None, None) => None,
             };
@@ -530,9 +542,76 @@ mod tests {
             third.converged,
             vec![("ns1".to_string(), Duration::from_secs(21))]
         );
-        assert!(events(&third).iter().any(|e| matches!(e, Event::TargetRecovered { target, down_seconds } if target == "ns1" && *down_seconds == 20.0)));
+        assert!(events(&third).iter().any(|e| matches!(e, Event::TargetRecovered { target, down_seconds, failed_attempts: 2 } if target == "ns1" && *down_seconds == 20.0)));
         assert!(third.failing.is_empty());
         assert_eq!(tracker.drift_started("ns1"), None);
+    }
+
+    #[test]
+    fn passes_backing_off_are_no_new_error_and_recovery_counts_the_attempts() {
+        let mut tracker = tracker();
+        let failing = |message: &str| PassReport {
+            errors: vec![TargetError {
+                target: "ns1".into(),
+                message: message.into(),
+            }],
+            ..PassReport::default()
+        };
+        let refused = "cannot connect to ns1 (127.0.0.1:53): Connection refused";
+        let resting = |wait: u32| {
+            failing(&format!(
+                "not tried this pass: backing off after repeated failures, next attempt in {wait}s"
+            ))
+        };
+        // What reconcile reports pass after pass while BIND is down.
+        let passes = [
+            failing(refused),
+            resting(1),
+            failing(refused),
+            resting(4),
+            resting(3),
+            resting(2),
+            resting(1),
+            failing(refused),
+        ];
+        let mut written = Vec::new();
+        for (n, report) in passes.iter().enumerate() {
+            let at = 10 * n as i64;
+            let out = tracker.observe(report, &listed(vec![]), t(at), t(at + 1));
+            written.extend(out.records.into_iter().map(|r| r.event));
+            // Notifications name the error, not a countdown.
+            assert_eq!(out.failing[0].reason, refused, "pass {n}");
+            assert_eq!(out.failing[0].passes, n as u32 + 1);
+        }
+        assert_eq!(
+            written,
+            vec![Event::TargetError {
+                target: "ns1".into(),
+                message: refused.into()
+            }]
+        );
+        let out = tracker.observe(&PassReport::default(), &listed(vec![]), t(80), t(81));
+        assert_eq!(
+            events(&out),
+            vec![&Event::TargetRecovered {
+                target: "ns1".into(),
+                down_seconds: 81.0,
+                failed_attempts: 3,
+            }]
+        );
+
+        // After a restart the first pass knows of no failure: its backoff is the news.
+        let mut fresh = self::tracker();
+        let out = fresh.observe(&resting(5), &listed(vec![]), t(0), t(1));
+        assert!(
+            matches!(&events(&out)[..], [Event::TargetError { message, .. }] if message.contains("backing off")),
+            "{out:?}"
+        );
+        let out = fresh.observe(&failing(refused), &listed(vec![]), t(10), t(11));
+        assert!(
+            matches!(&events(&out)[..], [Event::TargetError { message, .. }] if message == refused),
+            "{out:?}"
+        );
     }
 
     #[test]

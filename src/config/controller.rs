@@ -30,6 +30,8 @@ pub struct ControllerConfig {
     pub owner_id: String,
     /// Where `run` and `apply` append the audit log (JSON lines); `None`: no audit log.
     pub audit_log: Option<PathBuf>,
+    /// When the audit log is flushed to disk.
+    pub audit_fsync: crate::audit::Fsync,
 }
 
 #[derive(Deserialize)]
@@ -41,6 +43,7 @@ pub(super) struct RawController {
     max_remove_fraction: Option<Spanned<f64>>,
     owner_id: Option<Spanned<String>>,
     audit_log: Option<Spanned<String>>,
+    audit_fsync: Option<Spanned<String>>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -104,6 +107,13 @@ pub(super) fn check(c: &mut Checker<'_>, raw: Option<&Spanned<RawController>>) -
     let audit_log = raw
         .and_then(|r| r.audit_log.as_ref())
         .map(|path| c.resolve_path(path.get_ref()));
+    let audit_fsync = match raw.and_then(|r| r.audit_fsync.as_ref()) {
+        None => crate::audit::Fsync::default(),
+        Some(text) => crate::audit::Fsync::parse(text.get_ref()).unwrap_or_else(|why| {
+            c.error(text, "controller.audit_fsync", why);
+            crate::audit::Fsync::default()
+        }),
+    };
     ControllerConfig {
         interval,
         listen,
@@ -111,5 +121,6 @@ pub(super) fn check(c: &mut Checker<'_>, raw: Option<&Spanned<RawController>>) -
         max_remove_fraction,
         owner_id,
         audit_log,
+        audit_fsync,
     }
 }

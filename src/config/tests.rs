@@ -114,6 +114,23 @@ fn audit_log_and_notify_are_optional_and_validated() {
 }
 
 #[test]
+fn audit_fsync_defaults_to_once_per_pass_and_a_bad_value_names_the_choices() {
+    let inventory = "[[inventory]]\nname = \"a\"\nkind = \"file\"\npath = \"i.json\"\n";
+    let c = parse(inventory, Path::new("c.toml")).unwrap();
+    assert_eq!(c.controller.audit_fsync, crate::audit::Fsync::Pass);
+    let with = |value: &str| format!("[controller]\naudit_fsync = \"{value}\"\n{inventory}");
+    let c = parse(&with("record"), Path::new("c.toml")).unwrap();
+    assert_eq!(c.controller.audit_fsync, crate::audit::Fsync::Record);
+    let e = errors_of(&with("sometimes"));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(
+        (e[0].line, e[0].field.as_str()),
+        (Some(2), "controller.audit_fsync")
+    );
+    assert!(e[0].message.contains("\"never\""), "{e:?}");
+}
+
+#[test]
 fn cloud_sources_take_a_token_a_filter_and_an_endpoint() {
     let text = "[[inventory]]\nname = \"do\"\nkind = \"digitalocean\"\ntoken_env = \"DIGITALOCEAN_TOKEN\"\ntag = \"role:web\"\n\n\
                 [[inventory]]\nname = \"hz\"\nkind = \"hetzner\"\ntoken_file = \"hcloud.token\"\nlabel_selector = \"role=web\"\nendpoint = \"http://127.0.0.1:8080\"\n";

@@ -423,7 +423,8 @@ pub async fn run(config: Arc<Config>, wiring: Wiring) -> anyhow::Result<()> {
     metrics
         .reconcile_interval
         .set(config.controller.interval.as_secs_f64());
-    let audit_log = config.controller.audit_log.clone().map(AuditLog::new);
+    let audit_log = (config.controller.audit_log.clone())
+        .map(|path| AuditLog::new(path).with_fsync(config.controller.audit_fsync));
     if let Some(log) = &audit_log {
         let started = Record {
             ts: audit::now(),
@@ -570,6 +571,7 @@ pub fn audit_one_pass(
     }
     records.push(tracker.pass_record(&outcome.report, finished, elapsed));
     AuditLog::new(path.clone())
+        .with_fsync(config.controller.audit_fsync)
         .append(&records)
         .with_context(|| format!("cannot append to the audit log {}", path.display()))
 }

@@ -866,7 +866,7 @@ fn ownership_record(owner: Name, ttl: u32, text: &str) -> Record {
 /// the A and AAAA RRsets. RFC 5936 §2.2: the transfer opens with the zone's SOA and closes
 /// with it again.
 #[derive(Debug)]
-struct ZoneListing {
+pub struct ZoneListing {
     zone: Name,
     opened: bool,
     /// Records between the opening and the closing SOA.
@@ -881,7 +881,7 @@ struct ZoneListing {
 }
 
 impl ZoneListing {
-    fn new(zone: Name) -> Self {
+    pub fn new(zone: Name) -> Self {
         Self {
             zone,
             opened: false,
@@ -894,7 +894,7 @@ impl ZoneListing {
 
     /// Takes the answer records of the next message; true once the closing SOA has come.
     /// The error says what is wrong with the transfer.
-    fn take(&mut self, answers: &[Record]) -> Result<bool, String> {
+    pub fn take(&mut self, answers: &[Record]) -> Result<bool, String> {
         for (index, record) in answers.iter().enumerate() {
             let is_soa = record.record_type() == hickory_proto::rr::RecordType::SOA;
             if !self.opened {
@@ -956,7 +956,7 @@ impl ZoneListing {
     /// Every ownership record and address RRset. A name with several ownership records gets
     /// their texts sorted and joined by newlines, which matches no
     /// [`crate::dns::ownership_text`]: ambiguous ownership counts as none.
-    fn into_contents(self) -> ZoneContents {
+    pub fn into_contents(self) -> ZoneContents {
         let Self {
             ownership,
             rrsets,
@@ -1017,7 +1017,7 @@ fn address_entry(record: &Record) -> Option<(RecordKey, IpAddr)> {
 /// (a CNAME or other records the server adds are not part of it). `None` when there are
 /// none (NODATA, NXDOMAIN). The TTL is the lowest of the records' TTLs, which RFC 2181 §5.2
 /// requires to be equal anyway.
-fn rrset_from_answer(key: &RecordKey, owner: &Name, answer: &Message) -> Option<RecordSet> {
+pub fn rrset_from_answer(key: &RecordKey, owner: &Name, answer: &Message) -> Option<RecordSet> {
     let mut ttl = None::<u32>;
     let mut addrs = BTreeSet::new();
     for record in answer.answers.iter().filter(|record| record.name == *owner) {
