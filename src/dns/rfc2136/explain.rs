@@ -1,0 +1,304 @@
+//! The wording of errors: what the server's answer means and what the operator should
+//! check. Pure: no I/O.
+
+use std::net::SocketAddr;
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::rdata::tsig::TsigError;
+
+use super::answer::Request;
+use super::update::UpdatePart;
+use crate::dns::tsig::{FUDGE_SECONDS, TsigKey};
+use crate::dns::{OWNERSHIP_LABEL, ownership_name};
+use crate::model::{DnsName, RecordKey};
+
+/// RCODE names as RFC 1035 §4.1.1, RFC 2136 §2.2 and `dig`/`nsupdate` print them.
+pub fn rcode_mnemonic(rcode: ResponseCode) -> String {
+    let name = match rcode {
+        ResponseCode::NoError => "NOERROR",
+        ResponseCode::FormErr => "FORMERR",
+        ResponseCode::ServFail => "SERVFAIL",
+        ResponseCode::NXDomain => "NXDOMAIN",
+        ResponseCode::NotImp => "NOTIMP",
+        ResponseCode::Refused => "REFUSED",
+        ResponseCode::YXDomain => "YXDOMAIN",
+        ResponseCode::YXRRSet => "YXRRSET",
+        ResponseCode::NXRRSet => "NXRRSET",
+        ResponseCode::NotAuth => "NOTAUTH",
+        ResponseCode::NotZone => "NOTZONE",
+        other => return format!("RCODE {}", u16::from(other)),
+    };
+    name.to_string()
+}
+
+/// TSIG error names as RFC 8945 §3 lists them.
+pub fn tsig_error_mnemonic(error: TsigError) -> String {
+    match error {
+        TsigError::BadSig => "BADSIG".to_string(),
+        TsigError::BadKey => "BADKEY".to_string(),
+        TsigError::BadTime => "BADTIME".to_string(),
+        TsigError::BadTrunc => "BADTRUNC".to_string(),
+        TsigError::Unknown(code) => format!("TSIG error {code}"),
+    }
+}
+
+/// Why the server did not accept the key (RFC 8945 §5.2), and what to check.
+pub fn explain_tsig_error(key: &TsigKey, error: TsigError) -> String {
+    match error {
+        TsigError::BadSig => format!(
+            "TSIG key {key} was not accepted: the server has a key of that name and algorithm but the signature did not verify, so the secrets differ; check the key"
+        ),
+        TsigError::BadKey => format!(
+            "TSIG key {key} was not accepted: the server has no key of that name and algorithm; check the name and algorithm against the server's `key` clause"
+        ),
+        TsigError::BadTime => format!(
+            "TSIG key {key} is right but the clocks of this host and the server differ by more than {FUDGE_SECONDS} s; check NTP on both"
+        ),
+        TsigError::BadTrunc | TsigError::Unknown(_) => {
+            format!("TSIG key {key} was not accepted; check the key and the server's log")
+        }
+    }
+}
+
+/// What an error RCODE means for `request`, and what to check.
+pub fn explain_rcode(
+    rcode: ResponseCode,
+    request: Request<'_>,
+    zone: &DnsName,
+    key: &TsigKey,
+    server: SocketAddr,
+) -> String {
+    let allow_transfer = format!(
+        "add `allow-transfer {{ key {}; }};` to the zone's clause in named.conf",
+        key.name_in_config()
+    );
+    match (rcode, request) {
+        (ResponseCode::Refused, Request::Transfer { .. }) => format!(
+            "the server does not allow zone transfers of {zone} with TSIG key {key}, which ipdrift needs to find its ownership records; {allow_transfer}"
+        ),
+        // BIND answers NOTAUTH to a transfer of a zone it does not serve, and some servers
+        // to a transfer their ACL refuses.
+        (ResponseCode::NotAuth, Request::Transfer { .. }) => format!(
+            "the server is not authoritative for zone {zone} or does not allow zone transfers of it with TSIG key {key}; check that {server} is the zone's primary, and {allow_transfer}"
+        ),
+        // RFC 2136 §3.1: the zone is not one the server is primary for. A key problem
+        // would have come with a TSIG error.
+        (ResponseCode::NotAuth, _) => format!(
+            "the server is not authoritative for zone {zone}; check the zone name and that {server} is the zone's primary"
+        ),
+        (ResponseCode::Refused, Request::Update(_)) => format!(
+            "the server does not allow updates to zone {zone} with TSIG key {key} (check allow-update / update-policy)"
+        ),
+        (ResponseCode::Refused, _) => format!(
+            "the server does not answer for zone {zone} (check that it serves the zone and that allow-query admits this host)"
+        ),
+        (
+            ResponseCode::YXDomain
+            | ResponseCode::YXRRSet
+            | ResponseCode::NXDomain
+            | ResponseCode::NXRRSet,
+            Request::Update(part),
+        ) => explain_failed_prerequisite(rcode, part),
+        (ResponseCode::NotZone, _) => format!(
+            "the server says a name in the update is outside zone {zone}; check the zone name"
+        ),
+        (ResponseCode::ServFail, _) => {
+            "the server failed to process it; check its log (is the zone loaded, is its journal writable?)".to_string()
+        }
+        (ResponseCode::NotImp, Request::Update(_)) => format!(
+            "the server does not implement dynamic updates; point the target at a primary that accepts RFC 2136 UPDATE for {zone}"
+        ),
+        (ResponseCode::FormErr, _) => {
+            "the server could not parse the message; check its log".to_string()
+        }
+        _ => "an unexpected answer; check the server's log".to_string(),
+    }
+}
+
+/// Why an UPDATE's prerequisite failed, naming the RRsets it guarded (the server does not
+/// say which one failed). RFC 2136 §3.2.5: YXRRSET when an RRset to create exists, NXRRSET
+/// when an ownership record is gone; nothing of the message was applied (§3.2).
+pub fn explain_failed_prerequisite(rcode: ResponseCode, part: &UpdatePart) -> String {
+    let guarded = &part.guarded;
+    let creates_failed = matches!(rcode, ResponseCode::YXRRSet | ResponseCode::YXDomain);
+    let scope = if part.count > 1 {
+        "that message"
+    } else {
+        "the update"
+    };
+    let no_change =
+        format!("nothing in {scope} was applied, and it will be handled in the next pass");
+    match (guarded.created.as_slice(), guarded.deleted.as_slice()) {
+        (created @ [_, ..], deleted) if creates_failed || deleted.is_empty() => format!(
+            "{} appeared since it was read, so ipdrift did not create it over what is there; {no_change}",
+            one_of(created)
+        ),
+        (_, [deleted]) => format!(
+            "the ownership record {} TXT of {deleted} is gone, so ipdrift no longer owns it and did not delete it; {no_change}",
+            ownership_name(&deleted.name)
+        ),
+        (_, deleted @ [_, _, ..]) => format!(
+            "the ownership record ({OWNERSHIP_LABEL}.<name> TXT) of {} is gone, so ipdrift no longer owns it and did not delete it; {no_change}",
+            one_of(deleted)
+        ),
+        _ => format!("a prerequisite failed, but {scope} had none; check the server's log"),
+    }
+}
+
+/// `www.example.test. A`, or `one of www.example.test. A, api.example.test. A`.
+pub fn one_of(keys: &[RecordKey]) -> String {
+    if keys.len() == 1 {
+        some_of(keys)
+    } else {
+        format!("one of {}", some_of(keys))
+    }
+}
+
+/// How many RRsets an error names before it only counts the rest.
+pub const NAMED_IN_ERRORS: usize = 10;
+
+/// `www.example.test. A, api.example.test. A`; past [`NAMED_IN_ERRORS`] the rest are
+/// counted: `…, web-9.example.test. A and 690 more`.
+pub fn some_of(keys: &[RecordKey]) -> String {
+    let mut listed = keys
+        .iter()
+        .take(NAMED_IN_ERRORS)
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if keys.len() > NAMED_IN_ERRORS {
+        listed.push_str(&format!(" and {} more", keys.len() - NAMED_IN_ERRORS));
+    }
+    listed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dns::rfc2136::fixtures::*;
+    use crate::dns::rfc2136::update::Guarded;
+    use crate::model::RecordType;
+
+    #[test]
+    fn refusals_say_what_to_check_and_never_the_secret() {
+        let zone = name("example.test.");
+        let key = key();
+        let server = "127.0.0.1:5353".parse().unwrap();
+        let texts = [
+            explain_tsig_error(&key, TsigError::BadSig),
+            explain_tsig_error(&key, TsigError::BadKey),
+            explain_rcode(
+                ResponseCode::Refused,
+                Request::Update(&UpdatePart::default()),
+                &zone,
+                &key,
+                server,
+            ),
+            explain_rcode(
+                ResponseCode::NotAuth,
+                Request::Update(&UpdatePart::default()),
+                &zone,
+                &key,
+                server,
+            ),
+            explain_rcode(
+                ResponseCode::Refused,
+                Request::Transfer { message: 1 },
+                &zone,
+                &key,
+                server,
+            ),
+        ];
+        assert!(
+            texts[0].contains("'ipdrift-key' (hmac-sha256)"),
+            "{}",
+            texts[0]
+        );
+        assert!(texts[0].contains("secrets differ"), "{}", texts[0]);
+        assert!(texts[2].contains("allow-update"), "{}", texts[2]);
+        assert!(texts[3].contains("not authoritative"), "{}", texts[3]);
+        assert!(
+            texts[4].contains(
+                "add `allow-transfer { key ipdrift-key; };` to the zone's clause in named.conf"
+            ),
+            "{}",
+            texts[4]
+        );
+        for text in texts {
+            assert!(!text.contains("6fLGcV97"), "{text}");
+        }
+        assert_eq!(rcode_mnemonic(ResponseCode::NotAuth), "NOTAUTH");
+        assert_eq!(rcode_mnemonic(ResponseCode::BADCOOKIE), "RCODE 23");
+    }
+
+    #[test]
+    fn failed_prerequisites_name_the_guarded_rrsets() {
+        let www_a = RecordKey {
+            name: name("www.example.test."),
+            rtype: RecordType::A,
+        };
+        let api_a = RecordKey {
+            name: name("api.example.test."),
+            rtype: RecordType::A,
+        };
+        let only = |created: Vec<RecordKey>, deleted: Vec<RecordKey>| UpdatePart {
+            number: 1,
+            count: 1,
+            changed: created.iter().chain(&deleted).cloned().collect(),
+            guarded: Guarded { created, deleted },
+        };
+        let creating = only(vec![www_a.clone()], Vec::new());
+        let deleting = only(Vec::new(), vec![www_a.clone()]);
+        let both = only(vec![www_a.clone(), api_a.clone()], vec![www_a, api_a]);
+        assert_eq!(
+            explain_failed_prerequisite(ResponseCode::YXRRSet, &creating),
+            "www.example.test. A appeared since it was read, so ipdrift did not create it over what is there; nothing in the update was applied, and it will be handled in the next pass"
+        );
+        assert_eq!(
+            explain_failed_prerequisite(ResponseCode::NXRRSet, &deleting),
+            "the ownership record _ipdrift.www.example.test. TXT of www.example.test. A is gone, so ipdrift no longer owns it and did not delete it; nothing in the update was applied, and it will be handled in the next pass"
+        );
+        let text = explain_failed_prerequisite(ResponseCode::YXRRSet, &both);
+        assert!(
+            text.starts_with("one of www.example.test. A, api.example.test. A appeared"),
+            "{text}"
+        );
+        let text = explain_failed_prerequisite(ResponseCode::NXRRSet, &both);
+        assert!(
+            text.starts_with("the ownership record (_ipdrift.<name> TXT) of one of www.example.test. A, api.example.test. A is gone"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_refused_message_of_several_is_named_with_its_rrsets_counted_past_ten() {
+        let created: Vec<RecordKey> = (0..25)
+            .map(|n| RecordKey {
+                name: name(&format!("web-{n:02}.example.test.")),
+                rtype: RecordType::A,
+            })
+            .collect();
+        let part = UpdatePart {
+            number: 2,
+            count: 3,
+            changed: created.clone(),
+            guarded: Guarded {
+                created,
+                deleted: Vec::new(),
+            },
+        };
+        assert_eq!(
+            Request::Update(&part).to_string(),
+            "update message 2 of 3 (changing web-00.example.test. A, web-01.example.test. A, web-02.example.test. A, web-03.example.test. A, web-04.example.test. A, web-05.example.test. A, web-06.example.test. A, web-07.example.test. A, web-08.example.test. A, web-09.example.test. A and 15 more)"
+        );
+        let text = explain_failed_prerequisite(ResponseCode::YXRRSet, &part);
+        assert!(
+            text.starts_with("one of web-00.example.test. A, "),
+            "{text}"
+        );
+        assert!(
+            text.ends_with(" and 15 more appeared since it was read, so ipdrift did not create it over what is there; nothing in that message was applied, and it will be handled in the next pass"),
+            "{text}"
+        );
+    }
+}
