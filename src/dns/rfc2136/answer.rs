@@ -6,6 +6,7 @@ use std::net::IpAddr;
 
 use anyhow::{anyhow, bail};
 use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::rdata::tsig::TsigError;
 use hickory_proto::rr::{Name, RData, TSigVerifier};
 
 use super::explain::{
@@ -15,12 +16,15 @@ use super::message::Endpoint;
 use super::update::UpdatePart;
 use crate::model::{RecordKey, RecordSet, RecordType};
 
-/// The server refused the zone transfer itself (REFUSED or NOTAUTH without a TSIG error),
-/// as servers do unless told to allow it: reads can do without it.
+/// The server answered with an error: it refused the request or did not accept the key.
+/// Kept apart from other errors (no answer, a forged one), so that the caller can decide
+/// what to do: read with queries when a transfer is refused, whatever the server said.
 #[derive(Debug, thiserror::Error)]
 #[error("{explanation}")]
-pub struct TransferRefused {
+pub struct Refusal {
     pub rcode: ResponseCode,
+    /// The TSIG error of the answer (BADSIG, BADKEY, BADTIME …), if it has one.
+    pub tsig_error: Option<TsigError>,
     pub explanation: String,
 }
 
@@ -76,13 +80,19 @@ impl Endpoint {
         let rcode = message.response_code;
         let tsig_error = message.signature().and_then(|tsig| tsig.data.error);
         if let Some(tsig_error) = tsig_error {
-            bail!(
+            let explanation = format!(
                 "{} refused {request}: {} ({}) — {}",
                 self.who(),
                 rcode_mnemonic(rcode),
                 tsig_error_mnemonic(tsig_error),
                 explain_tsig_error(&self.key, tsig_error)
             );
+            return Err(Refusal {
+                rcode,
+                tsig_error: Some(tsig_error),
+                explanation,
+            }
+            .into());
         }
         let succeeded = rcode == ResponseCode::NoError
             || (rcode == ResponseCode::NXDomain && matches!(request, Request::Query(_)));
@@ -113,12 +123,12 @@ impl Endpoint {
             rcode_mnemonic(rcode),
             explain_rcode(rcode, request, &self.zone, &self.key, self.server)
         );
-        match (request, rcode) {
-            (Request::Transfer { message: 1 }, ResponseCode::Refused | ResponseCode::NotAuth) => {
-                Err(TransferRefused { rcode, explanation }.into())
-            }
-            _ => Err(anyhow!(explanation)),
+        Err(Refusal {
+            rcode,
+            tsig_error: None,
+            explanation,
         }
+        .into())
     }
 }
 
@@ -150,8 +160,8 @@ mod tests {
     use super::*;
     use crate::dns::rfc2136::fixtures::*;
     use hickory_proto::op::{MessageType, OpCode};
-    use hickory_proto::rr::Record;
     use hickory_proto::rr::rdata::A;
+    use hickory_proto::rr::{Record, TSigner};
 
     use crate::dns::rfc2136::message::{sign, transfer_query};
     use crate::dns::tsig::{TsigAlgorithm, TsigKey};
@@ -231,33 +241,36 @@ mod tests {
     }
 
     #[test]
-    fn only_a_transfer_refused_by_rcode_lets_reads_fall_back_to_queries() {
+    fn every_error_answer_is_a_refusal_but_an_unsigned_or_forged_success_is_not() {
         let endpoint = endpoint();
-        let refused_with = |rcode: ResponseCode| {
+        let refused_with = |rcode: ResponseCode, signer: Option<&TSigner>| {
             let mut query = transfer_query(9, Name::from_ascii("example.test.").unwrap());
             let mut verifier = sign(&mut query, &key().signer()).unwrap();
-            let mut answer = Message::response(query.id, OpCode::Query);
-            answer.metadata.response_code = rcode;
-            answer.add_queries(query.queries.clone());
+            let answer = answer_with(&query, rcode, signer);
             endpoint
-                .check_answer(
-                    Request::Transfer { message: 1 },
-                    &answer.to_vec().unwrap(),
-                    &mut verifier,
-                )
+                .check_answer(Request::Transfer { message: 1 }, &answer, &mut verifier)
                 .unwrap_err()
         };
-        for rcode in [ResponseCode::Refused, ResponseCode::NotAuth] {
-            let error = refused_with(rcode);
-            let refused = error.downcast_ref::<TransferRefused>().unwrap();
-            assert_eq!(refused.rcode, rcode);
-            assert!(error.to_string().contains("allow-transfer"), "{error}");
+        // Reads fall back to queries after any of these (RFC 5936 §2.2.1 lets a server
+        // refuse a transfer with whatever RCODE it likes).
+        for rcode in [
+            ResponseCode::Refused,
+            ResponseCode::NotAuth,
+            ResponseCode::ServFail,
+            ResponseCode::NotImp,
+        ] {
+            for signer in [None, Some(key().signer())] {
+                let error = refused_with(rcode, signer.as_ref());
+                let refused = error.downcast_ref::<Refusal>().unwrap();
+                assert_eq!((refused.rcode, refused.tsig_error), (rcode, None));
+            }
         }
-        assert!(
-            refused_with(ResponseCode::ServFail)
-                .downcast_ref::<TransferRefused>()
-                .is_none()
-        );
+        let unsigned = refused_with(ResponseCode::NoError, None);
+        assert!(unsigned.downcast_ref::<Refusal>().is_none(), "{unsigned}");
+        let other_key =
+            TsigKey::from_base64("ipdrift-key", TsigAlgorithm::HmacSha256, "b3RoZXI=").unwrap();
+        let forged = refused_with(ResponseCode::Refused, Some(&other_key.signer()));
+        assert!(forged.downcast_ref::<Refusal>().is_none(), "{forged}");
     }
 
     #[test]

@@ -31,6 +31,23 @@ pub fn rcode_mnemonic(rcode: ResponseCode) -> String {
     name.to_string()
 }
 
+/// The RCODE and, when the answer has one, its TSIG error: `NOTAUTH (BADKEY)`.
+pub fn answer_mnemonic(rcode: ResponseCode, tsig_error: Option<TsigError>) -> String {
+    match tsig_error {
+        Some(error) => format!("{} ({})", rcode_mnemonic(rcode), tsig_error_mnemonic(error)),
+        None => rcode_mnemonic(rcode),
+    }
+}
+
+/// How to let `key` transfer `zone`, on each of the servers ipdrift is tested against.
+pub fn allow_transfers(zone: &DnsName, key: &TsigKey) -> String {
+    let name = key.name_in_config();
+    format!(
+        "allow transfers with the key: `allow-transfer {{ key {name}; }};` in the zone's clause in named.conf (BIND), `transfer` in the `action` of an acl for key {name} in knot.conf (Knot), `pdnsutil set-meta {} TSIG-ALLOW-AXFR {name}` (PowerDNS)",
+        zone.as_str().trim_end_matches('.')
+    )
+}
+
 /// TSIG error names as RFC 8945 §3 lists them.
 pub fn tsig_error_mnemonic(error: TsigError) -> String {
     match error {

@@ -3,7 +3,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use hickory_proto::op::{Message, OpCode};
+use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::rdata::TXT;
 use hickory_proto::rr::{Name, RData, Record, TSigVerifier, TSigner};
 
@@ -58,7 +58,13 @@ pub fn signed_query() -> (Message, TSigVerifier) {
 /// An authoritative NOERROR answer to `query`, signed as a server would (RFC 8945 §4.3.1)
 /// with `signer`, or unsigned.
 pub fn answer(query: &Message, signer: Option<&TSigner>) -> Vec<u8> {
-    let mut answer = Message::response(query.id, OpCode::Query);
+    answer_with(query, ResponseCode::NoError, signer)
+}
+
+/// [`answer`] with the RCODE `rcode`.
+pub fn answer_with(query: &Message, rcode: ResponseCode, signer: Option<&TSigner>) -> Vec<u8> {
+    let mut answer = Message::response(query.id, query.op_code);
+    answer.metadata.response_code = rcode;
     answer.metadata.authoritative = true;
     answer.add_queries(query.queries.clone());
     let Some(signer) = signer else {

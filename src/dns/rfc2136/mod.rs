@@ -34,8 +34,8 @@ use crate::BoxFuture;
 use crate::dns::tsig::TsigKey;
 use crate::dns::{DnsTarget, RecordChange, ZoneContents};
 use crate::model::{DnsName, RecordKey, RecordSet};
-use answer::{Request, TransferRefused, rrset_from_answer};
-use explain::rcode_mnemonic;
+use answer::{Refusal, Request, rrset_from_answer};
+use explain::{allow_transfers, answer_mnemonic};
 use message::{Endpoint, is_truncated, query_message, sign, transfer_query, update_message};
 use tcp::read_message;
 use transfer::ZoneListing;
@@ -130,7 +130,10 @@ impl Rfc2136Target {
         if prefers_transfer {
             match self.transfer_zone(MAX_TRANSFER_BYTES).await {
                 Ok(listing) => return Ok(listing.rrsets_of(&keys)),
-                Err(error) => match error.downcast_ref::<TransferRefused>() {
+                // Whatever the server said (Knot answers a transfer its ACL denies with
+                // NOTAUTH and the TSIG error BADKEY, PowerDNS with NOTAUTH), queries may
+                // still work; if the key is wrong, they say so.
+                Err(error) => match error.downcast_ref::<Refusal>() {
                     Some(refused) => self.remember_refusal(refused),
                     None => return Err(error),
                 },
@@ -141,7 +144,7 @@ impl Rfc2136Target {
 
     /// Remembers that the server refused a zone transfer and, the first time, tells the
     /// operator how to allow it: reads still work, with one query per RRset.
-    fn remember_refusal(&self, refused: &TransferRefused) {
+    fn remember_refusal(&self, refused: &Refusal) {
         let mut transfers = self.transfers.lock().expect("lock");
         transfers.refused_at = Some(Instant::now());
         if !std::mem::replace(&mut transfers.told, true) {
@@ -149,10 +152,10 @@ impl Rfc2136Target {
                 target = %self.endpoint.name,
                 server = %self.endpoint.server,
                 zone = %self.endpoint.zone,
-                rcode = %rcode_mnemonic(refused.rcode),
-                "the server refused a zone transfer, so RRsets are read with one query each (a transfer is tried again every {}); one transfer reads many RRsets much faster: add `allow-transfer {{ key {}; }};` to the zone's clause in named.conf",
+                rcode = %answer_mnemonic(refused.rcode, refused.tsig_error),
+                "the server refused a zone transfer, so RRsets are read with one query each (a transfer is tried again every {}); one transfer reads many RRsets much faster: {}",
                 humantime::format_duration(TRANSFER_RETRY_AFTER),
-                self.endpoint.key.name_in_config()
+                allow_transfers(&self.endpoint.zone, &self.endpoint.key)
             );
         }
     }
