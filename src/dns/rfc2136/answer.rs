@@ -9,23 +9,109 @@ use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::rdata::tsig::TsigError;
 use hickory_proto::rr::{Name, RData, TSigVerifier};
 
-use super::explain::{
-    explain_rcode, explain_tsig_error, rcode_mnemonic, some_of, tsig_error_mnemonic,
-};
+use super::explain::{answer_mnemonic, explain_rcode, explain_tsig_error, rcode_mnemonic, some_of};
 use super::message::Endpoint;
 use super::update::UpdatePart;
 use crate::model::{RecordKey, RecordSet, RecordType};
 
 /// The server answered with an error: it refused the request or did not accept the key.
 /// Kept apart from other errors (no answer, a forged one), so that the caller can decide
-/// what to do: read with queries when a transfer is refused, whatever the server said.
+/// what to do: read with queries when a transfer is refused, whatever the server said; ask
+/// the server what it meant ([`Refusal::needs_diagnosis`]) before wording the error.
 #[derive(Debug, thiserror::Error)]
-#[error("{explanation}")]
+#[error("{said} — {why}")]
 pub struct Refusal {
     pub rcode: ResponseCode,
     /// The TSIG error of the answer (BADSIG, BADKEY, BADTIME …), if it has one.
     pub tsig_error: Option<TsigError>,
-    pub explanation: String,
+    /// Whether the answer carried a signature that verified: the server accepted the key.
+    pub signed: bool,
+    pub kind: RequestKind,
+    /// `ns1 (127.0.0.1:53) refused the update: NOTAUTH (BADKEY)`.
+    pub said: String,
+    /// What it means and what to check.
+    pub why: String,
+}
+
+impl Refusal {
+    /// Whether the answer alone leaves open what the server meant, so that it is worth
+    /// asking ([`diagnose`]): a BADKEY is an unknown key or (Knot) an ACL that denies the
+    /// request; an unsigned NOTAUTH a zone the server does not serve (Knot) or a key it does
+    /// not accept (PowerDNS); an unsigned REFUSED of an update a key PowerDNS does not
+    /// accept. A signed REFUSED of an update is the key's permission or one name's
+    /// problem, which the write tells apart itself.
+    pub fn needs_diagnosis(&self) -> bool {
+        match (self.tsig_error, self.rcode) {
+            (Some(error), _) => error == TsigError::BadKey,
+            (None, ResponseCode::NotAuth) => true,
+            (None, ResponseCode::Refused) => !(self.signed && self.kind == RequestKind::Update),
+            _ => false,
+        }
+    }
+}
+
+/// The three kinds of request, for wording what a refusal means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestKind {
+    Query,
+    Update,
+    Transfer,
+}
+
+/// What the server showed when asked for the zone's SOA twice, once signed with the key and
+/// once unsigned: whether it serves the zone, and whether it accepts the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnosis {
+    /// The unsigned query (or the signed one) got an authoritative answer holding the
+    /// zone's SOA.
+    pub serves_zone: bool,
+    pub key: KeyVerdict,
+}
+
+/// How the server answered the signed query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyVerdict {
+    /// With a signature that verified.
+    Accepted,
+    /// With a TSIG error (BIND and Knot for a key they do not have or whose secret differs).
+    TsigError(TsigError),
+    /// With an unsigned error (PowerDNS for a key it does not have or whose secret differs).
+    Unsigned(ResponseCode),
+    /// With something else: an unsigned success, a forged signature, no answer.
+    Unknown,
+}
+
+/// The [`Diagnosis`] from the answers to [`super::message::soa_query`] of `zone`, `signed`
+/// (with `verifier`, the one signing it returned) and `unsigned`. Either may be anything
+/// the network delivered: bytes that do not parse count as no answer.
+pub fn diagnose(
+    zone: &Name,
+    signed: &[u8],
+    verifier: &mut TSigVerifier,
+    unsigned: &[u8],
+) -> Diagnosis {
+    let holds_soa = |message: &Message| {
+        message.response_code == ResponseCode::NoError
+            && message.authoritative
+            && message.answers.iter().any(|record| {
+                record.record_type() == hickory_proto::rr::RecordType::SOA && record.name == *zone
+            })
+    };
+    let signed_message = Message::from_vec(signed).ok();
+    let key = match &signed_message {
+        Some(message) => match message.signature().map(|tsig| tsig.data.error) {
+            Some(Some(error)) => KeyVerdict::TsigError(error),
+            Some(None) if verifier.verify(signed).is_ok() => KeyVerdict::Accepted,
+            None if message.response_code != ResponseCode::NoError => {
+                KeyVerdict::Unsigned(message.response_code)
+            }
+            _ => KeyVerdict::Unknown,
+        },
+        None => KeyVerdict::Unknown,
+    };
+    let serves_zone = Message::from_vec(unsigned).is_ok_and(|message| holds_soa(&message))
+        || (key == KeyVerdict::Accepted && signed_message.as_ref().is_some_and(holds_soa));
+    Diagnosis { serves_zone, key }
 }
 
 /// What a request was, for the wording of errors.
@@ -37,6 +123,16 @@ pub enum Request<'a> {
     Transfer {
         message: usize,
     },
+}
+
+impl Request<'_> {
+    pub fn kind(&self) -> RequestKind {
+        match self {
+            Request::Query(_) => RequestKind::Query,
+            Request::Update(_) => RequestKind::Update,
+            Request::Transfer { .. } => RequestKind::Transfer,
+        }
+    }
 }
 
 impl std::fmt::Display for Request<'_> {
@@ -80,17 +176,17 @@ impl Endpoint {
         let rcode = message.response_code;
         let tsig_error = message.signature().and_then(|tsig| tsig.data.error);
         if let Some(tsig_error) = tsig_error {
-            let explanation = format!(
-                "{} refused {request}: {} ({}) — {}",
-                self.who(),
-                rcode_mnemonic(rcode),
-                tsig_error_mnemonic(tsig_error),
-                explain_tsig_error(&self.key, tsig_error)
-            );
             return Err(Refusal {
                 rcode,
                 tsig_error: Some(tsig_error),
-                explanation,
+                signed: false,
+                kind: request.kind(),
+                said: format!(
+                    "{} refused {request}: {}",
+                    self.who(),
+                    answer_mnemonic(rcode, Some(tsig_error))
+                ),
+                why: explain_tsig_error(&self.key, tsig_error),
             }
             .into());
         }
@@ -117,16 +213,18 @@ impl Endpoint {
         if succeeded {
             return Ok(message);
         }
-        let explanation = format!(
-            "{} refused {request}: {} — {}",
-            self.who(),
-            rcode_mnemonic(rcode),
-            explain_rcode(rcode, request, &self.zone, &self.key, self.server)
-        );
+        let signed = message.signature().is_some();
         Err(Refusal {
             rcode,
             tsig_error: None,
-            explanation,
+            signed,
+            kind: request.kind(),
+            said: format!(
+                "{} refused {request}: {}",
+                self.who(),
+                rcode_mnemonic(rcode)
+            ),
+            why: explain_rcode(rcode, signed, request, &self.zone, &self.key, self.server),
         }
         .into())
     }
@@ -163,7 +261,9 @@ mod tests {
     use hickory_proto::rr::rdata::A;
     use hickory_proto::rr::{Record, TSigner};
 
-    use crate::dns::rfc2136::message::{sign, transfer_query};
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    use crate::dns::rfc2136::message::{sign, soa_query, transfer_query};
     use crate::dns::tsig::{TsigAlgorithm, TsigKey};
 
     #[test]
@@ -271,6 +371,155 @@ mod tests {
             TsigKey::from_base64("ipdrift-key", TsigAlgorithm::HmacSha256, "b3RoZXI=").unwrap();
         let forged = refused_with(ResponseCode::Refused, Some(&other_key.signer()));
         assert!(forged.downcast_ref::<Refusal>().is_none(), "{forged}");
+    }
+
+    #[test]
+    fn only_ambiguous_refusals_are_worth_asking_about() {
+        let refusal = |rcode, tsig_error, signed, kind| Refusal {
+            rcode,
+            tsig_error,
+            signed,
+            kind,
+            said: String::new(),
+            why: String::new(),
+        };
+        use RequestKind::{Query, Transfer, Update};
+        let asked = [
+            refusal(
+                ResponseCode::NotAuth,
+                Some(TsigError::BadKey),
+                false,
+                Transfer,
+            ),
+            refusal(ResponseCode::NotAuth, None, false, Update),
+            refusal(ResponseCode::NotAuth, None, true, Transfer),
+            refusal(ResponseCode::Refused, None, false, Update),
+            refusal(ResponseCode::Refused, None, true, Query),
+        ];
+        let clear = [
+            refusal(
+                ResponseCode::NotAuth,
+                Some(TsigError::BadSig),
+                false,
+                Update,
+            ),
+            refusal(
+                ResponseCode::NotAuth,
+                Some(TsigError::BadTime),
+                false,
+                Query,
+            ),
+            refusal(ResponseCode::Refused, None, true, Update),
+            refusal(ResponseCode::YXRRSet, None, true, Update),
+            refusal(ResponseCode::ServFail, None, false, Transfer),
+        ];
+        assert!(asked.iter().all(Refusal::needs_diagnosis));
+        assert!(!clear.iter().any(Refusal::needs_diagnosis));
+    }
+
+    /// A signed and an unsigned SOA query for the zone, the verifier of the signed one, and
+    /// an answer to each from `build`.
+    fn diagnosed(build: impl Fn(&Message, bool) -> Vec<u8>) -> Diagnosis {
+        let zone = Name::from_ascii("example.test.").unwrap();
+        let mut signed = soa_query(7, zone.clone());
+        let mut verifier = sign(&mut signed, &key().signer()).unwrap();
+        let unsigned = soa_query(8, zone.clone());
+        diagnose(
+            &zone,
+            &build(&signed, true),
+            &mut verifier,
+            &build(&unsigned, false),
+        )
+    }
+
+    /// `answer_with`, holding the zone's SOA when `rcode` is NOERROR.
+    fn soa_answer(query: &Message, rcode: ResponseCode, signer: Option<&TSigner>) -> Vec<u8> {
+        let mut message = Message::from_vec(&answer_with(query, rcode, None)).unwrap();
+        if rcode == ResponseCode::NoError {
+            message.add_answer(soa());
+        }
+        match signer {
+            None => message.to_vec().unwrap(),
+            Some(signer) => {
+                let bytes = message.to_vec().unwrap();
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs();
+                let context = hickory_proto::rr::TSigResponseContext::new(
+                    query.id,
+                    now,
+                    signer.clone(),
+                    query.signature().unwrap().data.mac.clone(),
+                    None,
+                );
+                message.set_signature(context.sign(&bytes).unwrap());
+                message.to_vec().unwrap()
+            }
+        }
+    }
+
+    #[test]
+    fn a_diagnosis_tells_whether_the_server_serves_the_zone_and_accepts_the_key() {
+        let good = key().signer();
+        // BIND, Knot, PowerDNS with the right key.
+        let accepted = diagnosed(|query, signed| {
+            soa_answer(query, ResponseCode::NoError, signed.then_some(&good))
+        });
+        assert_eq!(
+            accepted,
+            Diagnosis {
+                serves_zone: true,
+                key: KeyVerdict::Accepted
+            }
+        );
+        // PowerDNS with a wrong key: an unsigned NOTAUTH, while it serves the zone unsigned.
+        let unsigned = diagnosed(|query, signed| {
+            let rcode = if signed {
+                ResponseCode::NotAuth
+            } else {
+                ResponseCode::NoError
+            };
+            soa_answer(query, rcode, None)
+        });
+        assert_eq!(
+            unsigned,
+            Diagnosis {
+                serves_zone: true,
+                key: KeyVerdict::Unsigned(ResponseCode::NotAuth)
+            }
+        );
+        // Knot for a zone it does not serve: REFUSED to both.
+        let not_served = diagnosed(|query, _| soa_answer(query, ResponseCode::Refused, None));
+        assert_eq!(
+            not_served,
+            Diagnosis {
+                serves_zone: false,
+                key: KeyVerdict::Unsigned(ResponseCode::Refused)
+            }
+        );
+        // A forged signature, or bytes that are no message, tell nothing about the key.
+        let other = TsigKey::from_base64("ipdrift-key", TsigAlgorithm::HmacSha256, "b3RoZXI=")
+            .unwrap()
+            .signer();
+        let forged = diagnosed(|query, signed| {
+            soa_answer(query, ResponseCode::NoError, signed.then_some(&other))
+        });
+        assert_eq!(
+            forged,
+            Diagnosis {
+                serves_zone: true,
+                key: KeyVerdict::Unknown
+            }
+        );
+        let garbage = diagnosed(|_, _| vec![0xff; 5]);
+        assert_eq!(
+            garbage,
+            Diagnosis {
+                serves_zone: false,
+                key: KeyVerdict::Unknown
+            }
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::rdata::tsig::TsigError;
 
-use super::answer::Request;
+use super::answer::{Diagnosis, KeyVerdict, Request, RequestKind};
 use super::update::UpdatePart;
 use crate::dns::tsig::{FUDGE_SECONDS, TsigKey};
 use crate::dns::{OWNERSHIP_LABEL, ownership_name};
@@ -59,14 +59,20 @@ pub fn tsig_error_mnemonic(error: TsigError) -> String {
     }
 }
 
-/// Why the server did not accept the key (RFC 8945 §5.2), and what to check.
+/// Where each server keeps its TSIG keys, for errors that ask to compare the key.
+const WHERE_KEYS_ARE: &str = "the `key` clause in named.conf (BIND), `key:` in knot.conf (Knot), `pdnsutil list-tsig-keys` (PowerDNS)";
+
+/// Why the server did not accept the key, from the TSIG error of its answer (RFC 8945
+/// §5.2), and what to check.
 pub fn explain_tsig_error(key: &TsigKey, error: TsigError) -> String {
     match error {
-        TsigError::BadSig => format!(
-            "TSIG key {key} was not accepted: the server has a key of that name and algorithm but the signature did not verify, so the secrets differ; check the key"
+        TsigError::BadSig => key_not_accepted(
+            key,
+            "the server has a key of that name and algorithm but the signature did not verify, so the secrets differ",
         ),
-        TsigError::BadKey => format!(
-            "TSIG key {key} was not accepted: the server has no key of that name and algorithm; check the name and algorithm against the server's `key` clause"
+        TsigError::BadKey => key_not_accepted(
+            key,
+            "the server has no key of that name and algorithm (or, Knot, its ACL denies the request)",
         ),
         TsigError::BadTime => format!(
             "TSIG key {key} is right but the clocks of this host and the server differ by more than {FUDGE_SECONDS} s; check NTP on both"
@@ -77,37 +83,80 @@ pub fn explain_tsig_error(key: &TsigKey, error: TsigError) -> String {
     }
 }
 
-/// What an error RCODE means for `request`, and what to check.
+/// `TSIG key 'k' (hmac-sha256) was not accepted: WHY; check …`.
+fn key_not_accepted(key: &TsigKey, why: &str) -> String {
+    format!(
+        "TSIG key {key} was not accepted: {why}; check the key's name, algorithm and secret against the server's ({WHERE_KEYS_ARE})"
+    )
+}
+
+/// The zone is not one the server serves as primary, and where each server lists its zones.
+fn not_authoritative(zone: &DnsName, server: SocketAddr) -> String {
+    format!(
+        "the server is not authoritative for zone {zone}; check the target's zone and that {server} is its primary (a `zone` clause of type primary in named.conf, a `zone:` entry in knot.conf, `pdnsutil list-all-zones` for PowerDNS)"
+    )
+}
+
+/// The server accepts the key (it signed an answer with it) but its configuration does not
+/// let the key transfer the zone.
+fn transfers_not_allowed(zone: &DnsName, key: &TsigKey) -> String {
+    format!(
+        "the server accepts TSIG key {key} but does not allow zone transfers of {zone} with it, which ipdrift needs to find its ownership records; {}",
+        allow_transfers(zone, key)
+    )
+}
+
+/// The server accepts the key but its configuration does not let the key update the zone.
+fn updates_not_allowed(zone: &DnsName, key: &TsigKey) -> String {
+    format!(
+        "the server accepts TSIG key {key} but does not allow updates to zone {zone} with it; {}",
+        allow_updates(zone, key)
+    )
+}
+
+/// How to let `key` update `zone`, on each of the servers ipdrift is tested against.
+pub fn allow_updates(zone: &DnsName, key: &TsigKey) -> String {
+    let name = key.name_in_config();
+    format!(
+        "allow updates with the key: `allow-update {{ key {name}; }};` or an `update-policy` grant in the zone's clause in named.conf (BIND), `update` in the `action` of an acl for key {name} in knot.conf (Knot), `pdnsutil set-meta {} TSIG-ALLOW-DNSUPDATE {name}` and an `allow-dnsupdate-from` that admits this host (PowerDNS)",
+        zone.as_str().trim_end_matches('.')
+    )
+}
+
+/// What an error RCODE means for `request`, and what to check, as far as the answer alone
+/// tells: `signed` says whether it carried a signature that verified, which only a server
+/// that accepted the key can give. Where servers differ (an unsigned NOTAUTH is a zone Knot
+/// does not serve, or a key PowerDNS does not accept), [`explain_diagnosed`] words it
+/// better once the server has been asked.
 pub fn explain_rcode(
     rcode: ResponseCode,
+    signed: bool,
     request: Request<'_>,
     zone: &DnsName,
     key: &TsigKey,
     server: SocketAddr,
 ) -> String {
-    let allow_transfer = format!(
-        "add `allow-transfer {{ key {}; }};` to the zone's clause in named.conf",
-        key.name_in_config()
-    );
     match (rcode, request) {
-        (ResponseCode::Refused, Request::Transfer { .. }) => format!(
-            "the server does not allow zone transfers of {zone} with TSIG key {key}, which ipdrift needs to find its ownership records; {allow_transfer}"
+        (ResponseCode::Refused | ResponseCode::NotAuth, Request::Transfer { .. }) if signed => {
+            transfers_not_allowed(zone, key)
+        }
+        (ResponseCode::Refused | ResponseCode::NotAuth, Request::Transfer { .. }) => format!(
+            "the server is not authoritative for zone {zone}, does not accept TSIG key {key}, or does not allow zone transfers with it; check that {server} is the zone's primary, the key, and {}",
+            allow_transfers(zone, key)
         ),
-        // BIND answers NOTAUTH to a transfer of a zone it does not serve, and some servers
-        // to a transfer their ACL refuses.
-        (ResponseCode::NotAuth, Request::Transfer { .. }) => format!(
-            "the server is not authoritative for zone {zone} or does not allow zone transfers of it with TSIG key {key}; check that {server} is the zone's primary, and {allow_transfer}"
-        ),
-        // RFC 2136 §3.1: the zone is not one the server is primary for. A key problem
-        // would have come with a TSIG error.
+        // RFC 2136 §3.1: the zone is not one the server is primary for. The key was accepted:
+        // the answer is signed.
+        (ResponseCode::NotAuth, _) if signed => not_authoritative(zone, server),
         (ResponseCode::NotAuth, _) => format!(
-            "the server is not authoritative for zone {zone}; check the zone name and that {server} is the zone's primary"
+            "the server is not authoritative for zone {zone}, or did not accept TSIG key {key} (PowerDNS answers an unknown key or a wrong secret so); check that {server} is the zone's primary, and the key ({WHERE_KEYS_ARE})"
         ),
+        (ResponseCode::Refused, Request::Update(_)) if signed => updates_not_allowed(zone, key),
         (ResponseCode::Refused, Request::Update(_)) => format!(
-            "the server does not allow updates to zone {zone} with TSIG key {key} (check allow-update / update-policy)"
+            "the server did not accept TSIG key {key} or does not allow updates to zone {zone} with it; check the key ({WHERE_KEYS_ARE}), and {}",
+            allow_updates(zone, key)
         ),
         (ResponseCode::Refused, _) => format!(
-            "the server does not answer for zone {zone} (check that it serves the zone and that allow-query admits this host)"
+            "the server does not answer for zone {zone} (check that it serves the zone and that it allows queries from this host)"
         ),
         (
             ResponseCode::YXDomain
@@ -120,7 +169,7 @@ pub fn explain_rcode(
             "the server says a name in the update is outside zone {zone}; check the zone name"
         ),
         (ResponseCode::ServFail, _) => {
-            "the server failed to process it; check its log (is the zone loaded, is its journal writable?)".to_string()
+            "the server failed to process it; check its log (is the zone loaded, is its journal or database writable?)".to_string()
         }
         (ResponseCode::NotImp, Request::Update(_)) => format!(
             "the server does not implement dynamic updates; point the target at a primary that accepts RFC 2136 UPDATE for {zone}"
@@ -129,6 +178,40 @@ pub fn explain_rcode(
             "the server could not parse the message; check its log".to_string()
         }
         _ => "an unexpected answer; check the server's log".to_string(),
+    }
+}
+
+/// Why the server refused `kind`, once it has been asked (see
+/// [`Diagnosis`](super::answer::Diagnosis)) whether it serves the zone and accepts the key:
+/// a zone it does not serve, a key it does not accept, or a request its configuration does
+/// not allow with that key. `None` when the diagnosis does not tell more than the answer.
+pub fn explain_diagnosed(
+    kind: RequestKind,
+    diagnosis: &Diagnosis,
+    zone: &DnsName,
+    key: &TsigKey,
+    server: SocketAddr,
+) -> Option<String> {
+    if !diagnosis.serves_zone {
+        return Some(not_authoritative(zone, server));
+    }
+    match &diagnosis.key {
+        KeyVerdict::Accepted => Some(match kind {
+            RequestKind::Transfer => transfers_not_allowed(zone, key),
+            RequestKind::Update => updates_not_allowed(zone, key),
+            RequestKind::Query => format!(
+                "the server accepts TSIG key {key} and serves zone {zone} but refused the query; check that it allows queries from this host, and its log"
+            ),
+        }),
+        KeyVerdict::TsigError(error) => Some(explain_tsig_error(key, *error)),
+        KeyVerdict::Unsigned(rcode) => Some(key_not_accepted(
+            key,
+            &format!(
+                "the server answers a query signed with it with an unsigned {}, as PowerDNS does when it has no key of that name and algorithm or the secrets differ",
+                rcode_mnemonic(*rcode)
+            ),
+        )),
+        KeyVerdict::Unknown => None,
     }
 }
 
@@ -197,55 +280,124 @@ mod tests {
     use crate::model::RecordType;
 
     #[test]
-    fn refusals_say_what_to_check_and_never_the_secret() {
+    fn refusals_say_what_to_check_for_every_server_and_never_the_secret() {
         let zone = name("example.test.");
         let key = key();
         let server = "127.0.0.1:5353".parse().unwrap();
+        let update = UpdatePart::default();
+        let rcode =
+            |rcode, signed, request| explain_rcode(rcode, signed, request, &zone, &key, server);
         let texts = [
             explain_tsig_error(&key, TsigError::BadSig),
             explain_tsig_error(&key, TsigError::BadKey),
-            explain_rcode(
+            rcode(ResponseCode::Refused, true, Request::Update(&update)),
+            rcode(ResponseCode::NotAuth, true, Request::Update(&update)),
+            rcode(
                 ResponseCode::Refused,
-                Request::Update(&UpdatePart::default()),
-                &zone,
-                &key,
-                server,
-            ),
-            explain_rcode(
-                ResponseCode::NotAuth,
-                Request::Update(&UpdatePart::default()),
-                &zone,
-                &key,
-                server,
-            ),
-            explain_rcode(
-                ResponseCode::Refused,
+                true,
                 Request::Transfer { message: 1 },
-                &zone,
-                &key,
-                server,
             ),
+            rcode(ResponseCode::NotAuth, false, Request::Update(&update)),
         ];
         assert!(
-            texts[0].contains("'ipdrift-key' (hmac-sha256)"),
+            texts[0].contains("TSIG key 'ipdrift-key' (hmac-sha256) was not accepted"),
             "{}",
             texts[0]
         );
         assert!(texts[0].contains("secrets differ"), "{}", texts[0]);
-        assert!(texts[2].contains("allow-update"), "{}", texts[2]);
-        assert!(texts[3].contains("not authoritative"), "{}", texts[3]);
         assert!(
-            texts[4].contains(
-                "add `allow-transfer { key ipdrift-key; };` to the zone's clause in named.conf"
-            ),
+            texts[1].contains("no key of that name and algorithm"),
             "{}",
-            texts[4]
+            texts[1]
+        );
+        for config in [
+            "allow-update { key ipdrift-key; }",
+            "knot.conf",
+            "pdnsutil set-meta example.test TSIG-ALLOW-DNSUPDATE ipdrift-key",
+        ] {
+            assert!(texts[2].contains(config), "{}", texts[2]);
+        }
+        // Signed: the key was accepted, so the zone is what is wrong.
+        assert!(
+            texts[3].starts_with("the server is not authoritative for zone example.test.;"),
+            "{}",
+            texts[3]
+        );
+        for config in ["named.conf", "knot.conf", "pdnsutil list-all-zones"] {
+            assert!(texts[3].contains(config), "{}", texts[3]);
+        }
+        for config in [
+            "allow-transfer { key ipdrift-key; }",
+            "knot.conf",
+            "pdnsutil set-meta example.test TSIG-ALLOW-AXFR ipdrift-key",
+        ] {
+            assert!(texts[4].contains(config), "{}", texts[4]);
+        }
+        // Unsigned: either, until the server has been asked.
+        assert!(
+            texts[5]
+                .contains("not authoritative for zone example.test., or did not accept TSIG key"),
+            "{}",
+            texts[5]
         );
         for text in texts {
             assert!(!text.contains("6fLGcV97"), "{text}");
         }
         assert_eq!(rcode_mnemonic(ResponseCode::NotAuth), "NOTAUTH");
         assert_eq!(rcode_mnemonic(ResponseCode::BADCOOKIE), "RCODE 23");
+        assert_eq!(
+            answer_mnemonic(ResponseCode::NotAuth, Some(TsigError::BadKey)),
+            "NOTAUTH (BADKEY)"
+        );
+    }
+
+    #[test]
+    fn a_diagnosis_words_a_refusal_as_the_zone_the_key_or_the_permission() {
+        let zone = name("example.test.");
+        let key = key();
+        let server = "127.0.0.1:5353".parse().unwrap();
+        let explain = |kind, serves_zone, verdict| {
+            let diagnosis = Diagnosis {
+                serves_zone,
+                key: verdict,
+            };
+            explain_diagnosed(kind, &diagnosis, &zone, &key, server)
+        };
+        let not_served = explain(RequestKind::Update, false, KeyVerdict::Unknown).unwrap();
+        assert!(
+            not_served.starts_with("the server is not authoritative for zone example.test."),
+            "{not_served}"
+        );
+        // Knot: a transfer its ACL denies is NOTAUTH (BADKEY), but signed queries work.
+        let denied = explain(RequestKind::Transfer, true, KeyVerdict::Accepted).unwrap();
+        assert!(denied.starts_with("the server accepts TSIG key 'ipdrift-key' (hmac-sha256) but does not allow zone transfers of example.test. with it"), "{denied}");
+        let denied = explain(RequestKind::Update, true, KeyVerdict::Accepted).unwrap();
+        assert!(
+            denied.contains(
+                "does not allow updates to zone example.test. with it; allow updates with the key"
+            ),
+            "{denied}"
+        );
+        // PowerDNS: a wrong secret is an unsigned NOTAUTH.
+        let unsigned = explain(
+            RequestKind::Query,
+            true,
+            KeyVerdict::Unsigned(ResponseCode::NotAuth),
+        )
+        .unwrap();
+        assert!(unsigned.starts_with("TSIG key 'ipdrift-key' (hmac-sha256) was not accepted: the server answers a query signed with it with an unsigned NOTAUTH"), "{unsigned}");
+        assert!(unsigned.contains("pdnsutil list-tsig-keys"), "{unsigned}");
+        let bad_sig = explain(
+            RequestKind::Update,
+            true,
+            KeyVerdict::TsigError(TsigError::BadSig),
+        )
+        .unwrap();
+        assert!(bad_sig.contains("secrets differ"), "{bad_sig}");
+        assert_eq!(
+            explain(RequestKind::Update, true, KeyVerdict::Unknown),
+            None
+        );
     }
 
     #[test]

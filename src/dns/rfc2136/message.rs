@@ -66,6 +66,15 @@ pub fn query_message(id: u16, owner: Name, rtype: RecordType) -> Message {
     message
 }
 
+/// A query for the zone's SOA, as [`query_message`] for the apex: asked with and without
+/// the key, it shows whether the server serves the zone and accepts the key.
+pub fn soa_query(id: u16, zone: Name) -> Message {
+    let mut message = Message::new(id, MessageType::Query, OpCode::Query);
+    message.metadata.recursion_desired = false;
+    message.add_query(Query::query(zone, hickory_proto::rr::RecordType::SOA));
+    message
+}
+
 /// A zone transfer query (RFC 5936 §2.1.1): the zone, type AXFR, class IN.
 pub fn transfer_query(id: u16, zone: Name) -> Message {
     let mut message = Message::new(id, MessageType::Query, OpCode::Query);

@@ -34,9 +34,11 @@ use crate::BoxFuture;
 use crate::dns::tsig::TsigKey;
 use crate::dns::{DnsTarget, RecordChange, ZoneContents};
 use crate::model::{DnsName, RecordKey, RecordSet};
-use answer::{Refusal, Request, rrset_from_answer};
-use explain::{allow_transfers, answer_mnemonic};
-use message::{Endpoint, is_truncated, query_message, sign, transfer_query, update_message};
+use answer::{Diagnosis, Refusal, Request, diagnose, rrset_from_answer};
+use explain::{allow_transfers, answer_mnemonic, explain_diagnosed};
+use message::{
+    Endpoint, is_truncated, query_message, sign, soa_query, transfer_query, update_message,
+};
 use tcp::read_message;
 use transfer::ZoneListing;
 use update::{MAX_UPDATE_BYTES, UpdatePart, update_outcome};
@@ -196,9 +198,10 @@ impl Rfc2136Target {
                 );
             };
             let request = Request::Query(key);
-            let message = self
-                .endpoint
-                .check_answer(request, &answer, &mut verifier)?;
+            let message = match self.endpoint.check_answer(request, &answer, &mut verifier) {
+                Ok(message) => message,
+                Err(error) => return Err(self.explained(error).await),
+            };
             if !message.authoritative {
                 bail!(
                     "{} answered {request} without authority: it does not serve zone {}; point the target at the zone's primary, not a resolver",
@@ -259,6 +262,7 @@ impl Rfc2136Target {
         }
 
         let mut refused = BTreeMap::new();
+        let mut diagnosis = None;
         for answer in self.exchange(&requests).await? {
             let id = u16::from_be_bytes([answer[0], answer[1]]);
             let Some((part, mut verifier)) = pending.remove(&id) else {
@@ -271,10 +275,85 @@ impl Rfc2136Target {
                 self.endpoint
                     .check_answer(Request::Update(&part), &answer, &mut verifier)
             {
-                refused.insert(part.number, error);
+                refused.insert(
+                    part.number,
+                    self.explained_with(error, &mut diagnosis).await,
+                );
             }
         }
         update_outcome(refused.into_values().collect(), count)
+    }
+
+    /// Every ownership record and address RRset of the zone, from one zone transfer; a
+    /// refused transfer is explained.
+    async fn list_zone(&self) -> anyhow::Result<ZoneContents> {
+        match self.transfer_zone(MAX_TRANSFER_BYTES).await {
+            Ok(listing) => Ok(listing.into_contents()),
+            Err(error) => Err(self.explained(error).await),
+        }
+    }
+
+    /// `error`, reworded after asking the server what it meant when it is a [`Refusal`] that
+    /// leaves that open ([`Refusal::needs_diagnosis`]).
+    async fn explained(&self, error: anyhow::Error) -> anyhow::Error {
+        self.explained_with(error, &mut None).await
+    }
+
+    /// [`Self::explained`], asking the server at most once for all the errors of a write:
+    /// `diagnosis` keeps what it said.
+    async fn explained_with(
+        &self,
+        error: anyhow::Error,
+        diagnosis: &mut Option<Option<Diagnosis>>,
+    ) -> anyhow::Error {
+        let Some(refusal) = error.downcast_ref::<Refusal>() else {
+            return error;
+        };
+        if !refusal.needs_diagnosis() {
+            return error;
+        }
+        if diagnosis.is_none() {
+            *diagnosis = Some(self.diagnose().await);
+        }
+        let endpoint = &self.endpoint;
+        let why = diagnosis
+            .as_ref()
+            .and_then(Option::as_ref)
+            .and_then(|found| {
+                explain_diagnosed(
+                    refusal.kind,
+                    found,
+                    &endpoint.zone,
+                    &endpoint.key,
+                    endpoint.server,
+                )
+            });
+        match (why, error.downcast::<Refusal>()) {
+            (Some(why), Ok(refusal)) => Refusal { why, ..refusal }.into(),
+            (_, Ok(refusal)) => refusal.into(),
+            (_, Err(error)) => error,
+        }
+    }
+
+    /// Asks the server for the zone's SOA with and without the key (see [`diagnose`]);
+    /// `None` when it does not answer both.
+    async fn diagnose(&self) -> Option<Diagnosis> {
+        let zone = self.endpoint.checked_name(&self.endpoint.zone).ok()?;
+        let id: u16 = rand::random();
+        let mut signed = soa_query(id, zone.clone());
+        let mut verifier = sign(&mut signed, &self.endpoint.key.signer()).ok()?;
+        let unsigned = soa_query(id.wrapping_add(1), zone.clone());
+        let requests = [signed.to_vec().ok()?, unsigned.to_vec().ok()?];
+        let answers = self.exchange(&requests).await.ok()?;
+        let (signed, unsigned): (Vec<_>, Vec<_>) = answers
+            .into_iter()
+            .partition(|answer| answer[..2] == id.to_be_bytes());
+        Some(diagnose(
+            &zone,
+            signed.first()?,
+            &mut verifier,
+            unsigned.first()?,
+        ))
     }
 
     /// The zone, from a zone transfer (RFC 5936) of at most `max_bytes`, all within the
@@ -362,10 +441,7 @@ impl DnsTarget for Rfc2136Target {
     }
 
     fn read_ownership(&self) -> BoxFuture<'_, anyhow::Result<BTreeMap<DnsName, String>>> {
-        Box::pin(async {
-            let listing = self.transfer_zone(MAX_TRANSFER_BYTES).await?;
-            Ok(listing.into_contents().ownership)
-        })
+        Box::pin(async { Ok(self.list_zone().await?.ownership) })
     }
 
     fn write<'a>(&'a self, changes: &'a [RecordChange]) -> BoxFuture<'a, anyhow::Result<()>> {
@@ -374,10 +450,7 @@ impl DnsTarget for Rfc2136Target {
 
     /// One zone transfer gives both the ownership records and the RRsets.
     fn read_listing(&self) -> BoxFuture<'_, anyhow::Result<ZoneContents>> {
-        Box::pin(async {
-            let listing = self.transfer_zone(MAX_TRANSFER_BYTES).await?;
-            Ok(listing.into_contents())
-        })
+        Box::pin(self.list_zone())
     }
 }
 
