@@ -16,17 +16,29 @@ pub const ZONE_TTL: u32 = 300;
 /// `dig` comes with BIND's tools; every harness uses it to look at what its server serves.
 const DIG_INSTALL: &str = "apt-get install bind9-dnsutils";
 
-/// Who may transfer (AXFR) the zone.
+/// What the key may do with the zone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transfers {
-    /// Requests signed with the key, as ipdrift's `read_ownership` needs.
-    WithKey,
-    /// Nobody: a primary set up for updates only. The key may still update the zone.
-    Refused,
+pub enum Grants {
+    /// Update it and transfer it (AXFR), as ipdrift's `read_ownership` needs.
+    UpdateAndTransfer,
+    /// Only update it: a primary set up for updates, not transfers.
+    UpdateOnly,
+    /// Only transfer it: a key for secondaries, not for updates.
+    TransferOnly,
+}
+
+impl Grants {
+    pub fn updates(self) -> bool {
+        self != Grants::TransferOnly
+    }
+
+    pub fn transfers(self) -> bool {
+        self != Grants::UpdateOnly
+    }
 }
 
 /// A running primary for one zone on a loopback port, accepting updates signed with the
-/// key [`KEY_NAME`], and transfers as its [`Transfers`] say.
+/// key [`KEY_NAME`] and transfers with it, as its [`Grants`] say.
 pub trait Authoritative {
     /// "BIND 9", "Knot DNS", "PowerDNS": for assertion messages.
     fn product(&self) -> &'static str;
@@ -47,6 +59,8 @@ pub trait Authoritative {
     fn transfers_started(&self) -> usize;
     /// How many zone transfers of the zone the server logged as denied.
     fn transfers_denied(&self) -> usize;
+    /// How many UPDATEs of the zone the server logged as denied for the key's permissions.
+    fn updates_denied(&self) -> usize;
     /// Kills the server (SIGKILL: fast, and updates are already stored) and waits for it.
     fn stop(&mut self);
     /// Starts the server again on the same port, with the zone as the updates left it.

@@ -14,8 +14,7 @@ use tempfile::TempDir;
 
 pub use super::authoritative::ZONE_TTL;
 use super::authoritative::{
-    Authoritative, KEY_NAME, Transfers, absolute, answers_soa, free_udp_and_tcp_port, run,
-    zone_file,
+    Authoritative, Grants, KEY_NAME, absolute, answers_soa, free_udp_and_tcp_port, run, zone_file,
 };
 
 const INSTALL: &str = "apt-get install bind9 bind9-dnsutils";
@@ -30,7 +29,7 @@ pub struct Bind {
     port: u16,
     zone: String,
     secret_base64: String,
-    transfers: Transfers,
+    grants: Grants,
     named: Option<Child>,
 }
 
@@ -40,15 +39,12 @@ impl Bind {
     /// e.g. `("www", "A", "127.0.1.10")`, each with TTL [`ZONE_TTL`]. Updates and transfers
     /// signed with the key are allowed.
     pub fn new(zone: &str, records: &[(&str, &str, &str)]) -> Bind {
-        Self::with_transfers(zone, records, Transfers::WithKey)
+        Self::with_grants(zone, records, Grants::UpdateAndTransfer)
     }
 
-    /// Like [`Bind::new`]; [`Transfers::Refused`] is `allow-transfer { none; }`.
-    pub fn with_transfers(
-        zone: &str,
-        records: &[(&str, &str, &str)],
-        transfers: Transfers,
-    ) -> Bind {
+    /// Like [`Bind::new`]; [`Grants::UpdateOnly`] is `allow-transfer { none; }`,
+    /// [`Grants::TransferOnly`] `allow-update { none; }`.
+    pub fn with_grants(zone: &str, records: &[(&str, &str, &str)], grants: Grants) -> Bind {
         let dir = tempfile::Builder::new()
             .prefix("ipdrift-bind-")
             .tempdir()
@@ -74,7 +70,7 @@ impl Bind {
             port: 0,
             zone,
             secret_base64,
-            transfers,
+            grants,
             named: None,
         };
         for _ in 0..PORT_ATTEMPTS {
@@ -158,10 +154,12 @@ impl Bind {
         let dir = self.dir.path().display();
         let zone = self.zone.trim_end_matches('.');
         let port = self.port;
-        let allow_transfer = match self.transfers {
-            Transfers::WithKey => format!("key {KEY_NAME};"),
-            Transfers::Refused => "none;".to_string(),
+        let allowed = |granted: bool| match granted {
+            true => format!("key {KEY_NAME};"),
+            false => "none;".to_string(),
         };
+        let allow_update = allowed(self.grants.updates());
+        let allow_transfer = allowed(self.grants.transfers());
         let config = format!(
             r#"include "{dir}/key.conf";
 options {{
@@ -177,7 +175,7 @@ controls {{ }};
 zone "{zone}" {{
     type primary;
     file "{dir}/zone.db";
-    allow-update {{ key {KEY_NAME}; }};
+    allow-update {{ {allow_update} }};
     allow-transfer {{ {allow_transfer} }};
 }};
 "#
@@ -260,6 +258,13 @@ impl Authoritative for Bind {
         let zone = self.zone.trim_end_matches('.');
         self.log()
             .matches(&format!("zone transfer '{zone}/AXFR/IN' denied"))
+            .count()
+    }
+
+    fn updates_denied(&self) -> usize {
+        let zone = self.zone.trim_end_matches('.');
+        self.log()
+            .matches(&format!("update '{zone}/IN' denied"))
             .count()
     }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 use tempfile::TempDir;
 
 use super::authoritative::{
-    Authoritative, KEY_NAME, Transfers, absolute, answers_soa, free_udp_and_tcp_port, key_clause,
+    Authoritative, Grants, KEY_NAME, absolute, answers_soa, free_udp_and_tcp_port, key_clause,
     random_secret, zone_file,
 };
 
@@ -29,15 +29,15 @@ pub struct Knot {
     port: u16,
     zone: String,
     secret_base64: String,
-    transfers: Transfers,
+    grants: Grants,
     knotd: Option<Child>,
 }
 
 impl Knot {
     /// Starts knotd as primary for `zone` with the records of
-    /// [`zone_file`](super::authoritative::zone_file). The key's ACL allows `update`, and
-    /// `transfer` unless `transfers` is [`Transfers::Refused`].
-    pub fn new(zone: &str, records: &[(&str, &str, &str)], transfers: Transfers) -> Knot {
+    /// [`zone_file`](super::authoritative::zone_file). The key's ACL allows `update` and
+    /// `transfer`, as `grants` says.
+    pub fn new(zone: &str, records: &[(&str, &str, &str)], grants: Grants) -> Knot {
         let dir = tempfile::Builder::new()
             .prefix("ipdrift-knot-")
             .tempdir()
@@ -55,7 +55,7 @@ impl Knot {
             port: 0,
             zone,
             secret_base64,
-            transfers,
+            grants,
             knotd: None,
         };
         for _ in 0..PORT_ATTEMPTS {
@@ -82,9 +82,10 @@ impl Knot {
         let port = self.port;
         let zone = self.zone.trim_end_matches('.');
         let secret = &self.secret_base64;
-        let actions = match self.transfers {
-            Transfers::WithKey => "[update, transfer]",
-            Transfers::Refused => "[update]",
+        let actions = match self.grants {
+            Grants::UpdateAndTransfer => "[update, transfer]",
+            Grants::UpdateOnly => "[update]",
+            Grants::TransferOnly => "[transfer]",
         };
         let config = format!(
             r#"server:
@@ -185,6 +186,13 @@ impl Authoritative for Knot {
         let log = self.log();
         log.lines()
             .filter(|line| line.contains(&format!("[{}] ACL, denied, action transfer", self.zone)))
+            .count()
+    }
+
+    fn updates_denied(&self) -> usize {
+        let log = self.log();
+        log.lines()
+            .filter(|line| line.contains(&format!("[{}] ACL, denied, action update", self.zone)))
             .count()
     }
 

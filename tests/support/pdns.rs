@@ -14,7 +14,7 @@ use std::time::Duration;
 use tempfile::TempDir;
 
 use super::authoritative::{
-    Authoritative, KEY_NAME, Transfers, absolute, answers_soa, free_udp_and_tcp_port, key_clause,
+    Authoritative, Grants, KEY_NAME, absolute, answers_soa, free_udp_and_tcp_port, key_clause,
     random_secret, run, zone_file,
 };
 
@@ -33,16 +33,17 @@ pub struct PowerDns {
     port: u16,
     zone: String,
     secret_base64: String,
+    grants: Grants,
     pdns: Option<Child>,
 }
 
 impl PowerDns {
     /// Loads `zone` with the records of [`zone_file`](super::authoritative::zone_file) into
-    /// a fresh database and starts pdns_server. Updates are allowed from loopback signed
-    /// with the key (`TSIG-ALLOW-DNSUPDATE`); transfers with the key (`TSIG-ALLOW-AXFR`)
-    /// unless `transfers` is [`Transfers::Refused`]. No address may transfer without the
-    /// key (`allow-axfr-ips` holds a documentation address only).
-    pub fn new(zone: &str, records: &[(&str, &str, &str)], transfers: Transfers) -> PowerDns {
+    /// a fresh database and starts pdns_server. As `grants` says, updates are allowed from
+    /// loopback signed with the key (`allow-dnsupdate-from`, `TSIG-ALLOW-DNSUPDATE`), and
+    /// transfers with the key (`TSIG-ALLOW-AXFR`). No address may transfer without the key
+    /// (`allow-axfr-ips` holds a documentation address only).
+    pub fn new(zone: &str, records: &[(&str, &str, &str)], grants: Grants) -> PowerDns {
         let dir = tempfile::Builder::new()
             .prefix("ipdrift-pdns-")
             .tempdir()
@@ -56,11 +57,12 @@ impl PowerDns {
             port: 0,
             zone,
             secret_base64,
+            grants,
             pdns: None,
         };
         pdns.port = free_udp_and_tcp_port();
         pdns.write_config();
-        pdns.load_database(transfers);
+        pdns.load_database();
         for attempt in 1..=PORT_ATTEMPTS {
             match pdns.launch() {
                 Ok(()) => return pdns,
@@ -83,6 +85,11 @@ impl PowerDns {
     fn write_config(&self) {
         let dir = self.dir.path().display();
         let port = self.port;
+        // Without TSIG-ALLOW-DNSUPDATE PowerDNS takes any signed update from these addresses.
+        let update_from = match self.grants.updates() {
+            true => "127.0.0.0/8",
+            false => "192.0.2.1/32",
+        };
         let config = format!(
             "launch=gsqlite3\n\
              gsqlite3-database={dir}/pdns.sqlite3\n\
@@ -90,7 +97,7 @@ impl PowerDns {
              local-port={port}\n\
              socket-dir={dir}\n\
              dnsupdate=yes\n\
-             allow-dnsupdate-from=127.0.0.0/8\n\
+             allow-dnsupdate-from={update_from}\n\
              allow-axfr-ips=192.0.2.1/32\n\
              security-poll-suffix=\n\
              disable-syslog=yes\n\
@@ -104,7 +111,7 @@ impl PowerDns {
     /// Creates the database, loads the zone and the key, and sets the zone's metadata.
     /// `SOA-EDIT-DNSUPDATE=INCREASE` makes each UPDATE bump the serial by one, as BIND and
     /// Knot do (PowerDNS's default moves it to a date first).
-    fn load_database(&self, transfers: Transfers) {
+    fn load_database(&self) {
         let schema = fs::File::open(SCHEMA)
             .unwrap_or_else(|why| panic!("{SCHEMA}: {why}; install it with: {INSTALL}"));
         run(Command::new(super::require_binary("sqlite3", INSTALL))
@@ -120,10 +127,12 @@ impl PowerDns {
                 "hmac-sha256",
                 &self.secret_base64,
             ],
-            vec!["set-meta", zone, "TSIG-ALLOW-DNSUPDATE", KEY_NAME],
             vec!["set-meta", zone, "SOA-EDIT-DNSUPDATE", "INCREASE"],
         ];
-        if transfers == Transfers::WithKey {
+        if self.grants.updates() {
+            steps.push(vec!["set-meta", zone, "TSIG-ALLOW-DNSUPDATE", KEY_NAME]);
+        }
+        if self.grants.transfers() {
             steps.push(vec!["set-meta", zone, "TSIG-ALLOW-AXFR", KEY_NAME]);
         }
         for args in steps {
@@ -205,6 +214,18 @@ impl Authoritative for PowerDns {
             .lines()
             .filter(|line| line.contains(&format!("AXFR-out zone '{zone}'")))
             .filter(|line| line.ends_with("failed: client may not request AXFR"))
+            .count()
+    }
+
+    fn updates_denied(&self) -> usize {
+        let zone = self.zone.trim_end_matches('.');
+        self.log()
+            .lines()
+            .filter(|line| {
+                line.contains(&format!(
+                    "for {zone}: Remote not listed in allow-dnsupdate-from"
+                ))
+            })
             .count()
     }
 

@@ -11,8 +11,9 @@ use hickory_proto::rr::{Name, RData, TSigVerifier};
 
 use super::explain::{answer_mnemonic, explain_rcode, explain_tsig_error, rcode_mnemonic, some_of};
 use super::message::Endpoint;
-use super::update::UpdatePart;
-use crate::model::{RecordKey, RecordSet, RecordType};
+use super::update::{Label, UpdatePart};
+use crate::model::{DnsName, RecordKey, RecordSet, RecordType};
+use crate::validate;
 
 /// The server answered with an error: it refused the request or did not accept the key.
 /// Kept apart from other errors (no answer, a forged one), so that the caller can decide
@@ -47,6 +48,35 @@ impl Refusal {
             (None, ResponseCode::Refused) => !(self.signed && self.kind == RequestKind::Update),
             _ => false,
         }
+    }
+}
+
+impl Refusal {
+    /// Whether the refusal of an UPDATE is about some of its RRsets rather than the key or
+    /// the zone, so that sending its parts alone finds them: a failed prerequisite
+    /// (RFC 2136 §3.2.5), a name outside the zone, a record the server cannot parse.
+    pub fn is_about_rrsets(&self) -> bool {
+        self.tsig_error.is_none()
+            && matches!(
+                self.rcode,
+                ResponseCode::YXRRSet
+                    | ResponseCode::NXRRSet
+                    | ResponseCode::YXDomain
+                    | ResponseCode::NXDomain
+                    | ResponseCode::NotZone
+                    | ResponseCode::FormErr
+            )
+    }
+
+    /// Whether it is a signed REFUSED of an UPDATE: the server accepted the key, and refuses
+    /// either every update with it or some of the names (BIND's check-names, an
+    /// `update-policy`, PowerDNS for an address at a CNAME). Which one, a
+    /// [`super::message::permission_probe`] tells.
+    pub fn may_be_about_rrsets(&self) -> bool {
+        self.signed
+            && self.tsig_error.is_none()
+            && self.rcode == ResponseCode::Refused
+            && self.kind == RequestKind::Update
     }
 }
 
@@ -139,14 +169,15 @@ impl std::fmt::Display for Request<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Request::Query(key) => write!(f, "the query for {key}"),
-            Request::Update(UpdatePart { count: 0 | 1, .. }) => f.write_str("the update"),
-            Request::Update(part) => write!(
-                f,
-                "update message {} of {} (changing {})",
-                part.number,
-                part.count,
-                some_of(&part.changed)
-            ),
+            Request::Update(part) => match part.label {
+                Label::Only => f.write_str("the update"),
+                Label::Message { number, count } => write!(
+                    f,
+                    "update message {number} of {count} (changing {})",
+                    some_of(&part.changed)
+                ),
+                Label::Part => write!(f, "the update of {}", some_of(&part.changed)),
+            },
             Request::Transfer { message: 1 } => f.write_str("the zone transfer (AXFR)"),
             Request::Transfer { message } => {
                 write!(f, "message {message} of the zone transfer (AXFR)")
@@ -228,6 +259,62 @@ impl Endpoint {
         }
         .into())
     }
+}
+
+/// Why a server may refuse to change the RRsets at one name while it accepts the other
+/// changes of a batch with the same key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NameCause {
+    /// A label of the name holds `_`: not a host name (RFC 952, RFC 1123 §2.1), which BIND
+    /// refuses for address records in a primary zone (`check-names`, on by default).
+    NotHostName,
+    /// The name holds a CNAME (to the name given), and so no other data (RFC 1034 §3.6.2).
+    Cname(DnsName),
+    /// The name lies at or below this delegation (zone cut) in the zone.
+    BelowCut(DnsName),
+    /// Neither the name nor the server's answer for it tells.
+    Unknown,
+}
+
+/// The [`NameCause`] for `name`, from the name itself and the verified `answer` to a query
+/// for its address records, if there is one.
+pub fn name_cause(name: &DnsName, answer: Option<&Message>) -> NameCause {
+    if name.as_str().split('.').any(|label| label.contains('_')) {
+        return NameCause::NotHostName;
+    }
+    let Some(answer) = answer else {
+        return NameCause::Unknown;
+    };
+    let cname = answer.answers.iter().find_map(|record| match &record.data {
+        RData::CNAME(target) if dns_name_of(&record.name).as_ref() == Some(name) => {
+            dns_name_of(&target.0)
+        }
+        _ => None,
+    });
+    if let Some(target) = cname {
+        return NameCause::Cname(target);
+    }
+    match referral_cut(answer) {
+        Some(cut) => NameCause::BelowCut(cut),
+        None => NameCause::Unknown,
+    }
+}
+
+/// The zone cut a non-authoritative answer refers to (RFC 1034 §4.3.2: a referral names the
+/// delegation's NS records in the authority section), if it is a referral.
+pub fn referral_cut(answer: &Message) -> Option<DnsName> {
+    if answer.authoritative || !answer.answers.is_empty() {
+        return None;
+    }
+    answer
+        .authorities
+        .iter()
+        .find(|record| record.record_type() == hickory_proto::rr::RecordType::NS)
+        .and_then(|record| dns_name_of(&record.name))
+}
+
+fn dns_name_of(name: &Name) -> Option<DnsName> {
+    validate::dns_name(&name.to_ascii()).ok()
 }
 
 /// The RRset for `key` in an answer: the A/AAAA records of exactly that name and type

@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::rdata::tsig::TsigError;
 
-use super::answer::{Diagnosis, KeyVerdict, Request, RequestKind};
-use super::update::UpdatePart;
+use super::answer::{Diagnosis, KeyVerdict, NameCause, Request, RequestKind};
+use super::update::{Label, UpdatePart};
 use crate::dns::tsig::{FUDGE_SECONDS, TsigKey};
 use crate::dns::{OWNERSHIP_LABEL, ownership_name};
 use crate::model::{DnsName, RecordKey};
@@ -215,19 +215,40 @@ pub fn explain_diagnosed(
     }
 }
 
+/// Why the server refused the changes at `name` while it accepted others with the key, as
+/// far as [`NameCause`] tells, and what to do. Never a missing permission of the key: the
+/// server took the key's other changes.
+pub fn explain_refused_name(name: &DnsName, cause: &NameCause) -> String {
+    let accepted = "the server accepted the batch's other changes with the same key";
+    match cause {
+        NameCause::NotHostName => format!(
+            "{name} is not a host name (only letters, digits and hyphens; `_` is not one), and BIND refuses such owner names for address records in a primary zone (check-names, on by default); rename the record, or allow it with `check-names primary ignore;` in named.conf's options ({accepted})"
+        ),
+        NameCause::Cname(target) => format!(
+            "{name} holds a CNAME (to {target}), and a name with a CNAME can hold no other data (RFC 1034 §3.6.2); remove the CNAME, or manage another name ({accepted})"
+        ),
+        NameCause::BelowCut(cut) => format!(
+            "{name} is at or below the delegation of {cut} (its NS records), where the zone holds no data of its own; manage the name in the delegated zone ({accepted})"
+        ),
+        NameCause::Unknown => format!(
+            "{accepted}, so it refuses this name or its data (an `update-policy` that does not grant it, a server check); its log says why"
+        ),
+    }
+}
+
 /// Why an UPDATE's prerequisite failed, naming the RRsets it guarded (the server does not
 /// say which one failed). RFC 2136 §3.2.5: YXRRSET when an RRset to create exists, NXRRSET
 /// when an ownership record is gone; nothing of the message was applied (§3.2).
 pub fn explain_failed_prerequisite(rcode: ResponseCode, part: &UpdatePart) -> String {
     let guarded = &part.guarded;
     let creates_failed = matches!(rcode, ResponseCode::YXRRSet | ResponseCode::YXDomain);
-    let scope = if part.count > 1 {
-        "that message"
-    } else {
-        "the update"
+    let no_change = match (part.label, part.changed.len()) {
+        (Label::Only, _) => {
+            "nothing in the update was applied, and it will be handled in the next pass"
+        }
+        (Label::Part, 1) => "it will be handled in the next pass",
+        _ => "nothing in that message was applied, and it will be handled in the next pass",
     };
-    let no_change =
-        format!("nothing in {scope} was applied, and it will be handled in the next pass");
     match (guarded.created.as_slice(), guarded.deleted.as_slice()) {
         (created @ [_, ..], deleted) if creates_failed || deleted.is_empty() => format!(
             "{} appeared since it was read, so ipdrift did not create it over what is there; {no_change}",
@@ -241,7 +262,7 @@ pub fn explain_failed_prerequisite(rcode: ResponseCode, part: &UpdatePart) -> St
             "the ownership record ({OWNERSHIP_LABEL}.<name> TXT) of {} is gone, so ipdrift no longer owns it and did not delete it; {no_change}",
             one_of(deleted)
         ),
-        _ => format!("a prerequisite failed, but {scope} had none; check the server's log"),
+        _ => "a prerequisite failed, but the message had none; check the server's log".to_string(),
     }
 }
 
@@ -411,8 +432,7 @@ mod tests {
             rtype: RecordType::A,
         };
         let only = |created: Vec<RecordKey>, deleted: Vec<RecordKey>| UpdatePart {
-            number: 1,
-            count: 1,
+            label: Label::Only,
             changed: created.iter().chain(&deleted).cloned().collect(),
             guarded: Guarded { created, deleted },
         };
@@ -448,8 +468,10 @@ mod tests {
             })
             .collect();
         let part = UpdatePart {
-            number: 2,
-            count: 3,
+            label: Label::Message {
+                number: 2,
+                count: 3,
+            },
             changed: created.clone(),
             guarded: Guarded {
                 created,

@@ -75,6 +75,18 @@ pub fn soa_query(id: u16, zone: Name) -> Message {
     message
 }
 
+/// An UPDATE that changes nothing, with one prerequisite that holds in every zone (its SOA
+/// exists, RFC 2136 §2.4.1): servers answer it as they answer any UPDATE with the key,
+/// REFUSED (or BADKEY) when the key may not update the zone.
+pub fn permission_probe(id: u16, zone: Name) -> Message {
+    let soa = bare_rrset(
+        zone.clone(),
+        hickory_proto::rr::RecordType::SOA,
+        DNSClass::ANY,
+    );
+    update_message(id, zone, vec![soa], Vec::new())
+}
+
 /// A zone transfer query (RFC 5936 §2.1.1): the zone, type AXFR, class IN.
 pub fn transfer_query(id: u16, zone: Name) -> Message {
     let mut message = Message::new(id, MessageType::Query, OpCode::Query);

@@ -24,24 +24,29 @@ pub mod update;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, bail};
+use hickory_proto::op::Message;
 use tokio::io::AsyncWriteExt as _;
 
 use crate::BoxFuture;
 use crate::dns::tsig::TsigKey;
 use crate::dns::{DnsTarget, RecordChange, ZoneContents};
 use crate::model::{DnsName, RecordKey, RecordSet};
-use answer::{Diagnosis, Refusal, Request, diagnose, rrset_from_answer};
-use explain::{allow_transfers, answer_mnemonic, explain_diagnosed};
+use answer::{Diagnosis, Refusal, Request, diagnose, name_cause, rrset_from_answer};
+use explain::{
+    NAMED_IN_ERRORS, allow_transfers, answer_mnemonic, explain_diagnosed, explain_refused_name,
+};
 use message::{
-    Endpoint, is_truncated, query_message, sign, soa_query, transfer_query, update_message,
+    Endpoint, is_truncated, permission_probe, query_message, sign, soa_query, transfer_query,
+    update_message,
 };
 use tcp::read_message;
 use transfer::ZoneListing;
-use update::{MAX_UPDATE_BYTES, UpdatePart, update_outcome};
+use update::{Batch, Label, MAX_EXTRA_MESSAGES, MAX_UPDATE_BYTES, UpdatePart, Write};
 
 /// The most a zone transfer may carry, in bytes: about a million address records. A
 /// transfer this big is more likely the wrong zone, or a server that never stops, than a
@@ -164,8 +169,31 @@ impl Rfc2136Target {
 
     /// The RRsets of `keys` with one signed query each, pipelined on one connection.
     async fn query_rrsets(&self, keys: &BTreeSet<&RecordKey>) -> anyhow::Result<Vec<RecordSet>> {
+        let answers = self.query_answers(keys).await?;
+        let mut rrsets = Vec::new();
+        for (key, message) in &answers {
+            if !message.authoritative {
+                bail!(
+                    "{} answered {} without authority: it does not serve zone {}; point the target at the zone's primary, not a resolver",
+                    self.endpoint.who(),
+                    Request::Query(key),
+                    self.endpoint.zone
+                );
+            }
+            let owner = self.endpoint.owner_name(&key.name)?;
+            rrsets.extend(rrset_from_answer(key, &owner, message));
+        }
+        Ok(rrsets)
+    }
+
+    /// The verified answer to one signed query for each of `keys`, pipelined on one
+    /// connection; the first refusal fails them all, explained.
+    async fn query_answers(
+        &self,
+        keys: &BTreeSet<&RecordKey>,
+    ) -> anyhow::Result<HashMap<RecordKey, Message>> {
         if keys.is_empty() {
-            return Ok(Vec::new());
+            return Ok(HashMap::new());
         }
         if keys.len() > usize::from(u16::MAX) {
             bail!(
@@ -182,62 +210,97 @@ impl Rfc2136Target {
         let mut requests = Vec::new();
         for (id, &key) in (0..=u16::MAX).map(|n| first_id.wrapping_add(n)).zip(keys) {
             let owner = self.endpoint.owner_name(&key.name)?;
-            let mut query = query_message(id, owner.clone(), key.rtype);
+            let mut query = query_message(id, owner, key.rtype);
             let verifier = sign(&mut query, &signer)?;
             requests.push(query.to_vec().context("encoding a DNS query")?);
-            pending.insert(id, (key, owner, verifier));
+            pending.insert(id, (key, verifier));
         }
 
-        let mut rrsets = Vec::new();
+        let mut answers = HashMap::new();
         for answer in self.exchange(&requests).await? {
             let id = u16::from_be_bytes([answer[0], answer[1]]);
-            let Some((key, owner, mut verifier)) = pending.remove(&id) else {
+            let Some((key, mut verifier)) = pending.remove(&id) else {
                 bail!(
                     "{} sent an answer (id {id}) to no pending query; is something else answering on that address?",
                     self.endpoint.who()
                 );
             };
-            let request = Request::Query(key);
-            let message = match self.endpoint.check_answer(request, &answer, &mut verifier) {
-                Ok(message) => message,
+            match self
+                .endpoint
+                .check_answer(Request::Query(key), &answer, &mut verifier)
+            {
+                Ok(message) => answers.insert(key.clone(), message),
                 Err(error) => return Err(self.explained(error).await),
             };
-            if !message.authoritative {
-                bail!(
-                    "{} answered {request} without authority: it does not serve zone {}; point the target at the zone's primary, not a resolver",
-                    self.endpoint.who(),
-                    self.endpoint.zone
-                );
-            }
-            rrsets.extend(rrset_from_answer(key, &owner, &message));
         }
-        Ok(rrsets)
+        Ok(answers)
     }
 
     /// Writes `changes` in as few UPDATE messages as fit (usually one), pipelined on one
     /// connection. The server applies each message atomically and on its own (RFC 2136
-    /// §3.2, §3.4), so a refused message is reported, naming its RRsets, while the others
-    /// still take effect.
+    /// §3.2, §3.4), so when it refuses one because of some of its RRsets, the message's
+    /// halves are sent again, and theirs, until the refused RRsets stand alone (at most
+    /// [`MAX_EXTRA_MESSAGES`] more messages): every other change is written in the same pass,
+    /// and the error names the refused RRsets and why.
     async fn send_update(&self, changes: &[RecordChange]) -> anyhow::Result<()> {
         if changes.is_empty() {
             return Ok(());
         }
+        let batch = self.endpoint.batch(changes, MAX_UPDATE_BYTES)?;
+        let mut write = Write::new(&batch, MAX_EXTRA_MESSAGES);
+        let mut round = write.first_round(MAX_UPDATE_BYTES);
+        // Whether the key may update the zone at all, once a signed REFUSED asks.
+        let mut may_update = None;
+        let mut diagnosis = None;
+        while !round.is_empty() {
+            let mut next = Vec::new();
+            for (groups, answer) in self.send_round(&batch, round).await? {
+                let Err(error) = answer else {
+                    write.accepted(groups);
+                    continue;
+                };
+                let about_rrsets = match error.downcast_ref::<Refusal>() {
+                    Some(refusal) if refusal.may_be_about_rrsets() => match may_update {
+                        Some(may) => may,
+                        None => *may_update.insert(self.may_update().await),
+                    },
+                    Some(refusal) => refusal.is_about_rrsets(),
+                    None => false,
+                };
+                let error = self.explained_with(error, &mut diagnosis).await;
+                next.extend(write.refused(groups, error, about_rrsets));
+            }
+            round = next;
+        }
+        if may_update == Some(true) {
+            self.explain_refused_names(&batch, &mut write).await;
+        }
+        write.outcome()
+    }
+
+    /// Sends one round of a write, each message holding a run of the batch's groups, and
+    /// returns what the server answered to each.
+    async fn send_round(
+        &self,
+        batch: &Batch,
+        round: Vec<(Range<usize>, Label)>,
+    ) -> anyhow::Result<Vec<(Range<usize>, anyhow::Result<()>)>> {
         let zone = self.endpoint.checked_name(&self.endpoint.zone)?;
-        let messages = self.endpoint.update_messages(changes, MAX_UPDATE_BYTES)?;
-        let count = messages.len();
         let signer = self.endpoint.key.signer();
         // Pipelined answers may come back in any order (RFC 7766 §6.2.1.1): match them by id.
         let first_id: u16 = rand::random();
         let mut pending = HashMap::new();
-        let mut requests = Vec::with_capacity(count);
-        for (index, mut sections) in messages.into_iter().enumerate() {
+        let mut requests = Vec::with_capacity(round.len());
+        for (index, (groups, label)) in round.into_iter().enumerate() {
             let offset = u16::try_from(index).map_err(|_| {
                 anyhow!(
-                    "{}: {count} UPDATE messages cannot be sent on one connection (message ids are 16 bits); write fewer changes at a time",
+                    "{}: {index} UPDATE messages cannot be sent on one connection (message ids are 16 bits); write fewer changes at a time",
                     self.endpoint.who()
                 )
             })?;
             let id = first_id.wrapping_add(offset);
+            let mut sections = batch.sections(groups.clone());
+            let part = sections.part(label);
             let updates = sections.updates();
             let mut update = update_message(id, zone.clone(), sections.prerequisites, updates);
             let verifier = sign(&mut update, &signer)?;
@@ -246,42 +309,80 @@ impl Rfc2136Target {
             // size budget keeps every message well below, and this keeps a cut UPDATE unsent.
             if is_truncated(&request) {
                 bail!(
-                    "{}: UPDATE message {} of {count} did not fit in a DNS message; nothing was sent",
+                    "{}: {} did not fit in a DNS message; nothing was sent",
                     self.endpoint.who(),
-                    index + 1
+                    Request::Update(&part)
                 );
             }
             requests.push(request);
-            let part = UpdatePart {
-                number: index + 1,
-                count,
-                changed: sections.changed,
-                guarded: sections.guarded,
-            };
-            pending.insert(id, (part, verifier));
+            pending.insert(id, (groups, part, verifier));
         }
 
-        let mut refused = BTreeMap::new();
-        let mut diagnosis = None;
+        let mut answers = Vec::with_capacity(requests.len());
         for answer in self.exchange(&requests).await? {
             let id = u16::from_be_bytes([answer[0], answer[1]]);
-            let Some((part, mut verifier)) = pending.remove(&id) else {
+            let Some((groups, part, mut verifier)) = pending.remove(&id) else {
                 bail!(
                     "{} sent an answer (id {id}) to no pending update; is something else answering on that address?",
                     self.endpoint.who()
                 );
             };
-            if let Err(error) =
+            let checked =
                 self.endpoint
-                    .check_answer(Request::Update(&part), &answer, &mut verifier)
-            {
-                refused.insert(
-                    part.number,
-                    self.explained_with(error, &mut diagnosis).await,
-                );
+                    .check_answer(Request::Update(&part), &answer, &mut verifier);
+            answers.push((groups, checked.map(drop)));
+        }
+        Ok(answers)
+    }
+
+    /// Whether the key may update the zone at all: the server's answer to an UPDATE that
+    /// changes nothing ([`permission_probe`]). A server that does not answer counts as
+    /// refusing, so that a write never splits messages on a guess.
+    async fn may_update(&self) -> bool {
+        let Ok(zone) = self.endpoint.checked_name(&self.endpoint.zone) else {
+            return false;
+        };
+        let mut probe = permission_probe(rand::random(), zone);
+        let Ok(mut verifier) = sign(&mut probe, &self.endpoint.key.signer()) else {
+            return false;
+        };
+        let Ok(request) = probe.to_vec() else {
+            return false;
+        };
+        let part = UpdatePart::default();
+        match self.exchange(&[request]).await {
+            Ok(answers) => answers.first().is_some_and(|answer| {
+                self.endpoint
+                    .check_answer(Request::Update(&part), answer, &mut verifier)
+                    .is_ok()
+            }),
+            Err(_) => false,
+        }
+    }
+
+    /// Rewords the errors of the names the server refused alone while it took the key's
+    /// other changes: why, as far as the name and the server's answer for it tell
+    /// ([`name_cause`]). At most [`NAMED_IN_ERRORS`] names are looked up.
+    async fn explain_refused_names(&self, batch: &Batch, write: &mut Write<'_>) {
+        let mut names = Vec::new();
+        for (groups, error) in write.refusals_mut() {
+            let is_name_refusal = error
+                .downcast_ref::<Refusal>()
+                .is_some_and(Refusal::may_be_about_rrsets);
+            if is_name_refusal && groups.len() == 1 && names.len() < NAMED_IN_ERRORS {
+                let key = batch.sections(groups.clone()).changed[0].clone();
+                names.push((key, error));
             }
         }
-        update_outcome(refused.into_values().collect(), count)
+        let keys: BTreeSet<&RecordKey> = names.iter().map(|(key, _)| key).collect();
+        let answers = self.query_answers(&keys).await.unwrap_or_default();
+        for (key, error) in names {
+            let cause = name_cause(&key.name, answers.get(&key));
+            let why = explain_refused_name(&key.name, &cause);
+            if let Some(refusal) = error.downcast_mut::<Refusal>() {
+                refusal.why = why;
+            }
+        }
     }
 
     /// Every ownership record and address RRset of the zone, from one zone transfer; a

@@ -3,6 +3,7 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap};
+use std::ops::Range;
 
 use anyhow::{anyhow, bail};
 use hickory_proto::op::Query;
@@ -24,9 +25,15 @@ pub const MAX_UPDATE_BYTES: usize = 65_535 - 1_024;
 /// A DNS message header (RFC 1035 §4.1.1).
 const HEADER_BYTES: usize = 12;
 
+/// How many messages a write may send beyond its first round to isolate the RRsets the
+/// server refused, splitting each refused message in halves: one refused name among 1 500
+/// costs about 22, so a few bad names in a big batch are found and a server that refuses
+/// everything costs little.
+pub const MAX_EXTRA_MESSAGES: usize = 64;
+
 /// The RRsets an UPDATE's prerequisites guard, to name them when the server says one failed
 /// (it does not say which).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Guarded {
     /// Created only if they do not exist (RFC 2136 §2.4.3).
     pub created: Vec<RecordKey>,
@@ -34,12 +41,22 @@ pub struct Guarded {
     pub deleted: Vec<RecordKey>,
 }
 
+/// Which message of a write an UPDATE is, for naming it in errors.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Label {
+    /// The one message of a write: "the update".
+    #[default]
+    Only,
+    /// Message `number` (from 1) of the `count` of a write's first round.
+    Message { number: usize, count: usize },
+    /// Part of a refused message, sent again alone to find what the server refused.
+    Part,
+}
+
 /// One UPDATE message of a write, and what it changes, to name them in errors.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct UpdatePart {
-    /// Counting from 1, of `count`; a write of one message is simply "the update".
-    pub number: usize,
-    pub count: usize,
+    pub label: Label,
     /// Every RRset the message changes.
     pub changed: Vec<RecordKey>,
     pub guarded: Guarded,
@@ -47,7 +64,7 @@ pub struct UpdatePart {
 
 /// The prerequisite and update sections of one UPDATE (RFC 2136 §2.4, §2.5), with the
 /// deletions kept apart so that they precede every addition of the message.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct UpdateSections {
     pub prerequisites: Vec<Record>,
     pub deletions: Vec<Record>,
@@ -71,16 +88,86 @@ impl UpdateSections {
         self.bytes += other.bytes;
     }
 
-    /// The update section: deletions first (see [`Rfc2136Target::update_messages`]).
+    /// The update section: deletions first (see [`Endpoint::batch`]).
     pub fn updates(&mut self) -> Vec<Record> {
         let mut updates = std::mem::take(&mut self.deletions);
         updates.append(&mut self.additions);
         updates
     }
+
+    /// What errors need to know of the message these sections make.
+    pub fn part(&self, label: Label) -> UpdatePart {
+        UpdatePart {
+            label,
+            changed: self.changed.clone(),
+            guarded: self.guarded.clone(),
+        }
+    }
+}
+
+/// The changes of a write, one group per name in the order the names first appear: all
+/// changes at one name go into one message, so that the ownership record, which is per
+/// name, stays right (see [`Endpoint::batch`]). A message holds a run of groups.
+#[derive(Debug)]
+pub struct Batch {
+    groups: Vec<UpdateSections>,
+    /// The header and zone section every message has.
+    fixed_bytes: usize,
+}
+
+impl Batch {
+    /// How many names the batch changes.
+    pub fn len(&self) -> usize {
+        self.groups.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+
+    /// The runs of `groups` that fill messages of at most `max_bytes` before signing, in
+    /// order; a name whose records would not fit starts the next message.
+    pub fn pack(&self, groups: Range<usize>, max_bytes: usize) -> Vec<Range<usize>> {
+        let mut runs = Vec::new();
+        let mut start = groups.start;
+        let mut bytes = self.fixed_bytes;
+        for index in groups.clone() {
+            let group = self.groups[index].bytes;
+            if index > start && bytes + group > max_bytes {
+                runs.push(start..index);
+                start = index;
+                bytes = self.fixed_bytes;
+            }
+            bytes += group;
+        }
+        if start < groups.end {
+            runs.push(start..groups.end);
+        }
+        runs
+    }
+
+    /// The sections of the message holding `groups`.
+    pub fn sections(&self, groups: Range<usize>) -> UpdateSections {
+        let mut sections = UpdateSections::default();
+        for group in &self.groups[groups] {
+            sections.append(group.clone());
+        }
+        sections
+    }
+
+    /// How many RRsets `groups` change.
+    pub fn changes(&self, groups: Range<usize>) -> usize {
+        self.groups[groups]
+            .iter()
+            .map(|group| group.changed.len())
+            .sum()
+    }
 }
 
 impl Endpoint {
-    /// The UPDATE messages that make `changes`, each at most `max_bytes` before signing:
+    /// The changes as UPDATE sections, grouped by name ([`Batch`]), refusing anything that
+    /// must not be sent and any name whose changes would not fit in one message of
+    /// `max_bytes`:
     /// - `Replace`: delete the RRset, add `to`.
     /// - `Create`: prerequisite "RRset does not exist", so a create never merges with an RRset
     ///   that appeared since it was read; add `to` and the ownership record.
@@ -90,17 +177,12 @@ impl Endpoint {
     /// The server applies a message's updates in order (RFC 2136 §3.4.2) and ownership is per
     /// name, so deletions go first: a `Create` at a name where another type is deleted in the
     /// same batch then re-adds the ownership record instead of losing it. For the same
-    /// reason all changes at one name go into one message. Names fill messages in the order
-    /// they first appear; a name whose records would not fit starts the next message.
-    pub fn update_messages(
-        &self,
-        changes: &[RecordChange],
-        max_bytes: usize,
-    ) -> anyhow::Result<Vec<UpdateSections>> {
+    /// reason all changes at one name go into one message.
+    pub fn batch(&self, changes: &[RecordChange], max_bytes: usize) -> anyhow::Result<Batch> {
         let zone = self.checked_name(&self.zone)?;
         let zone_section = Query::query(zone, hickory_proto::rr::RecordType::SOA);
         let fixed_bytes = HEADER_BYTES + encoded_len(&zone_section)?;
-        let mut names: Vec<UpdateSections> = Vec::new();
+        let mut groups: Vec<UpdateSections> = Vec::new();
         let mut index_of_name: HashMap<&DnsName, usize> = HashMap::new();
         let mut seen = BTreeSet::new();
         for change in changes {
@@ -113,35 +195,31 @@ impl Endpoint {
             }
             let sections = self.change_sections(change)?;
             match index_of_name.entry(&key.name) {
-                Entry::Occupied(index) => names[*index.get()].append(sections),
+                Entry::Occupied(index) => groups[*index.get()].append(sections),
                 Entry::Vacant(vacant) => {
-                    vacant.insert(names.len());
-                    names.push(sections);
+                    vacant.insert(groups.len());
+                    groups.push(sections);
                 }
             }
         }
-
-        let mut messages = Vec::new();
-        let mut message = UpdateSections::default();
-        for name in names {
-            if fixed_bytes + name.bytes > max_bytes {
-                bail!(
-                    "{}: the changes at {} take {} bytes, more than one UPDATE message holds ({max_bytes}); give the RRset fewer addresses",
-                    self.who(),
-                    name.changed[0].name,
-                    name.bytes
-                );
-            }
-            if !message.changed.is_empty() && fixed_bytes + message.bytes + name.bytes > max_bytes {
-                messages.push(std::mem::take(&mut message));
-            }
-            message.append(name);
+        if let Some(group) = groups
+            .iter()
+            .find(|group| fixed_bytes + group.bytes > max_bytes)
+        {
+            bail!(
+                "{}: the changes at {} take {} bytes, more than one UPDATE message holds ({max_bytes}); give the RRset fewer addresses",
+                self.who(),
+                group.changed[0].name,
+                group.bytes
+            );
         }
-        messages.push(message);
-        Ok(messages)
+        Ok(Batch {
+            groups,
+            fixed_bytes,
+        })
     }
 
-    /// The sections of one change (see [`Self::update_messages`]), with their size.
+    /// The sections of one change (see [`Self::batch`]), with their size.
     pub fn change_sections(&self, change: &RecordChange) -> anyhow::Result<UpdateSections> {
         let key = change.key();
         let owner = self.owner_name(&key.name)?;
@@ -210,32 +288,111 @@ impl Endpoint {
     }
 }
 
-/// The result of a write of `count` UPDATE messages from the errors of the refused ones, in
-/// message order. A write of one message fails with that message's error; otherwise every
-/// refused message is named and the error says how many were applied all the same.
-pub fn update_outcome(refused: Vec<anyhow::Error>, count: usize) -> anyhow::Result<()> {
-    let applied = count - refused.len();
-    let mut errors = refused.into_iter();
-    let Some(first) = errors.next() else {
-        return Ok(());
-    };
-    if count == 1 {
-        return Err(first);
+/// What a write sends and what became of it: each message the server refuses is split in
+/// halves and its halves sent again, until the refused RRsets stand alone or the extra
+/// messages run out, so that one bad name does not keep the other changes of the batch
+/// from being written. Pure: the caller sends each round and reports each answer.
+#[derive(Debug)]
+pub struct Write<'a> {
+    batch: &'a Batch,
+    /// Extra messages left for isolating refused RRsets.
+    budget: usize,
+    /// How many RRsets the server accepted.
+    written: usize,
+    /// The groups whose message the server refused for good, with its error.
+    refused: Vec<(Range<usize>, anyhow::Error)>,
+}
+
+impl<'a> Write<'a> {
+    pub fn new(batch: &'a Batch, budget: usize) -> Self {
+        Self {
+            batch,
+            budget,
+            written: 0,
+            refused: Vec::new(),
+        }
     }
-    let mut text = format!("{first:#}");
-    for error in errors {
-        text.push_str(&format!("; {error:#}"));
+
+    /// The first round: every group, in as few messages of at most `max_bytes` as fit.
+    pub fn first_round(&self, max_bytes: usize) -> Vec<(Range<usize>, Label)> {
+        let runs = self.batch.pack(0..self.batch.len(), max_bytes);
+        let count = runs.len();
+        runs.into_iter()
+            .enumerate()
+            .map(|(index, run)| {
+                let label = match count {
+                    1 => Label::Only,
+                    _ => Label::Message {
+                        number: index + 1,
+                        count,
+                    },
+                };
+                (run, label)
+            })
+            .collect()
     }
-    match applied {
-        0 => text.push_str(&format!(
-            "; none of the {count} update messages was applied"
-        )),
-        1 => text.push_str("; the other update message was applied"),
-        _ => text.push_str(&format!(
-            "; the other {applied} update messages were applied"
-        )),
+
+    /// The server applied the message of `groups`.
+    pub fn accepted(&mut self, groups: Range<usize>) {
+        self.written += self.batch.changes(groups);
     }
-    Err(anyhow!(text))
+
+    /// The server refused the message of `groups` with `error`. When the refusal may be
+    /// about some of its RRsets (`about_rrsets`), the message holds more than one name and
+    /// the budget allows, returns its halves to send in the next round; otherwise keeps the
+    /// error for the outcome.
+    pub fn refused(
+        &mut self,
+        groups: Range<usize>,
+        error: anyhow::Error,
+        about_rrsets: bool,
+    ) -> Vec<(Range<usize>, Label)> {
+        if about_rrsets && groups.len() > 1 && self.budget >= 2 {
+            self.budget -= 2;
+            let middle = groups.start + groups.len() / 2;
+            return vec![
+                (groups.start..middle, Label::Part),
+                (middle..groups.end, Label::Part),
+            ];
+        }
+        self.refused.push((groups, error));
+        Vec::new()
+    }
+
+    /// The errors kept so far, in the order of their groups, to reword them.
+    pub fn refusals_mut(&mut self) -> impl Iterator<Item = (&Range<usize>, &mut anyhow::Error)> {
+        self.refused.sort_by_key(|(groups, _)| groups.start);
+        self.refused
+            .iter_mut()
+            .map(|(groups, error)| (&*groups, error))
+    }
+
+    /// The result of the write. A write of one message that the server refused as a whole
+    /// fails with that message's error; otherwise every refused message is named and the
+    /// error says how many RRsets were written all the same.
+    pub fn outcome(mut self) -> anyhow::Result<()> {
+        self.refused.sort_by_key(|(groups, _)| groups.start);
+        let total = self.batch.changes(0..self.batch.len());
+        if let [(groups, _)] = self.refused.as_slice()
+            && *groups == (0..self.batch.len())
+        {
+            return Err(self.refused.remove(0).1);
+        }
+        let mut refused = self.refused.into_iter().map(|(_, error)| error);
+        let Some(first) = refused.next() else {
+            return Ok(());
+        };
+        let mut text = format!("{first:#}");
+        for error in refused {
+            text.push_str(&format!("; {error:#}"));
+        }
+        match self.written {
+            0 => text.push_str(&format!("; none of the {total} changes was written")),
+            1 => text.push_str("; the other change was written"),
+            written => text.push_str(&format!("; the other {written} changes were written")),
+        }
+        Err(anyhow!(text))
+    }
 }
 
 #[cfg(test)]
@@ -249,10 +406,22 @@ mod tests {
     use crate::model::RecordType;
 
     /// The sections of the UPDATE that makes `changes`, which must fit in one message.
+    /// The messages of the first round of a write of `changes`.
+    fn messages(
+        endpoint: &Endpoint,
+        changes: &[RecordChange],
+        max_bytes: usize,
+    ) -> anyhow::Result<Vec<UpdateSections>> {
+        let batch = endpoint.batch(changes, max_bytes)?;
+        Ok(batch
+            .pack(0..batch.len(), max_bytes)
+            .into_iter()
+            .map(|run| batch.sections(run))
+            .collect())
+    }
+
     fn one_message(changes: &[RecordChange]) -> UpdateSections {
-        let mut messages = endpoint()
-            .update_messages(changes, MAX_UPDATE_BYTES)
-            .unwrap();
+        let mut messages = messages(&endpoint(), changes, MAX_UPDATE_BYTES).unwrap();
         assert_eq!(messages.len(), 1);
         messages.remove(0)
     }
@@ -428,8 +597,7 @@ mod tests {
             to: rrset("www.example.test.", RecordType::A, 60, &[]),
             owner: "heritage=ipdrift,owner=test".into(),
         };
-        let text = endpoint
-            .update_messages(&[empty_create], MAX_UPDATE_BYTES)
+        let text = messages(&endpoint, &[empty_create], MAX_UPDATE_BYTES)
             .unwrap_err()
             .to_string();
         assert!(
@@ -445,8 +613,7 @@ mod tests {
                 to: rrset("www.example.test.", RecordType::A, 60, &["192.0.2.1"]),
             },
         ];
-        let text = endpoint
-            .update_messages(&twice, MAX_UPDATE_BYTES)
+        let text = messages(&endpoint, &twice, MAX_UPDATE_BYTES)
             .unwrap_err()
             .to_string();
         assert!(text.contains("changed twice in one update"), "{text}");
@@ -455,9 +622,7 @@ mod tests {
     #[test]
     fn a_batch_too_big_for_one_message_is_split_into_messages_that_fit_when_signed() {
         let changes = replaces(1500);
-        let messages = endpoint()
-            .update_messages(&changes, MAX_UPDATE_BYTES)
-            .unwrap();
+        let messages = messages(&endpoint(), &changes, MAX_UPDATE_BYTES).unwrap();
         assert_eq!(messages.len(), 2);
         let changed: Vec<&RecordKey> = messages.iter().flat_map(|m| &m.changed).collect();
         let wanted: Vec<&RecordKey> = changes.iter().map(RecordChange::key).collect();
@@ -483,8 +648,7 @@ mod tests {
 
     #[test]
     fn hickory_truncates_a_message_past_65535_bytes_instead_of_failing() {
-        let mut sections = endpoint()
-            .update_messages(&replaces(1000), usize::MAX)
+        let mut sections = messages(&endpoint(), &replaces(1000), usize::MAX)
             .unwrap()
             .remove(0);
         let updates = sections.updates();
@@ -518,7 +682,7 @@ mod tests {
             },
         ];
         // Room for the changes at www, not for api's as well.
-        let messages = endpoint().update_messages(&changes, 300).unwrap();
+        let messages = messages(&endpoint(), &changes, 300).unwrap();
         let changed: Vec<Vec<String>> = messages
             .iter()
             .map(|m| m.changed.iter().map(ToString::to_string).collect())
@@ -544,8 +708,7 @@ mod tests {
             from: None,
             to: rrset("www.example.test.", RecordType::A, 60, &addrs),
         };
-        let text = endpoint()
-            .update_messages(&[huge], MAX_UPDATE_BYTES)
+        let text = messages(&endpoint(), &[huge], MAX_UPDATE_BYTES)
             .unwrap_err()
             .to_string();
         assert!(
@@ -554,25 +717,120 @@ mod tests {
         );
     }
 
+    /// Plays a write of `changes` against a server that refuses every message holding one
+    /// of `bad`, and returns the messages sent in each round and the outcome.
+    fn play(
+        changes: &[RecordChange],
+        bad: &[&str],
+        budget: usize,
+    ) -> (Vec<usize>, anyhow::Result<()>) {
+        let batch = endpoint().batch(changes, MAX_UPDATE_BYTES).unwrap();
+        let mut write = Write::new(&batch, budget);
+        let mut round = write.first_round(MAX_UPDATE_BYTES);
+        let mut sent = Vec::new();
+        while !round.is_empty() {
+            sent.push(round.len());
+            let mut next = Vec::new();
+            for (groups, label) in round {
+                let sections = batch.sections(groups.clone());
+                let refused: Vec<&RecordKey> = sections
+                    .changed
+                    .iter()
+                    .filter(|key| bad.contains(&key.name.as_str()))
+                    .collect();
+                if refused.is_empty() {
+                    write.accepted(groups);
+                } else {
+                    let part = sections.part(label);
+                    let error = anyhow!(
+                        "refused {}",
+                        crate::dns::rfc2136::answer::Request::Update(&part)
+                    );
+                    next.extend(write.refused(groups, error, true));
+                }
+            }
+            round = next;
+        }
+        (sent, write.outcome())
+    }
+
     #[test]
-    fn a_write_of_several_messages_reports_every_refused_one_and_counts_the_rest() {
-        assert!(update_outcome(Vec::new(), 3).is_ok());
-        let alone = update_outcome(vec![anyhow!("refused the update")], 1).unwrap_err();
-        assert_eq!(alone.to_string(), "refused the update");
-        let some = update_outcome(vec![anyhow!("refused message 2")], 3).unwrap_err();
+    fn a_refused_message_is_split_until_the_refused_rrsets_stand_alone() {
+        let mut changes = replaces(3);
+        changes.push(RecordChange::Replace {
+            from: None,
+            to: rrset("web_05.example.test.", RecordType::A, 60, &["192.0.2.5"]),
+        });
+        let (sent, outcome) = play(&changes, &["web_05.example.test."], MAX_EXTRA_MESSAGES);
+        assert_eq!(sent, [1, 2, 2]);
         assert_eq!(
-            some.to_string(),
-            "refused message 2; the other 2 update messages were applied"
+            outcome.unwrap_err().to_string(),
+            "refused the update of web_05.example.test. A; the other 3 changes were written"
         );
-        let one = update_outcome(vec![anyhow!("refused message 2")], 2).unwrap_err();
+
+        // One bad name among 1 500 in two messages: about two messages per halving.
+        let mut changes = replaces(1500);
+        changes[1200] = RecordChange::Replace {
+            from: None,
+            to: rrset("web_05.example.test.", RecordType::A, 60, &["192.0.2.5"]),
+        };
+        let (sent, outcome) = play(&changes, &["web_05.example.test."], MAX_EXTRA_MESSAGES);
+        let extra: usize = sent[1..].iter().sum();
+        assert_eq!(sent[0], 2);
+        assert!(extra <= 22, "{sent:?}");
         assert_eq!(
-            one.to_string(),
-            "refused message 2; the other update message was applied"
+            outcome.unwrap_err().to_string(),
+            "refused the update of web_05.example.test. A; the other 1499 changes were written"
         );
-        let all = update_outcome(vec![anyhow!("refused 1"), anyhow!("refused 2")], 2).unwrap_err();
+    }
+
+    #[test]
+    fn splitting_stops_when_the_extra_messages_run_out() {
+        let bad: Vec<String> = (0..20)
+            .map(|n| format!("web-{:05}.example.test.", n * 50))
+            .collect();
+        let bad: Vec<&str> = bad.iter().map(String::as_str).collect();
+        let (sent, outcome) = play(&replaces(1000), &bad, 8);
         assert_eq!(
-            all.to_string(),
-            "refused 1; refused 2; none of the 2 update messages was applied"
+            (sent[0], sent[1..].iter().sum::<usize>()),
+            (2, 8),
+            "{sent:?}"
         );
+        let text = outcome.unwrap_err().to_string();
+        assert!(
+            text.starts_with("refused the update of web-00000.example.test. A, "),
+            "{text}"
+        );
+        assert!(text.contains(" more; "), "{text}");
+    }
+
+    #[test]
+    fn a_write_reports_every_refused_part_and_counts_what_was_written() {
+        let single = [RecordChange::Replace {
+            from: None,
+            to: rrset("www.example.test.", RecordType::A, 60, &["192.0.2.1"]),
+        }];
+        let (_, alone) = play(&single, &["www.example.test."], MAX_EXTRA_MESSAGES);
+        assert_eq!(alone.unwrap_err().to_string(), "refused the update");
+        assert!(play(&replaces(3), &[], MAX_EXTRA_MESSAGES).1.is_ok());
+        let (_, two) = play(
+            &replaces(4),
+            &["web-00000.example.test.", "web-00003.example.test."],
+            MAX_EXTRA_MESSAGES,
+        );
+        assert_eq!(
+            two.unwrap_err().to_string(),
+            "refused the update of web-00000.example.test. A; refused the update of web-00003.example.test. A; the other 2 changes were written"
+        );
+        // Refused for good (about_rrsets false): nothing is split.
+        let batch = endpoint().batch(&replaces(2), MAX_UPDATE_BYTES).unwrap();
+        let mut write = Write::new(&batch, MAX_EXTRA_MESSAGES);
+        let round = write.first_round(MAX_UPDATE_BYTES);
+        assert!(
+            write
+                .refused(round[0].0.clone(), anyhow!("wrong key"), false)
+                .is_empty()
+        );
+        assert_eq!(write.outcome().unwrap_err().to_string(), "wrong key");
     }
 }
