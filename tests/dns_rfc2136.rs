@@ -874,6 +874,39 @@ every_server! {
 }
 
 every_server! {
+    /// Every server accepts an address below a delegation of the zone (it is occluded,
+    /// RFC 2181 §6) and answers a query for it with a referral: reads take it as absent,
+    /// as a zone transfer's glue, and still read the other RRsets.
+    async fn a_name_below_a_delegation_reads_as_absent_without_failing_the_read(server: Server) {
+        let mut records = RECORDS.to_vec();
+        records.extend([("sub", "NS", "ns.sub"), ("ns.sub", "A", "192.0.2.53")]);
+        let dns = server.start(&records, Grants::UpdateAndTransfer);
+        let target = target(&*dns);
+        target
+            .write(&[
+                replace(rrset("x.sub.example.test.", RecordType::A, 60, &["192.0.2.130"])),
+                replace(rrset("www.example.test.", RecordType::A, 60, &["192.0.2.131"])),
+            ])
+            .await
+            .unwrap();
+        let keys = [
+            key("x.sub.example.test.", RecordType::A),
+            key("ns.sub.example.test.", RecordType::A),
+            key("www.example.test.", RecordType::A),
+        ];
+        let by_queries = target.read(&keys).await.unwrap();
+        assert_eq!(
+            by_queries,
+            [rrset("www.example.test.", RecordType::A, 60, &["192.0.2.131"])]
+        );
+        let listing = target.read_listing().await.unwrap();
+        let rrsets = listing.rrsets.unwrap();
+        assert!(!rrsets.iter().any(|rrset| rrset.key == keys[0]), "{rrsets:?}");
+        assert!(!rrsets.iter().any(|rrset| rrset.key == keys[1]), "{rrsets:?}");
+    }
+}
+
+every_server! {
     /// An address at a name that holds a CNAME: BIND and Knot ignore the addition (RFC 2136
     /// §3.4.2.2) and answer NOERROR, so only reading back shows it; PowerDNS refuses it.
     async fn an_address_at_a_cname_is_isolated_where_the_server_refuses_it(server: Server) {

@@ -317,11 +317,35 @@ fn dns_name_of(name: &Name) -> Option<DnsName> {
     validate::dns_name(&name.to_ascii()).ok()
 }
 
+/// The server answered a query without authority, and not with a referral inside the zone:
+/// it is a resolver, or does not serve the zone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotAuthoritative;
+
+/// The RRset of `key` (at `owner`) that a verified answer holds ([`rrset_from_answer`]).
+/// A referral to a delegation inside `zone` means the name's addresses are not the zone's
+/// own data (glue or occluded, RFC 1034 §4.2.1): none, as a zone transfer's listing counts
+/// them, so that one such name does not fail a whole read.
+pub fn queried_rrset(
+    zone: &DnsName,
+    key: &RecordKey,
+    owner: &Name,
+    answer: &Message,
+) -> Result<Option<RecordSet>, NotAuthoritative> {
+    if answer.authoritative {
+        return Ok(rrset_from_answer(key, owner, answer));
+    }
+    match referral_cut(answer) {
+        Some(cut) if cut != *zone && cut.is_in_zone(zone) => Ok(None),
+        _ => Err(NotAuthoritative),
+    }
+}
+
 /// The RRset for `key` in an answer: the A/AAAA records of exactly that name and type
 /// (a CNAME or other records the server adds are not part of it). `None` when there are
 /// none (NODATA, NXDOMAIN). The TTL is the lowest of the records' TTLs, which RFC 2181 §5.2
 /// requires to be equal anyway.
-pub fn rrset_from_answer(key: &RecordKey, owner: &Name, answer: &Message) -> Option<RecordSet> {
+fn rrset_from_answer(key: &RecordKey, owner: &Name, answer: &Message) -> Option<RecordSet> {
     let mut ttl = None::<u32>;
     let mut addrs = BTreeSet::new();
     for record in answer.answers.iter().filter(|record| record.name == *owner) {
@@ -607,6 +631,96 @@ mod tests {
                 key: KeyVerdict::Unknown
             }
         );
+    }
+
+    /// A response (not authoritative) with `authorities` NS records, as a referral is.
+    fn referral(cut: &str) -> Message {
+        let mut answer = Message::new(1, MessageType::Response, OpCode::Query);
+        answer.add_authority(Record::from_rdata(
+            Name::from_ascii(cut).unwrap(),
+            300,
+            RData::NS(hickory_proto::rr::rdata::NS(
+                Name::from_ascii("ns.example.net.").unwrap(),
+            )),
+        ));
+        answer
+    }
+
+    #[test]
+    fn a_referral_inside_the_zone_is_no_rrset_and_any_other_answer_without_authority_fails() {
+        let zone = name("example.test.");
+        let key = RecordKey {
+            name: name("x.sub.example.test."),
+            rtype: RecordType::A,
+        };
+        let owner = Name::from_ascii("x.sub.example.test.").unwrap();
+        assert_eq!(
+            queried_rrset(&zone, &key, &owner, &referral("sub.example.test.")),
+            Ok(None)
+        );
+        // A resolver's referral to the zone's parent, or to the zone itself.
+        for cut in ["test.", "example.test."] {
+            assert_eq!(
+                queried_rrset(&zone, &key, &owner, &referral(cut)),
+                Err(NotAuthoritative)
+            );
+        }
+        let unauthoritative = Message::new(1, MessageType::Response, OpCode::Query);
+        assert_eq!(
+            queried_rrset(&zone, &key, &owner, &unauthoritative),
+            Err(NotAuthoritative)
+        );
+        let mut answer = Message::new(1, MessageType::Response, OpCode::Query);
+        answer.metadata.authoritative = true;
+        answer.add_answer(Record::from_rdata(
+            owner.clone(),
+            60,
+            RData::A(A::new(192, 0, 2, 1)),
+        ));
+        assert_eq!(
+            queried_rrset(&zone, &key, &owner, &answer),
+            Ok(Some(rrset(
+                "x.sub.example.test.",
+                RecordType::A,
+                60,
+                &["192.0.2.1"]
+            )))
+        );
+    }
+
+    #[test]
+    fn a_refused_name_is_explained_by_its_labels_its_cname_or_its_delegation() {
+        let web_05 = name("web_05.example.test.");
+        assert_eq!(name_cause(&web_05, None), NameCause::NotHostName);
+        let alias = name("alias.example.test.");
+        let mut answer = Message::new(1, MessageType::Response, OpCode::Query);
+        answer.metadata.authoritative = true;
+        answer.add_answer(Record::from_rdata(
+            Name::from_ascii("Alias.example.test.").unwrap(),
+            300,
+            RData::CNAME(hickory_proto::rr::rdata::CNAME(www())),
+        ));
+        answer.add_answer(Record::from_rdata(
+            www(),
+            300,
+            RData::A(A::new(192, 0, 2, 1)),
+        ));
+        assert_eq!(
+            name_cause(&alias, Some(&answer)),
+            NameCause::Cname(name("www.example.test."))
+        );
+        let below = name("x.sub.example.test.");
+        assert_eq!(
+            name_cause(&below, Some(&referral("sub.example.test."))),
+            NameCause::BelowCut(name("sub.example.test."))
+        );
+        let empty = Message::new(1, MessageType::Response, OpCode::Query);
+        assert_eq!(name_cause(&www_name(), Some(&empty)), NameCause::Unknown);
+        assert_eq!(name_cause(&www_name(), None), NameCause::Unknown);
+    }
+
+    fn www_name() -> DnsName {
+        name("www.example.test.")
     }
 
     #[test]

@@ -422,6 +422,41 @@ mod tests {
     }
 
     #[test]
+    fn a_name_refused_alone_is_never_blamed_on_the_keys_permission() {
+        let causes = [
+            (
+                name("web_05.example.test."),
+                NameCause::NotHostName,
+                "check-names primary ignore;",
+            ),
+            (
+                name("alias.example.test."),
+                NameCause::Cname(name("www.example.test.")),
+                "holds a CNAME (to www.example.test.)",
+            ),
+            (
+                name("x.sub.example.test."),
+                NameCause::BelowCut(name("sub.example.test.")),
+                "below the delegation of sub.example.test.",
+            ),
+            (
+                name("www.example.test."),
+                NameCause::Unknown,
+                "its log says why",
+            ),
+        ];
+        for (name, cause, says) in causes {
+            let text = explain_refused_name(&name, &cause);
+            assert!(text.contains(says), "{text}");
+            assert!(
+                text.contains("accepted the batch's other changes"),
+                "{text}"
+            );
+            assert!(!text.contains("allow-update"), "{text}");
+        }
+    }
+
+    #[test]
     fn failed_prerequisites_name_the_guarded_rrsets() {
         let www_a = RecordKey {
             name: name("www.example.test."),

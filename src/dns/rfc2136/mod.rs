@@ -36,7 +36,7 @@ use crate::BoxFuture;
 use crate::dns::tsig::TsigKey;
 use crate::dns::{DnsTarget, RecordChange, ZoneContents};
 use crate::model::{DnsName, RecordKey, RecordSet};
-use answer::{Diagnosis, Refusal, Request, diagnose, name_cause, rrset_from_answer};
+use answer::{Diagnosis, Refusal, Request, diagnose, name_cause, queried_rrset};
 use explain::{
     NAMED_IN_ERRORS, allow_transfers, answer_mnemonic, explain_diagnosed, explain_refused_name,
 };
@@ -172,16 +172,16 @@ impl Rfc2136Target {
         let answers = self.query_answers(keys).await?;
         let mut rrsets = Vec::new();
         for (key, message) in &answers {
-            if !message.authoritative {
+            let owner = self.endpoint.owner_name(&key.name)?;
+            let zone = &self.endpoint.zone;
+            let Ok(rrset) = queried_rrset(zone, key, &owner, message) else {
                 bail!(
-                    "{} answered {} without authority: it does not serve zone {}; point the target at the zone's primary, not a resolver",
+                    "{} answered {} without authority: it does not serve zone {zone}; point the target at the zone's primary, not a resolver",
                     self.endpoint.who(),
                     Request::Query(key),
-                    self.endpoint.zone
                 );
-            }
-            let owner = self.endpoint.owner_name(&key.name)?;
-            rrsets.extend(rrset_from_answer(key, &owner, message));
+            };
+            rrsets.extend(rrset);
         }
         Ok(rrsets)
     }
