@@ -9,11 +9,15 @@
 //! - [`model`]: instances, record sets, backend servers.
 //! - [`validate`]: checks on every name, address and port before it is sent anywhere.
 //! - [`template`]: `{name}` / `{id}` name templates.
-//! - [`config`]: TOML → validated [`config::Config`] (errors carry file:line).
+//! - [`config`]: TOML → spans → validated [`config::Config`]: the driver hands each
+//!   `[[inventory]]`, `[[dns]]` and load-balancer table to its kind through the wings' lists;
+//!   [`config::checker`] is what the kinds check with (file:line:field errors); only
+//!   [`config::secrets`] reads files and the environment.
 //! - [`desired`]: instances × rules → desired state.
 //! - [`forecast`]: announced maintenance → the records and servers it will break.
 //! - [`plan`]: desired × observed → changes, guard refusals; `plan::render` prints them.
-//! - [`lb::haproxy::protocol`], [`dns::tsig`]: command builders, response and key parsers.
+//! - [`lb::haproxy::protocol`], [`dns::tsig`], [`dns::rfc2136::message`],
+//!   [`dns::rfc2136::answer`]: command and message builders, response and key parsers.
 //! - [`audit::tracker`]: state kept across passes → audit events (drift seen, converged…).
 //! - [`audit::timeline`], [`audit::render`]: audit log → incidents → text, JSON, Markdown.
 //!
@@ -22,10 +26,16 @@
 //!   JSON client (token, timeouts, retries); [`clients::token`]; and `clients::aws`
 //!   (feature `aws`), the SDK set-up (credentials chain, region, HTTPS on ring, timeouts)
 //!   and error wording of the EC2 source and the Route 53 target.
+//!
+//! The three wings. Each kind is one file (or folder) holding its config fragment, its
+//! checks, its builder and its I/O; each wing lists its kinds once, in `KINDS`:
 //! - [`inventory`]: sources of instances (`file`, `exec`, `digitalocean`, `hetzner`; `aws`,
 //!   EC2 with the AWS SDK, behind the default cargo feature `aws`).
 //! - [`dns`]: DNS targets (`rfc2136` with TSIG; `route53`, feature `aws`).
-//! - [`lb::haproxy::client`]: the HAProxy runtime API over a unix or TCP socket.
+//! - [`lb`]: load balancers behind one kind-neutral trait and change type (`haproxy`: the
+//!   runtime API over a unix or TCP socket, [`lb::haproxy::client`]).
+//!
+//! Around them:
 //! - [`reconcile`]: one pass over all of them, as trait objects; [`reconcile::build`] makes
 //!   them from a config (tests give fakes to [`reconcile::Reconciler::from_parts`]).
 //! - [`controller`]: the `run` loop, with a pure per-target backoff policy

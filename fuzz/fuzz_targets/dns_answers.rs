@@ -3,13 +3,14 @@
 //! has been verified: as the messages of a zone transfer of `example.test.` (RFC 5936), and
 //! each as the answer to a query for `www.example.test.` A and AAAA.
 //!
-//! The answer parsers are `ipdrift::dns::rfc2136::{ZoneListing, rrset_from_answer}`; when
-//! that module is split, only the `use` below moves.
+//! The answer parsers are `ipdrift::dns::rfc2136::transfer::ZoneListing` and
+//! `ipdrift::dns::rfc2136::answer::queried_rrset`.
 #![no_main]
 
 use hickory_proto::op::Message;
 use hickory_proto::rr::Name;
-use ipdrift::dns::rfc2136::{ZoneListing, rrset_from_answer};
+use ipdrift::dns::rfc2136::answer::queried_rrset;
+use ipdrift::dns::rfc2136::transfer::ZoneListing;
 use ipdrift::model::{RecordKey, RecordType};
 use libfuzzer_sys::fuzz_target;
 
@@ -17,6 +18,7 @@ fuzz_target!(|stream: &[u8]| {
     let zone = Name::from_ascii("example.test.").expect("a valid name");
     let owner = Name::from_ascii("www.example.test.").expect("a valid name");
     let name = ipdrift::validate::dns_name("www.example.test.").expect("a valid name");
+    let zone_name = ipdrift::validate::dns_name("example.test.").expect("a valid name");
     let keys = [RecordType::A, RecordType::Aaaa].map(|rtype| RecordKey {
         name: name.clone(),
         rtype,
@@ -31,7 +33,7 @@ fuzz_target!(|stream: &[u8]| {
             continue;
         };
         for key in &keys {
-            let _ = rrset_from_answer(key, &owner, &message);
+            let _ = queried_rrset(&zone_name, key, &owner, &message);
         }
         // The transfer ends at its closing SOA or at its first error, as reads do.
         if !matches!(listing.take(&message.answers), Ok(false)) {

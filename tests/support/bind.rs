@@ -4,19 +4,20 @@
 //!
 //! Synchronous (std::process), so it works from plain and tokio tests alike.
 
-use std::fmt::Write as _;
 use std::fs;
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use tempfile::TempDir;
 
+pub use super::authoritative::ZONE_TTL;
+use super::authoritative::{
+    Authoritative, Grants, KEY_NAME, absolute, answers_soa, free_udp_and_tcp_port, run, zone_file,
+};
+
 const INSTALL: &str = "apt-get install bind9 bind9-dnsutils";
-const KEY_NAME: &str = "ipdrift-key";
-/// The `$TTL` of every record in the initial zone file.
-pub const ZONE_TTL: u32 = 300;
 /// How long named gets to load the zone and answer.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
 /// Another process can take the free port between `free_port` and named's bind.
@@ -28,17 +29,8 @@ pub struct Bind {
     port: u16,
     zone: String,
     secret_base64: String,
-    transfers: Transfers,
+    grants: Grants,
     named: Option<Child>,
-}
-
-/// Who may transfer (AXFR) the zone.
-#[derive(Debug, Clone, Copy)]
-enum Transfers {
-    /// Requests signed with the key, as ipdrift's `read_ownership` needs.
-    WithKey,
-    /// Nobody: a primary that was not set up for ipdrift.
-    Refused,
 }
 
 impl Bind {
@@ -47,15 +39,12 @@ impl Bind {
     /// e.g. `("www", "A", "127.0.1.10")`, each with TTL [`ZONE_TTL`]. Updates and transfers
     /// signed with the key are allowed.
     pub fn new(zone: &str, records: &[(&str, &str, &str)]) -> Bind {
-        Self::start_new(zone, records, Transfers::WithKey)
+        Self::with_grants(zone, records, Grants::UpdateAndTransfer)
     }
 
-    /// Like [`Bind::new`], but the zone refuses every transfer (`allow-transfer { none; }`).
-    pub fn refusing_transfers(zone: &str, records: &[(&str, &str, &str)]) -> Bind {
-        Self::start_new(zone, records, Transfers::Refused)
-    }
-
-    fn start_new(zone: &str, records: &[(&str, &str, &str)], transfers: Transfers) -> Bind {
+    /// Like [`Bind::new`]; [`Grants::UpdateOnly`] is `allow-transfer { none; }`,
+    /// [`Grants::TransferOnly`] `allow-update { none; }`.
+    pub fn with_grants(zone: &str, records: &[(&str, &str, &str)], grants: Grants) -> Bind {
         let dir = tempfile::Builder::new()
             .prefix("ipdrift-bind-")
             .tempdir()
@@ -73,7 +62,7 @@ impl Bind {
             .map(|(secret, _)| secret.to_string())
             .unwrap_or_else(|| panic!("no secret in tsig-keygen's output:\n{key_conf}"));
         fs::write(dir.path().join("key.conf"), &key_conf).expect("write key.conf");
-        let zone = format!("{}.", zone.trim_end_matches('.'));
+        let zone = absolute(zone);
         fs::write(dir.path().join("zone.db"), zone_file(&zone, records)).expect("write zone.db");
 
         let mut bind = Bind {
@@ -81,7 +70,7 @@ impl Bind {
             port: 0,
             zone,
             secret_base64,
-            transfers,
+            grants,
             named: None,
         };
         for _ in 0..PORT_ATTEMPTS {
@@ -129,29 +118,7 @@ impl Bind {
     /// The rdata of `name`'s `rtype` records as `dig +short` prints them, sorted; empty when
     /// there are none.
     pub fn query(&self, name: &str, rtype: &str) -> Vec<String> {
-        let mut lines: Vec<String> = dig(self.port, name, rtype)
-            .unwrap_or_else(|| panic!("dig {name} {rtype} got no answer from named"))
-            .lines()
-            .map(str::to_string)
-            .collect();
-        lines.sort();
-        lines
-    }
-
-    /// How many messages a zone transfer signed with the key takes, as `dig` counts them.
-    pub fn transfer_message_count(&self) -> usize {
-        let output = run(Command::new(super::require_binary("dig", INSTALL))
-            .arg("-k")
-            .arg(self.key_file_path())
-            .args(["+nocmd", "+nocomments", "+noall", "+stats", "-p"])
-            .arg(self.port.to_string())
-            .args(["@127.0.0.1", &self.zone, "AXFR"]));
-        // ";; XFR size: 412 records (messages 9, bytes 200123)"
-        output
-            .split_once("(messages ")
-            .and_then(|(_, rest)| rest.split_once(','))
-            .and_then(|(count, _)| count.parse().ok())
-            .unwrap_or_else(|| panic!("no message count in dig's AXFR output:\n{output}"))
+        Authoritative::query(self, name, rtype)
     }
 
     /// What named logged so far (it runs with `-g`: every category at info, to stderr).
@@ -187,10 +154,12 @@ impl Bind {
         let dir = self.dir.path().display();
         let zone = self.zone.trim_end_matches('.');
         let port = self.port;
-        let allow_transfer = match self.transfers {
-            Transfers::WithKey => format!("key {KEY_NAME};"),
-            Transfers::Refused => "none;".to_string(),
+        let allowed = |granted: bool| match granted {
+            true => format!("key {KEY_NAME};"),
+            false => "none;".to_string(),
         };
+        let allow_update = allowed(self.grants.updates());
+        let allow_transfer = allowed(self.grants.transfers());
         let config = format!(
             r#"include "{dir}/key.conf";
 options {{
@@ -206,7 +175,7 @@ controls {{ }};
 zone "{zone}" {{
     type primary;
     file "{dir}/zone.db";
-    allow-update {{ key {KEY_NAME}; }};
+    allow-update {{ {allow_update} }};
     allow-transfer {{ {allow_transfer} }};
 }};
 "#
@@ -237,7 +206,7 @@ zone "{zone}" {{
         let ready = super::wait_until(START_TIMEOUT, || {
             let named = self.named.as_mut().expect("named was just spawned");
             exited = matches!(named.try_wait(), Ok(Some(_)));
-            exited || dig(self.port, &self.zone, "SOA").is_some_and(|soa| !soa.is_empty())
+            exited || answers_soa(self.port, &self.zone)
         });
         if ready && !exited {
             return Ok(());
@@ -253,50 +222,57 @@ impl Drop for Bind {
     }
 }
 
-fn zone_file(zone: &str, records: &[(&str, &str, &str)]) -> String {
-    let mut text = format!(
-        "$ORIGIN {zone}\n$TTL {ZONE_TTL}\n\
-         @ IN SOA ns1 hostmaster 1 3600 600 86400 60\n\
-         @ IN NS ns1\n\
-         ns1 IN A 127.0.0.1\n"
-    );
-    for (owner, rtype, rdata) in records {
-        writeln!(text, "{owner} IN {rtype} {rdata}").unwrap();
+impl Authoritative for Bind {
+    fn product(&self) -> &'static str {
+        "BIND 9"
     }
-    text
-}
 
-/// A port that is free for both TCP (checked by `free_port`) and UDP, as named needs both.
-fn free_udp_and_tcp_port() -> u16 {
-    loop {
-        let port = super::free_port();
-        if UdpSocket::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
-            return port;
-        }
+    fn addr(&self) -> SocketAddr {
+        Bind::addr(self)
     }
-}
 
-/// `dig +short` against named; `None` when dig got no answer at all.
-fn dig(port: u16, name: &str, rtype: &str) -> Option<String> {
-    let output = Command::new(super::require_binary("dig", INSTALL))
-        .args(["+short", "+norecurse", "+time=1", "+tries=1", "-p"])
-        .arg(port.to_string())
-        .args(["@127.0.0.1", name, rtype])
-        .output()
-        .expect("run dig");
-    output
-        .status
-        .success()
-        .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
-}
+    fn zone(&self) -> &str {
+        &self.zone
+    }
 
-/// Runs a command to completion and returns its stdout; panics with its stderr on failure.
-fn run(command: &mut Command) -> String {
-    let output = command.output().expect("run command");
-    assert!(
-        output.status.success(),
-        "{command:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("UTF-8 output")
+    fn secret_base64(&self) -> &str {
+        &self.secret_base64
+    }
+
+    fn key_file_path(&self) -> PathBuf {
+        Bind::key_file_path(self)
+    }
+
+    fn log(&self) -> String {
+        Bind::log(self)
+    }
+
+    fn transfers_started(&self) -> usize {
+        let zone = self.zone.trim_end_matches('.');
+        self.log()
+            .matches(&format!("transfer of '{zone}/IN': AXFR started"))
+            .count()
+    }
+
+    fn transfers_denied(&self) -> usize {
+        let zone = self.zone.trim_end_matches('.');
+        self.log()
+            .matches(&format!("zone transfer '{zone}/AXFR/IN' denied"))
+            .count()
+    }
+
+    fn updates_denied(&self) -> usize {
+        let zone = self.zone.trim_end_matches('.');
+        self.log()
+            .matches(&format!("update '{zone}/IN' denied"))
+            .count()
+    }
+
+    fn stop(&mut self) {
+        Bind::stop(self);
+    }
+
+    fn start(&mut self) {
+        Bind::start(self);
+    }
 }

@@ -1,16 +1,20 @@
-//! Test harness: starts real servers (BIND `named`, `haproxy`, `moto_server`, `etcd`) on
-//! free loopback ports in temporary directories, and stops them when dropped; `fakes`:
-//! in-memory sources and targets for testing the pass and the controller alone.
+//! Test harness: starts real servers (BIND `named`, Knot `knotd`, PowerDNS `pdns_server`,
+//! `haproxy`, `moto_server`, `etcd`) on free loopback ports in temporary directories, and
+//! stops them when dropped; `fakes`: in-memory sources and targets for testing the pass and
+//! the controller alone.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod authoritative;
 pub mod bind;
 pub mod controller;
 pub mod etcd;
 pub mod fakes;
 pub mod fleet;
 pub mod haproxy;
+pub mod knot;
 #[cfg(feature = "aws")]
 pub mod moto;
+pub mod pdns;
 pub mod webhook;
 
 use std::net::TcpListener;
