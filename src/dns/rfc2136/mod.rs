@@ -29,14 +29,14 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, bail};
-use hickory_proto::op::Message;
+use hickory_proto::rr::TSigVerifier;
 use tokio::io::AsyncWriteExt as _;
 
 use crate::BoxFuture;
 use crate::dns::tsig::TsigKey;
 use crate::dns::{DnsTarget, RecordChange, ZoneContents};
 use crate::model::{DnsName, RecordKey, RecordSet};
-use answer::{Diagnosis, Refusal, Request, diagnose, name_cause, queried_rrset};
+use answer::{Diagnosis, Refusal, Request, diagnose, name_cause};
 use explain::{
     NAMED_IN_ERRORS, allow_transfers, answer_mnemonic, explain_diagnosed, explain_refused_name,
 };
@@ -169,31 +169,24 @@ impl Rfc2136Target {
 
     /// The RRsets of `keys` with one signed query each, pipelined on one connection.
     async fn query_rrsets(&self, keys: &BTreeSet<&RecordKey>) -> anyhow::Result<Vec<RecordSet>> {
-        let answers = self.query_answers(keys).await?;
         let mut rrsets = Vec::new();
-        for (key, message) in &answers {
-            let owner = self.endpoint.owner_name(&key.name)?;
-            let zone = &self.endpoint.zone;
-            let Ok(rrset) = queried_rrset(zone, key, &owner, message) else {
-                bail!(
-                    "{} answered {} without authority: it does not serve zone {zone}; point the target at the zone's primary, not a resolver",
-                    self.endpoint.who(),
-                    Request::Query(key),
-                );
-            };
-            rrsets.extend(rrset);
+        for (key, answer, mut verifier) in self.exchange_queries(keys).await? {
+            match self.endpoint.read_query_answer(key, &answer, &mut verifier) {
+                Ok(rrset) => rrsets.extend(rrset),
+                Err(error) => return Err(self.explained(error).await),
+            }
         }
         Ok(rrsets)
     }
 
-    /// The verified answer to one signed query for each of `keys`, pipelined on one
-    /// connection; the first refusal fails them all, explained.
-    async fn query_answers(
+    /// One signed query for each of `keys`, pipelined on one connection: each key with the
+    /// answer to its query and the verifier for it.
+    async fn exchange_queries<'k>(
         &self,
-        keys: &BTreeSet<&RecordKey>,
-    ) -> anyhow::Result<HashMap<RecordKey, Message>> {
+        keys: &BTreeSet<&'k RecordKey>,
+    ) -> anyhow::Result<Vec<(&'k RecordKey, Vec<u8>, TSigVerifier)>> {
         if keys.is_empty() {
-            return Ok(HashMap::new());
+            return Ok(Vec::new());
         }
         if keys.len() > usize::from(u16::MAX) {
             bail!(
@@ -216,22 +209,16 @@ impl Rfc2136Target {
             pending.insert(id, (key, verifier));
         }
 
-        let mut answers = HashMap::new();
+        let mut answers = Vec::with_capacity(requests.len());
         for answer in self.exchange(&requests).await? {
             let id = u16::from_be_bytes([answer[0], answer[1]]);
-            let Some((key, mut verifier)) = pending.remove(&id) else {
+            let Some((key, verifier)) = pending.remove(&id) else {
                 bail!(
                     "{} sent an answer (id {id}) to no pending query; is something else answering on that address?",
                     self.endpoint.who()
                 );
             };
-            match self
-                .endpoint
-                .check_answer(Request::Query(key), &answer, &mut verifier)
-            {
-                Ok(message) => answers.insert(key.clone(), message),
-                Err(error) => return Err(self.explained(error).await),
-            };
+            answers.push((key, answer, verifier));
         }
         Ok(answers)
     }
@@ -327,10 +314,10 @@ impl Rfc2136Target {
                     self.endpoint.who()
                 );
             };
-            let checked =
-                self.endpoint
-                    .check_answer(Request::Update(&part), &answer, &mut verifier);
-            answers.push((groups, checked.map(drop)));
+            let applied = self
+                .endpoint
+                .read_update_answer(&part, &answer, &mut verifier);
+            answers.push((groups, applied));
         }
         Ok(answers)
     }
@@ -353,7 +340,7 @@ impl Rfc2136Target {
         match self.exchange(&[request]).await {
             Ok(answers) => answers.first().is_some_and(|answer| {
                 self.endpoint
-                    .check_answer(Request::Update(&part), answer, &mut verifier)
+                    .read_update_answer(&part, answer, &mut verifier)
                     .is_ok()
             }),
             Err(_) => false,
@@ -375,7 +362,13 @@ impl Rfc2136Target {
             }
         }
         let keys: BTreeSet<&RecordKey> = names.iter().map(|(key, _)| key).collect();
-        let answers = self.query_answers(&keys).await.unwrap_or_default();
+        let mut answers = HashMap::new();
+        for (key, answer, mut verifier) in self.exchange_queries(&keys).await.unwrap_or_default() {
+            let request = Request::Query(key);
+            if let Ok(message) = self.endpoint.check_answer(request, &answer, &mut verifier) {
+                answers.insert(key.clone(), message);
+            }
+        }
         for (key, error) in names {
             let cause = name_cause(&key.name, answers.get(&key));
             let why = explain_refused_name(&key.name, &cause);
@@ -477,9 +470,7 @@ impl Rfc2136Target {
                 .map_err(|why| self.io_error(why))?;
             let mut listing = ZoneListing::new(zone);
             let mut received = 0;
-            let mut number = 0;
             loop {
-                number += 1;
                 let answer = read_message(&mut stream)
                     .await
                     .map_err(|why| self.io_error(why))?;
@@ -491,25 +482,7 @@ impl Rfc2136Target {
                         self.endpoint.who()
                     );
                 }
-                if answer[..2] != query.id.to_be_bytes() {
-                    bail!(
-                        "{} answered the zone transfer with a different message id; is something else answering on that address?",
-                        self.endpoint.who()
-                    );
-                }
-                let message = self.endpoint.check_answer(
-                    Request::Transfer { message: number },
-                    &answer,
-                    &mut verifier,
-                )?;
-                let complete = listing.take(&message.answers).map_err(|why| {
-                    anyhow!(
-                        "{} sent a zone transfer (AXFR) of {} that {why}",
-                        self.endpoint.who(),
-                        self.endpoint.zone
-                    )
-                })?;
-                if complete {
+                if listing.take_answer(&self.endpoint, query.id, &answer, &mut verifier)? {
                     self.transfers.lock().expect("lock").zone_records = Some(listing.records);
                     return Ok(listing);
                 }
