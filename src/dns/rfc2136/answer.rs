@@ -233,7 +233,7 @@ impl Endpoint {
             })?;
         } else if succeeded {
             let check = match request {
-                Request::Transfer { message: 2.. } => "ipdrift needs every message of a zone transfer signed (it cannot verify a signature that covers unsigned messages before it, RFC 8945 §5.3.1), as BIND and Knot do".to_string(),
+                Request::Transfer { message: 2.. } => "ipdrift needs every message of a zone transfer signed (it cannot verify a signature that covers unsigned messages before it, RFC 8945 §5.3.1), as BIND, Knot and PowerDNS do".to_string(),
                 _ => format!("check that the server has TSIG key {}", self.key),
             };
             bail!(
@@ -356,7 +356,7 @@ impl Endpoint {
     }
 }
 
-/// The RRset of `key` (at `owner`) that a verified answer holds ([`rrset_from_answer`]).
+/// The RRset of `key` (at `owner`) that a verified answer holds.
 /// A referral to a delegation inside `zone` means the name's addresses are not the zone's
 /// own data (glue or occluded, RFC 1034 §4.2.1): none, as a zone transfer's listing counts
 /// them, so that one such name does not fail a whole read.

@@ -182,7 +182,7 @@ pub fn explain_rcode(
 }
 
 /// Why the server refused `kind`, once it has been asked (see
-/// [`Diagnosis`](super::answer::Diagnosis)) whether it serves the zone and accepts the key:
+/// [`Diagnosis`]) whether it serves the zone and accepts the key:
 /// a zone it does not serve, a key it does not accept, or a request its configuration does
 /// not allow with that key. `None` when the diagnosis does not tell more than the answer.
 pub fn explain_diagnosed(

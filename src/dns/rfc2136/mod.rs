@@ -1,17 +1,20 @@
 //! A zone on a primary server that accepts dynamic updates (RFC 2136) signed with TSIG
-//! (RFC 8945), such as BIND or Knot.
+//! (RFC 8945): BIND 9, Knot DNS or PowerDNS Authoritative (the tests run against all three).
 //!
 //! Reads go straight to that server (never a resolver): a few RRsets are read with one query
 //! each, pipelined on one TCP connection; many, and the ownership records, by listing the
 //! zone with one zone transfer (AXFR, RFC 5936), or with queries when the server refuses
 //! the transfer. A write is one UPDATE message holding every change, with prerequisites
 //! where ownership matters, or as few messages as fit when one would pass the 65 535 bytes
-//! DNS over TCP carries; they are pipelined on one connection too. Every message is
-//! TSIG-signed and every answer's signature is verified before it is believed.
+//! DNS over TCP carries; they are pipelined on one connection too, and the parts of a
+//! message the server refuses are sent again on their own, so that one bad RRset does not
+//! hold back the rest. Every message is TSIG-signed and every answer's signature is
+//! verified before it is believed; a refusal whose meaning the answer leaves open is
+//! explained after asking the server whether it serves the zone and accepts the key.
 //!
 //! Message building ([`message`], [`update`]) and the reading of answers ([`answer`],
 //! [`transfer`]) and their wording ([`explain`]) are pure; [`Rfc2136Target`] adds the TCP
-//! exchange ([`tcp`]: each message is prefixed with its 2-byte length, RFC 1035 §4.2.2).
+//! exchange (`tcp`: each message is prefixed with its 2-byte length, RFC 1035 §4.2.2).
 
 pub mod answer;
 pub mod explain;
@@ -456,7 +459,7 @@ impl Rfc2136Target {
     /// Every message of the transfer must be TSIG-signed: each is verified against the one
     /// before (RFC 8945 §5.3.1). The RFC lets a server sign only every 100th message, the
     /// ones between covered by the next signature, but hickory's verifier takes one message
-    /// at a time; BIND and Knot sign every message.
+    /// at a time; BIND, Knot and PowerDNS sign every message.
     async fn transfer_zone(&self, max_bytes: usize) -> anyhow::Result<ZoneListing> {
         let zone = self.endpoint.checked_name(&self.endpoint.zone)?;
         let mut query = transfer_query(rand::random(), zone.clone());
