@@ -137,19 +137,24 @@ impl Rfc2136Target {
         }
         let prefers_transfer =
             (self.transfers.lock().expect("lock")).prefers_transfer(keys.len(), Instant::now());
-        if prefers_transfer {
-            match self.transfer_zone(MAX_TRANSFER_BYTES).await {
-                Ok(listing) => return Ok(listing.rrsets_of(&keys)),
-                // Whatever the server said (Knot answers a transfer its ACL denies with
-                // NOTAUTH and the TSIG error BADKEY, PowerDNS with NOTAUTH), queries may
-                // still work; if the key is wrong, they say so.
-                Err(error) => match error.downcast_ref::<Refusal>() {
-                    Some(refused) => self.remember_refusal(refused),
-                    None => return Err(error),
-                },
-            }
+        if !prefers_transfer {
+            return self.query_rrsets(&keys).await;
         }
-        self.query_rrsets(&keys).await
+        match self.transfer_zone(MAX_TRANSFER_BYTES).await {
+            Ok(listing) => Ok(listing.rrsets_of(&keys)),
+            // Whatever the server said (Knot answers a transfer its ACL denies with NOTAUTH
+            // and the TSIG error BADKEY, PowerDNS with NOTAUTH), queries may still work. Only
+            // when they do was it the transfer that was refused; else they say what is wrong
+            // (a key the server does not accept, say).
+            Err(error) => match error.downcast_ref::<Refusal>() {
+                Some(refused) => {
+                    let rrsets = self.query_rrsets(&keys).await?;
+                    self.remember_refusal(refused);
+                    Ok(rrsets)
+                }
+                None => Err(error),
+            },
+        }
     }
 
     /// Remembers that the server refused a zone transfer and, the first time, tells the
