@@ -247,9 +247,26 @@ impl Rfc2136Target {
         // Whether the key may update the zone at all, once a signed REFUSED asks.
         let mut may_update = None;
         let mut diagnosis = None;
+        let mut first = true;
         while !round.is_empty() {
             let mut next = Vec::new();
-            for (groups, answer) in self.send_round(&batch, round).await? {
+            let answers = match self.send_round(&batch, round.clone()).await {
+                Ok(answers) => answers,
+                Err(error) if first => return Err(error),
+                // The first round was written; keep what is known of it.
+                Err(error) => {
+                    let text = format!("{error:#}");
+                    for (groups, label) in round {
+                        let part = batch.sections(groups.clone()).part(label);
+                        let error =
+                            anyhow!("{} was not sent again: {text}", Request::Update(&part));
+                        write.refused(groups, error, false);
+                    }
+                    break;
+                }
+            };
+            first = false;
+            for (groups, answer) in answers {
                 let Err(error) = answer else {
                     write.accepted(groups);
                     continue;
@@ -586,5 +603,46 @@ mod tests {
             "{text}"
         );
         flood.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_retry_that_cannot_be_sent_is_reported_without_claiming_a_write() {
+        // Refuses the first UPDATE with a signed YXRRSET, then is gone.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = listener.local_addr().unwrap();
+        let refuse_once = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            drop(listener);
+            let request = read_message(&mut socket).await.unwrap();
+            let update = hickory_proto::op::Message::from_vec(&request).unwrap();
+            let answer = answer_with(
+                &update,
+                hickory_proto::op::ResponseCode::YXRRSet,
+                Some(&key().signer()),
+            );
+            let mut frame = u16::try_from(answer.len()).unwrap().to_be_bytes().to_vec();
+            frame.extend(answer);
+            socket.write_all(&frame).await.unwrap();
+        });
+        let target = Rfc2136Target::new(
+            "ns1".into(),
+            server,
+            name("example.test."),
+            key(),
+            Duration::from_secs(5),
+        );
+        let text = format!("{:#}", target.write(&replaces(2)).await.unwrap_err());
+        refuse_once.await.unwrap();
+        assert!(
+            text.starts_with(
+                "the update of web-00000.example.test. A was not sent again: cannot connect to ns1"
+            ),
+            "{text}"
+        );
+        assert_eq!(text.matches("was not sent again").count(), 2, "{text}");
+        assert!(
+            text.ends_with("; none of the 2 changes was written"),
+            "{text}"
+        );
     }
 }
