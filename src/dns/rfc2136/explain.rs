@@ -203,6 +203,11 @@ pub fn explain_diagnosed(
                 "the server accepts TSIG key {key} and serves zone {zone} but refused the query; check that it allows queries from this host, and its log"
             ),
         }),
+        // A signed query got BADKEY too: the key is unknown, not a request its ACL denies.
+        KeyVerdict::TsigError(TsigError::BadKey) => Some(key_not_accepted(
+            key,
+            "the server has no key of that name and algorithm",
+        )),
         KeyVerdict::TsigError(error) => Some(explain_tsig_error(key, *error)),
         KeyVerdict::Unsigned(rcode) => Some(key_not_accepted(
             key,
@@ -415,6 +420,17 @@ mod tests {
         )
         .unwrap();
         assert!(bad_sig.contains("secrets differ"), "{bad_sig}");
+        let bad_key = explain(
+            RequestKind::Update,
+            true,
+            KeyVerdict::TsigError(TsigError::BadKey),
+        )
+        .unwrap();
+        assert!(
+            bad_key.contains("has no key of that name and algorithm;"),
+            "{bad_key}"
+        );
+        assert!(!bad_key.contains("ACL"), "{bad_key}");
         assert_eq!(
             explain(RequestKind::Update, true, KeyVerdict::Unknown),
             None
