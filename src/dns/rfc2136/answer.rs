@@ -233,7 +233,7 @@ impl Endpoint {
             })?;
         } else if succeeded {
             let check = match request {
-                Request::Transfer { message: 2.. } => "ipdrift needs every message of a zone transfer signed (it cannot verify a signature that covers unsigned messages before it, RFC 8945 §5.3.1), as BIND and Knot do".to_string(),
+                Request::Transfer { message: 2.. } => "ipdrift needs every message of a zone transfer signed (it cannot verify a signature that covers unsigned messages before it, RFC 8945 §5.3.1), as BIND, Knot and PowerDNS do".to_string(),
                 _ => format!("check that the server has TSIG key {}", self.key),
             };
             bail!(
@@ -322,7 +322,41 @@ fn dns_name_of(name: &Name) -> Option<DnsName> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NotAuthoritative;
 
-/// The RRset of `key` (at `owner`) that a verified answer holds ([`rrset_from_answer`]).
+impl Endpoint {
+    /// The RRset of `key` from the answer to a signed query for it, as the network
+    /// delivered it: checked ([`Self::check_answer`]), then read ([`queried_rrset`]).
+    pub fn read_query_answer(
+        &self,
+        key: &RecordKey,
+        answer: &[u8],
+        verifier: &mut TSigVerifier,
+    ) -> anyhow::Result<Option<RecordSet>> {
+        let request = Request::Query(key);
+        let message = self.check_answer(request, answer, verifier)?;
+        let owner = self.owner_name(&key.name)?;
+        queried_rrset(&self.zone, key, &owner, &message).map_err(|NotAuthoritative| {
+            anyhow!(
+                "{} answered {request} without authority: it does not serve zone {}; point the target at the zone's primary, not a resolver",
+                self.who(),
+                self.zone
+            )
+        })
+    }
+
+    /// Whether the server applied the UPDATE `part`, from its answer as the network
+    /// delivered it ([`Self::check_answer`]; a [`Refusal`] says what it refused and why).
+    pub fn read_update_answer(
+        &self,
+        part: &UpdatePart,
+        answer: &[u8],
+        verifier: &mut TSigVerifier,
+    ) -> anyhow::Result<()> {
+        self.check_answer(Request::Update(part), answer, verifier)
+            .map(drop)
+    }
+}
+
+/// The RRset of `key` (at `owner`) that a verified answer holds.
 /// A referral to a delegation inside `zone` means the name's addresses are not the zone's
 /// own data (glue or occluded, RFC 1034 §4.2.1): none, as a zone transfer's listing counts
 /// them, so that one such name does not fail a whole read.

@@ -182,7 +182,7 @@ pub fn explain_rcode(
 }
 
 /// Why the server refused `kind`, once it has been asked (see
-/// [`Diagnosis`](super::answer::Diagnosis)) whether it serves the zone and accepts the key:
+/// [`Diagnosis`]) whether it serves the zone and accepts the key:
 /// a zone it does not serve, a key it does not accept, or a request its configuration does
 /// not allow with that key. `None` when the diagnosis does not tell more than the answer.
 pub fn explain_diagnosed(
@@ -203,6 +203,11 @@ pub fn explain_diagnosed(
                 "the server accepts TSIG key {key} and serves zone {zone} but refused the query; check that it allows queries from this host, and its log"
             ),
         }),
+        // A signed query got BADKEY too: the key is unknown, not a request its ACL denies.
+        KeyVerdict::TsigError(TsigError::BadKey) => Some(key_not_accepted(
+            key,
+            "the server has no key of that name and algorithm",
+        )),
         KeyVerdict::TsigError(error) => Some(explain_tsig_error(key, *error)),
         KeyVerdict::Unsigned(rcode) => Some(key_not_accepted(
             key,
@@ -415,6 +420,17 @@ mod tests {
         )
         .unwrap();
         assert!(bad_sig.contains("secrets differ"), "{bad_sig}");
+        let bad_key = explain(
+            RequestKind::Update,
+            true,
+            KeyVerdict::TsigError(TsigError::BadKey),
+        )
+        .unwrap();
+        assert!(
+            bad_key.contains("has no key of that name and algorithm;"),
+            "{bad_key}"
+        );
+        assert!(!bad_key.contains("ACL"), "{bad_key}");
         assert_eq!(
             explain(RequestKind::Update, true, KeyVerdict::Unknown),
             None

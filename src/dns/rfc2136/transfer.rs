@@ -4,7 +4,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use hickory_proto::rr::{Name, RData, Record};
+use anyhow::{anyhow, bail};
+use hickory_proto::rr::{Name, RData, Record, TSigVerifier};
+
+use super::answer::Request;
+use super::message::Endpoint;
 
 use crate::dns::{OWNERSHIP_LABEL, ZoneContents};
 use crate::model::{DnsName, RecordKey, RecordSet, RecordType};
@@ -16,6 +20,8 @@ use crate::validate;
 #[derive(Debug)]
 pub struct ZoneListing {
     zone: Name,
+    /// How many messages of the transfer have come.
+    messages: usize,
     opened: bool,
     /// Records between the opening and the closing SOA.
     pub records: usize,
@@ -32,12 +38,44 @@ impl ZoneListing {
     pub fn new(zone: Name) -> Self {
         Self {
             zone,
+            messages: 0,
             opened: false,
             records: 0,
             ownership: BTreeMap::new(),
             rrsets: BTreeMap::new(),
             cuts: Vec::new(),
         }
+    }
+
+    /// Takes the next message of the transfer that the query with id `query_id` (signed
+    /// with the verifier's key) asked for, as the network delivered it: it must answer that
+    /// query and be signed with the key ([`Endpoint::check_answer`]). True once the closing
+    /// SOA has come.
+    pub fn take_answer(
+        &mut self,
+        endpoint: &Endpoint,
+        query_id: u16,
+        answer: &[u8],
+        verifier: &mut TSigVerifier,
+    ) -> anyhow::Result<bool> {
+        self.messages += 1;
+        if answer.get(..2) != Some(&query_id.to_be_bytes()[..]) {
+            bail!(
+                "{} answered the zone transfer with a different message id; is something else answering on that address?",
+                endpoint.who()
+            );
+        }
+        let request = Request::Transfer {
+            message: self.messages,
+        };
+        let message = endpoint.check_answer(request, answer, verifier)?;
+        self.take(&message.answers).map_err(|why| {
+            anyhow!(
+                "{} sent a zone transfer (AXFR) of {} that {why}",
+                endpoint.who(),
+                endpoint.zone
+            )
+        })
     }
 
     /// Takes the answer records of the next message; true once the closing SOA has come.
