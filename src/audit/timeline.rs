@@ -291,7 +291,7 @@ impl Open {
                         ) && e.event == record.event
                     })
                 {
-                    entry.times += 1;
+                    entry.times = entry.times.saturating_add(1);
                     entry.last = ts;
                     return;
                 }
@@ -310,7 +310,7 @@ impl Open {
                 let seen = self.errors.entry(target.clone()).or_default();
                 if let Some(&index) = seen.iter().find(|&&i| inc.entries[i].event == record.event) {
                     let entry = &mut inc.entries[index];
-                    entry.times += 1;
+                    entry.times = entry.times.saturating_add(1);
                     entry.last = ts;
                     return;
                 }

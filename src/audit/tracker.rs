@@ -136,7 +136,9 @@ impl Tracker {
             match self.failures.get_mut(target) {
                 // Resting: the failure goes on, and nothing was tried.
                 Some(_) if is_backing_off(message) => {}
-                Some(known) if known.message == message => known.attempts += 1,
+                Some(known) if known.message == message => {
+                    known.attempts = known.attempts.saturating_add(1);
+                }
                 known => {
                     bucket.push(Event::TargetError {
                         target: target.to_string(),
@@ -149,7 +151,7 @@ impl Tracker {
                             since,
                             message: message.to_string(),
                             // A restarted controller's first pass may rest: nothing tried.
-                            attempts: attempts + u32::from(!is_backing_off(message)),
+                            attempts: attempts.saturating_add(u32::from(!is_backing_off(message))),
                         },
                     );
                 }
