@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "ipdrift", version, propagate_version = true)]
 #[command(
-    after_help = "Exit codes: 0 success / in sync, 1 error, 2 `diff` found drift, 3 `apply` refused by a safety guard."
+    after_help = "Exit codes: 0 success / in sync, 1 error, 2 `diff` found drift, 3 `apply` refused by a safety guard, 4 `apply --plan` refused: the plan no longer matches the world."
 )]
 pub struct Cli {
     /// Configuration file (TOML).
@@ -70,13 +70,18 @@ pub enum Command {
         output: OutputFormat,
     },
     /// Run one pass: repair what differs, verify it, exit.
-    /// Exit 0 done (or nothing to do), 1 error, 3 a safety guard refused a change.
+    /// Exit 0 done (or nothing to do), 1 error, 3 a safety guard refused a change, 4 the
+    /// world no longer matches the `--plan` given.
     Apply {
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         output: OutputFormat,
         /// Override the max-remove-fraction guard (only that one) for this pass.
         #[arg(long)]
         force: bool,
+        /// Apply exactly the changes of a reviewed plan (`ipdrift diff --output json >
+        /// plan.json`); exit 4 and write nothing when the plan made now differs from it.
+        #[arg(long, value_name = "FILE")]
+        plan: Option<PathBuf>,
     },
     /// Turn the audit log into incident timelines: when addresses changed, when drift was
     /// detected, each repair, when everything converged, and what was wrong for how long.

@@ -1,6 +1,7 @@
 //! What each subcommand does, and the exit code it ends with.
 
 use std::io::{IsTerminal as _, Write as _};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::sync::watch;
@@ -10,6 +11,7 @@ use crate::audit::{self, AuditLog, render as timeline_render, timeline};
 use crate::cli::{Cli, Command, LogFormat, OutputFormat, TimelineFormat};
 use crate::config;
 use crate::controller;
+use crate::plan::reviewed::ReviewedPlan;
 use crate::plan::{PassReport, render};
 use crate::reconcile::{Mode, Reconciler};
 
@@ -24,6 +26,8 @@ pub enum Outcome {
     Drift = 2,
     /// `apply` left something undone because a safety guard refused it.
     Refused = 3,
+    /// `apply --plan`: the plan made now differs from the reviewed one; nothing written.
+    StalePlan = 4,
 }
 
 /// Sets up logging to stderr. `run` logs at info by default, one-shot commands at warn so
@@ -116,8 +120,22 @@ pub async fn execute(cli: Cli) -> Outcome {
                 Outcome::Error
             }
         },
-        Command::Diff { output } => one_pass(config, Mode::ReadOnly, output, false).await,
-        Command::Apply { output, force } => one_pass(config, Mode::Apply, output, force).await,
+        Command::Diff { output } => one_pass(config, Mode::ReadOnly, output, false, None).await,
+        Command::Apply {
+            output,
+            force,
+            plan,
+        } => {
+            let reviewed = match plan.as_deref().map(read_reviewed_plan).transpose() {
+                Ok(reviewed) => reviewed,
+                Err(message) => {
+                    eprintln!("ipdrift: {message}");
+                    return Outcome::Error;
+                }
+            };
+            let reviewed = plan.zip(reviewed);
+            one_pass(config, Mode::Apply, output, force, reviewed.as_ref()).await
+        }
         Command::Run { interval, listen } => {
             let overrides = move |config: &mut config::Config| {
                 if let Some(interval) = interval {
@@ -180,11 +198,24 @@ async fn wait_for_stop_signal() {
     }
 }
 
+/// Reads the plan file of `apply --plan`.
+fn read_reviewed_plan(path: &Path) -> Result<ReviewedPlan, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        format!(
+            "cannot read the plan {}: {e}; make one with `ipdrift diff --output json > plan.json`",
+            path.display()
+        )
+    })?;
+    ReviewedPlan::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// `diff`, `apply`, and `apply --plan` when `reviewed` is given (its file and plan).
 async fn one_pass(
     config: config::Config,
     mode: Mode,
     output: OutputFormat,
     force: bool,
+    reviewed: Option<&(PathBuf, ReviewedPlan)>,
 ) -> Outcome {
     let config = Arc::new(config);
     let reconciler = match Reconciler::new(config.clone(), force) {
@@ -196,7 +227,28 @@ async fn one_pass(
     };
     let started_at = audit::now();
     let started = tokio::time::Instant::now();
-    let outcome = reconciler.pass(mode).await;
+    let outcome = match reviewed {
+        None => reconciler.pass(mode).await,
+        Some((path, reviewed)) => {
+            let (outcome, differences) = reconciler.pass_as_reviewed(reviewed).await;
+            if !differences.is_empty() {
+                print_report(&outcome.report, output);
+                eprintln!(
+                    "ipdrift: the plan made now differs from {} ({} reviewed change(s)); nothing was written:",
+                    path.display(),
+                    reviewed.len()
+                );
+                for line in &differences {
+                    eprintln!("  {line}");
+                }
+                eprintln!(
+                    "ipdrift: review the new plan (`ipdrift diff --output json > plan.json`) and apply that one"
+                );
+                return Outcome::StalePlan;
+            }
+            outcome
+        }
+    };
     print_report(&outcome.report, output);
     let result = outcome_of(&outcome.report, mode);
     if mode == Mode::Apply

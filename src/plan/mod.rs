@@ -13,11 +13,12 @@
 //! changes every address at once (the seed outage) is repaired in full.
 
 pub mod render;
+pub mod reviewed;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{HealthGate, ServerRemoval};
 use crate::desired::{Desired, Problem, contested_record, contested_server};
@@ -29,7 +30,7 @@ use crate::model::{
 };
 
 /// What a change does, as shown in `diff` and counted in `ipdrift_changes_total{op}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Op {
     /// A record set that does not exist yet, or a server added to a backend.

@@ -22,6 +22,7 @@ use crate::ha::{Fence, NotLeader};
 use crate::inventory::Inventory;
 use crate::lb::{LoadBalancer, ServerChange};
 use crate::model::{DnsName, ObservedServer, RecordKey, RecordSet, ServerAdmin, ServerIntent};
+use crate::plan::reviewed::ReviewedPlan;
 use crate::plan::{Action, Observed, PassReport, Plan, PlanOptions, TargetError, orphans, plan};
 
 /// How long ipdrift's own TCP probe of an instance endpoint may take.
@@ -160,6 +161,29 @@ impl Reconciler {
         mode: Mode,
         resting: &BTreeMap<String, Duration>,
     ) -> PassOutcome {
+        self.pass_approved(mode, resting, |_| true).await
+    }
+
+    /// `apply --plan`: one pass that writes only when the plan made now is exactly
+    /// `reviewed`. Returns what differs (nothing was written then), empty when it matched.
+    pub async fn pass_as_reviewed(&self, reviewed: &ReviewedPlan) -> (PassOutcome, Vec<String>) {
+        let mut differences = Vec::new();
+        let outcome = self
+            .pass_approved(Mode::Apply, &BTreeMap::new(), |plan| {
+                differences = reviewed.differences(plan);
+                differences.is_empty()
+            })
+            .await;
+        (outcome, differences)
+    }
+
+    /// One pass whose writes happen only when `approve` accepts the plan.
+    async fn pass_approved(
+        &self,
+        mode: Mode,
+        resting: &BTreeMap<String, Duration>,
+        approve: impl FnOnce(&Plan) -> bool,
+    ) -> PassOutcome {
         let mut report = PassReport::default();
         let (sources, events) = self
             .list_sources(&mut report.errors, &mut report.problems)
@@ -171,7 +195,7 @@ impl Reconciler {
             .observe_targets(&want, resting, &mut report.errors)
             .await;
         report.plan = plan(&want, &observed, &self.options);
-        if mode == Mode::Apply {
+        if mode == Mode::Apply && approve(&report.plan) {
             for (target, outcome) in self.apply(&want, &observed, &report.plan).await {
                 let Some((result, verify_failed)) = outcome else {
                     let planned = report.plan.changes.iter().filter(|c| c.target == target);
