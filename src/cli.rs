@@ -98,6 +98,16 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = TimelineFormat::Text)]
         output: TimelineFormat,
     },
+    /// Explain one record or server: which rule manages it, which instances feed it, what
+    /// it should hold and why, and what a pass would do to it (reads, never writes).
+    /// Exit 0 explained, 1 not managed by ipdrift or error.
+    Explain {
+        /// A record name (`www.example.com`, optionally with its type: `"www.example.com AAAA"`)
+        /// or a load balancer's `backend/server` (`web/web-01`).
+        name: String,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
+    },
     /// Validate the configuration (and that the TSIG secrets can be read) without network access.
     /// Exit 0 valid, 1 invalid.
     CheckConfig,

@@ -11,6 +11,8 @@ use crate::audit::{self, AuditLog, render as timeline_render, timeline};
 use crate::cli::{Cli, Command, LogFormat, OutputFormat, TimelineFormat};
 use crate::config;
 use crate::controller;
+use crate::desired;
+use crate::explain;
 use crate::plan::reviewed::ReviewedPlan;
 use crate::plan::{PassReport, render};
 use crate::reconcile::{Mode, Reconciler};
@@ -120,6 +122,7 @@ pub async fn execute(cli: Cli) -> Outcome {
                 Outcome::Error
             }
         },
+        Command::Explain { name, output } => explain(config, &name, output).await,
         Command::Diff { output } => one_pass(config, Mode::ReadOnly, output, false, None).await,
         Command::Apply {
             output,
@@ -195,6 +198,36 @@ async fn wait_for_stop_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
+    }
+}
+
+/// `ipdrift explain NAME`: one read-only pass, then what it says of NAME.
+async fn explain(config: config::Config, name: &str, output: OutputFormat) -> Outcome {
+    let config = Arc::new(config);
+    let reconciler = match Reconciler::new(config.clone(), false) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ipdrift: {e:#}");
+            return Outcome::Error;
+        }
+    };
+    let outcome = reconciler.pass(Mode::ReadOnly).await;
+    let want = desired::desired(&config, &outcome.sources);
+    let explained = explain::explain(&config, &outcome.sources, &want, &outcome.report, name);
+    let text = match output {
+        OutputFormat::Text => explain::text(&explained),
+        OutputFormat::Json => format!("{}\n", serde_json::json!(explained)),
+    };
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.flush();
+    for error in &outcome.report.errors {
+        eprintln!("ipdrift: {}: {}", error.target, error.message);
+    }
+    if explained.managed_by.is_empty() {
+        Outcome::Error
+    } else {
+        Outcome::Success
     }
 }
 

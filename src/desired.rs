@@ -86,7 +86,7 @@ impl Desired {
 }
 
 impl Selector {
-    fn matches(&self, source: &str, instance: &Instance) -> bool {
+    pub(crate) fn matches(&self, source: &str, instance: &Instance) -> bool {
         self.source.as_deref().is_none_or(|s| s == source)
             && self
                 .tags

@@ -15,7 +15,9 @@
 //!   [`config::secrets`] reads files and the environment.
 //! - [`desired`]: instances × rules → desired state.
 //! - [`forecast`]: announced maintenance → the records and servers it will break.
-//! - [`plan`]: desired × observed → changes, guard refusals; `plan::render` prints them.
+//! - [`plan`]: desired × observed → changes, guard refusals; `plan::render` prints them;
+//!   `plan::reviewed` holds `apply --plan` to a reviewed plan.
+//! - [`explain`]: one record or server: its rule, instances, desired value and verdict.
 //! - [`lb::haproxy::protocol`], [`dns::tsig`], [`dns::rfc2136::message`],
 //!   [`dns::rfc2136::answer`]: command and message builders, response and key parsers.
 //! - [`audit::tracker`]: state kept across passes → audit events (drift seen, converged…).
@@ -55,6 +57,7 @@ pub mod config;
 pub mod controller;
 pub mod desired;
 pub mod dns;
+pub mod explain;
 pub mod forecast;
 pub mod ha;
 pub mod inventory;

@@ -655,4 +655,4 @@ impl PassReport {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -9,7 +9,7 @@ use crate::config::{self, Config};
 use crate::desired::{SourceSnapshot, desired};
 use crate::model::{Instance, InstanceState, ObservedServer};
 
-const CONFIG: &str = r#"
+pub(crate) const CONFIG: &str = r#"
 [[inventory]]
 name = "local"
 kind = "file"
@@ -46,7 +46,7 @@ port = 80
 server = "{name}"
 "#;
 
-fn config() -> Config {
+pub(crate) fn config() -> Config {
     config::parse(CONFIG, Path::new("ipdrift.toml")).unwrap()
 }
 
@@ -58,7 +58,7 @@ fn opts() -> PlanOptions {
     }
 }
 
-fn instance(
+pub(crate) fn instance(
     name: &str,
     role: &str,
     state: InstanceState,
@@ -76,12 +76,12 @@ fn instance(
     }
 }
 
-fn listed(instances: Vec<Instance>) -> BTreeMap<String, SourceSnapshot> {
+pub(crate) fn listed(instances: Vec<Instance>) -> BTreeMap<String, SourceSnapshot> {
     BTreeMap::from([("local".to_string(), SourceSnapshot::Listed(instances))])
 }
 
 /// The seed's fleet: one load balancer, two web servers, all running.
-fn fleet(generation: u8) -> Vec<Instance> {
+pub(crate) fn fleet(generation: u8) -> Vec<Instance> {
     vec![
         instance(
             "lb",
@@ -155,7 +155,7 @@ fn written(observed: &Observed, plan: &Plan) -> Observed {
 }
 
 /// Targets exactly as the given fleet would have them.
-fn converged(instances: Vec<Instance>) -> Observed {
+pub(crate) fn converged(instances: Vec<Instance>) -> Observed {
     let want = desired(&config(), &listed(instances));
     let records = want.records["ns1"].values().cloned().collect();
     let servers = want.servers["lb-01"]

@@ -1,9 +1,12 @@
+//! What an operator reviews before a write, against real BIND and HAProxy: `explain NAME`
+//! (which rule, which instances, what it should hold, what a pass would do), and
 //! `apply --plan`: a plan reviewed with `diff --output json` is applied exactly, and refused
-//! (exit 4, nothing written) once the world no longer matches it. Real BIND and HAProxy.
+//! (exit 4, nothing written) once the world no longer matches it.
 
 mod support;
 
-use support::fleet::{Fleet, describe};
+use serde_json::Value;
+use support::fleet::{Fleet, ZONE, describe, lb_public};
 
 fn save_plan(fleet: &Fleet) -> std::path::PathBuf {
     let diff = fleet.ipdrift(&["diff", "--output", "json"]);
@@ -83,4 +86,44 @@ fn a_plan_file_that_is_missing_or_not_a_plan_is_an_error_naming_it() {
     let stderr = String::from_utf8_lossy(&apply.stderr);
     assert!(stderr.contains("text-plan.txt: line 1"), "{stderr}");
     assert!(fleet.converged_at(1), "nothing written");
+}
+
+#[test]
+fn explain_names_the_rule_the_instance_and_the_planned_repair_without_writing() {
+    let mut fleet = Fleet::start();
+    fleet.move_to(2);
+    let out = fleet.ipdrift(&["explain", &format!("www.{ZONE}")]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("ns1: www.{ZONE} A")), "{text}");
+    assert!(text.contains("rule:         [[record]] #1"), "{text}");
+    assert!(text.contains("this pass:    update planned"), "{text}");
+    assert!(
+        text.contains(&lb_public(1)) && text.contains(&lb_public(2)),
+        "{text}"
+    );
+    assert!(
+        text.contains("instance:     \"lb\" (\"i-lb\", source local) running"),
+        "{text}"
+    );
+
+    let out = fleet.ipdrift(&["explain", "web/web-01", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let managed = &json["managed_by"][0];
+    assert_eq!(managed["target"], "lb-01");
+    assert_eq!(managed["object"], "web/web-01");
+    assert!(
+        managed["verdict"]
+            .as_str()
+            .unwrap()
+            .starts_with("update planned"),
+        "{json:#}"
+    );
+    assert_eq!(managed["instances"][0]["name"], "web-01");
+    assert!(fleet.converged_at(1), "explain never writes");
+
+    let out = fleet.ipdrift(&["explain", &format!("static.{ZONE}")]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("not managed by ipdrift"));
 }
