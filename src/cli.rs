@@ -98,6 +98,16 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = TimelineFormat::Text)]
         output: TimelineFormat,
     },
+    /// Write the `[[record]]` rules and the backends of a config that has its sources,
+    /// DNS targets and load balancers but no rules, from what they hold now: record sets
+    /// and servers are matched to instances by address (by name where addresses drifted).
+    /// What cannot be explained is listed, not guessed. Reads, never writes to them.
+    /// Exit 0 written, 1 error.
+    Init {
+        /// Write the config here (it must not exist yet) instead of to stdout.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
     /// Explain one record or server: which rule manages it, which instances feed it, what
     /// it should hold and why, and what a pass would do to it (reads, never writes).
     /// Exit 0 explained, 1 not managed by ipdrift or error.

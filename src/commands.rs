@@ -13,6 +13,7 @@ use crate::config;
 use crate::controller;
 use crate::desired;
 use crate::explain;
+use crate::init;
 use crate::plan::reviewed::ReviewedPlan;
 use crate::plan::{PassReport, render};
 use crate::reconcile::{Mode, Reconciler};
@@ -122,6 +123,7 @@ pub async fn execute(cli: Cli) -> Outcome {
                 Outcome::Error
             }
         },
+        Command::Init { output } => init(config, output.as_deref()).await,
         Command::Explain { name, output } => explain(config, &name, output).await,
         Command::Diff { output } => one_pass(config, Mode::ReadOnly, output, false, None).await,
         Command::Apply {
@@ -199,6 +201,129 @@ async fn wait_for_stop_signal() {
         _ = term.recv() => {}
         _ = int.recv() => {}
     }
+}
+
+/// `ipdrift init`: reads every source, zone and load balancer, then writes the config
+/// that keeps them as they are.
+async fn init(config: config::Config, output: Option<&Path>) -> Outcome {
+    match init_text(&config).await {
+        Ok((text, proposal)) => {
+            let written = match output {
+                None => {
+                    let mut stdout = std::io::stdout().lock();
+                    stdout
+                        .write_all(text.as_bytes())
+                        .and_then(|()| stdout.flush())
+                }
+                Some(path) => std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(path)
+                    .and_then(|mut file| file.write_all(text.as_bytes())),
+            };
+            if let Err(e) = written {
+                let place = output.map_or("stdout".into(), |p| p.display().to_string());
+                eprintln!(
+                    "ipdrift: cannot write {place}: {e}; give --output a file that does not exist yet"
+                );
+                return Outcome::Error;
+            }
+            let backends: usize = proposal.backends.values().map(Vec::len).sum();
+            eprintln!(
+                "ipdrift init: {} record rule(s), {backends} backend(s); {} drifted, {} not explained",
+                proposal.records.len(),
+                proposal.drifted.len(),
+                proposal.unexplained.len()
+            );
+            for line in proposal.drifted.iter().chain(&proposal.unexplained) {
+                eprintln!("  {line}");
+            }
+            Outcome::Success
+        }
+        Err(e) => {
+            eprintln!("ipdrift: init: {e:#}");
+            Outcome::Error
+        }
+    }
+}
+
+async fn init_text(config: &config::Config) -> anyhow::Result<(String, init::Proposal)> {
+    use anyhow::Context as _;
+    let rules = config.records.len()
+        + config
+            .load_balancers
+            .iter()
+            .map(|lb| lb.backends.len())
+            .sum::<usize>();
+    if rules > 0 {
+        anyhow::bail!(
+            "{} already has {rules} record rule(s) and backend(s); init writes them for a config that has only sources, DNS targets and load balancers",
+            config.path.display()
+        );
+    }
+    let base = std::fs::read_to_string(&config.path)
+        .with_context(|| format!("cannot read {}", config.path.display()))?;
+    let parts = crate::reconcile::build::parts(config)?;
+    let limit = config.controller.timeout;
+    let within = |what: String| {
+        move |_| {
+            anyhow::anyhow!(
+                "{what}: no answer within {}",
+                humantime::format_duration(limit)
+            )
+        }
+    };
+    let mut world = init::World::default();
+    for source in &parts.inventories {
+        let name = source.name().to_string();
+        let listed = tokio::time::timeout(source.time_limit(limit), source.list())
+            .await
+            .map_err(within(format!("inventory {name:?}")))?
+            .with_context(|| format!("init needs every source; inventory {name:?}"))?;
+        world.sources.insert(name, listed);
+    }
+    for (target, dns) in parts.dns.iter().zip(&config.dns) {
+        let listing = tokio::time::timeout(limit, target.read_listing())
+            .await
+            .map_err(within(format!("DNS target {:?}", dns.name)))??;
+        let sets = listing.rrsets.with_context(|| {
+            format!(
+                "DNS target {:?} gave no listing of its record sets (RFC 2136: allow ipdrift's key a zone transfer); init needs one",
+                dns.name
+            )
+        })?;
+        world
+            .zones
+            .insert(dns.name.clone(), (dns.zone.clone(), sets));
+    }
+    for lb in &parts.load_balancers {
+        let backends = tokio::time::timeout(limit, lb.list_backends())
+            .await
+            .map_err(within(format!("load balancer {:?}", lb.name())))??;
+        let servers = tokio::time::timeout(limit, lb.read(&backends))
+            .await
+            .map_err(within(format!("load balancer {:?}", lb.name())))??;
+        world.servers.insert(lb.name().to_string(), servers);
+    }
+    let proposal = init::propose(&world);
+    let tables: Vec<init::LbTable> = config
+        .load_balancers
+        .iter()
+        .map(|lb| init::LbTable {
+            section: lb.kind.to_string(),
+            backend_key: crate::lb::KINDS
+                .iter()
+                .find(|k| k.section == lb.kind)
+                .map_or("backend", |k| k.backends)
+                .to_string(),
+            name: lb.name.clone(),
+        })
+        .collect();
+    let text = init::render(&base, &tables, &proposal);
+    config::parse(&text, &config.path).map_err(|errors| {
+        anyhow::anyhow!("the config it made does not load, so nothing was written (please report this): {errors}")
+    })?;
+    Ok((text, proposal))
 }
 
 /// `ipdrift explain NAME`: one read-only pass, then what it says of NAME.

@@ -18,6 +18,7 @@
 //! - [`plan`]: desired × observed → changes, guard refusals; `plan::render` prints them;
 //!   `plan::reviewed` holds `apply --plan` to a reviewed plan.
 //! - [`explain`]: one record or server: its rule, instances, desired value and verdict.
+//! - [`init`]: what the sources, zones and load balancers hold → the rules that keep it.
 //! - [`lb::haproxy::protocol`], [`dns::tsig`], [`dns::rfc2136::message`],
 //!   [`dns::rfc2136::answer`]: command and message builders, response and key parsers.
 //! - [`audit::tracker`]: state kept across passes → audit events (drift seen, converged…).
@@ -60,6 +61,7 @@ pub mod dns;
 pub mod explain;
 pub mod forecast;
 pub mod ha;
+pub mod init;
 pub mod inventory;
 pub mod lb;
 pub mod metrics;

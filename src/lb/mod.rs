@@ -24,6 +24,8 @@ pub const KINDS: &[LbKind] = &[haproxy::KIND];
 /// `name`) into the backends it manages and a [`LbSpec`].
 pub struct LbKind {
     pub section: &'static str,
+    /// The key of its backends' tables (`backend` for `[[haproxy.backend]]`).
+    pub backends: &'static str,
     #[allow(clippy::type_complexity)]
     pub check: fn(&mut Fragment<'_, '_>) -> Option<(Vec<BackendRule>, Arc<dyn LbSpec>)>,
 }
@@ -70,4 +72,13 @@ pub trait LoadBalancer: Send + Sync {
     /// Applies all `changes` (HAProxy: on as few connections as its answers allow); any
     /// change the load balancer refuses is an error that quotes its answer.
     fn write<'a>(&'a self, changes: &'a [ServerChange]) -> BoxFuture<'a, anyhow::Result<()>>;
+    /// The names of all its backends, for `ipdrift init`.
+    fn list_backends(&self) -> BoxFuture<'_, anyhow::Result<Vec<String>>> {
+        Box::pin(async move {
+            anyhow::bail!(
+                "load balancer {:?} cannot list its backends; write its backends by hand",
+                self.name()
+            )
+        })
+    }
 }

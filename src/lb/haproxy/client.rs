@@ -144,6 +144,14 @@ impl LoadBalancer for HaproxyClient {
         })
     }
 
+    fn list_backends(&self) -> BoxFuture<'_, anyhow::Result<Vec<String>>> {
+        Box::pin(async move {
+            let response = self.exchange(&[protocol::SHOW_BACKEND.to_string()]).await?;
+            protocol::parse_backend_list(&response)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", self.subject()))
+        })
+    }
+
     fn write<'a>(&'a self, changes: &'a [ServerChange]) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(async move {
             if changes.is_empty() {

@@ -19,6 +19,7 @@ use crate::lb::{LbKind, LbSpec, LoadBalancer};
 
 pub const KIND: LbKind = LbKind {
     section: "haproxy",
+    backends: "backend",
     check,
 };
 

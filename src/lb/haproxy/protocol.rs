@@ -167,6 +167,31 @@ fn hint(answer: &str) -> &'static str {
     }
 }
 
+/// `show backend`: the names of every backend, one a line after a `# name` header.
+pub const SHOW_BACKEND: &str = "show backend";
+
+/// Reads the answer to `show backend`.
+pub fn parse_backend_list(answer: &str) -> Result<Vec<String>, String> {
+    let mut lines = answer.lines().map(str::trim).filter(|l| !l.is_empty());
+    match lines.next() {
+        Some(header) if header.starts_with('#') => {}
+        _ => return Err(format!("`show backend` answered {:?}", answer.trim())),
+    }
+    lines
+        .map(|name| {
+            validate::haproxy_name(name)
+                .map(|_| name.to_string())
+                .map_err(|e| {
+                    format!(
+                        "`show backend` listed {}: {}",
+                        validate::printable(name),
+                        e.0
+                    )
+                })
+        })
+        .collect()
+}
+
 /// `show servers state B`: the server table of one backend.
 pub fn show_servers_state(backend: &str) -> Result<String, Invalid> {
     validate::haproxy_name(backend)?;
@@ -596,6 +621,12 @@ mod tests {
     fn commands_are_built_from_validated_arguments() {
         let web01 = key("web", "web-01");
         assert_eq!(show_servers_state("web").unwrap(), "show servers state web");
+        assert_eq!(
+            parse_backend_list("# name\nweb\nstats\n\n").unwrap(),
+            vec!["web", "stats"]
+        );
+        assert!(parse_backend_list("Unknown command.\n").is_err());
+        assert!(parse_backend_list("# name\nweb\x1b[2J\n").is_err());
         assert_eq!(
             set_addr(&web01, "192.0.2.7".parse().unwrap(), 8080).unwrap(),
             "set server web/web-01 addr 192.0.2.7 port 8080"
