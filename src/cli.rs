@@ -56,8 +56,8 @@ pub enum TimelineFormat {
 pub enum Command {
     /// Run the controller: a pass every interval, serving /metrics /healthz /readyz.
     Run {
-        /// Override controller.interval, e.g. "1s".
-        #[arg(long, value_parser = humantime::parse_duration)]
+        /// Override controller.interval, e.g. "1s" (at least 1ms).
+        #[arg(long, value_parser = crate::config::controller::parse_interval)]
         interval: Option<Duration>,
         /// Override controller.listen, e.g. "127.0.0.1:9808".
         #[arg(long)]

@@ -137,7 +137,15 @@ pub fn port(value: i64) -> Result<u16, Invalid> {
 
 /// An address a record or server may point at: not unspecified, not multicast.
 pub fn target_addr(addr: IpAddr) -> Result<IpAddr, Invalid> {
-    if addr.is_unspecified() || addr.is_multicast() {
+    let never_a_server = addr.is_unspecified()
+        || addr.is_multicast()
+        || match addr {
+            IpAddr::V4(v4) => v4.is_broadcast(),
+            // fe80::/10 means nothing without the interface it belongs to, and neither a
+            // DNS record nor a load balancer's server can say which.
+            IpAddr::V6(v6) => v6.segments()[0] & 0xffc0 == 0xfe80,
+        };
+    if never_a_server {
         return Err(Invalid(format!(
             "address {addr} cannot be the address of a server"
         )));
@@ -202,6 +210,11 @@ mod tests {
         assert!(target_addr("0.0.0.0".parse().unwrap()).is_err());
         assert!(target_addr("224.0.0.1".parse().unwrap()).is_err());
         assert!(target_addr("::".parse().unwrap()).is_err());
+        assert!(target_addr("255.255.255.255".parse().unwrap()).is_err());
+        assert!(target_addr("fe80::1".parse().unwrap()).is_err());
+        assert!(target_addr("febf::1".parse().unwrap()).is_err());
+        assert!(target_addr("fec0::1".parse().unwrap()).is_ok());
+        assert!(target_addr("2001:db8::1".parse().unwrap()).is_ok());
         assert!(target_addr("192.0.2.1".parse().unwrap()).is_ok());
     }
 }

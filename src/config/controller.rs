@@ -50,13 +50,43 @@ fn default_listen() -> SocketAddr {
     DEFAULT_LISTEN.parse().expect("default listen address")
 }
 
+/// The shortest `controller.interval` (and `run --interval`): below it a pass could not
+/// even read a target, and the schedule would spin.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(1);
+
+/// `run --interval`: a duration within the bounds `controller.interval` has.
+pub fn parse_interval(text: &str) -> Result<Duration, String> {
+    let interval = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if interval < MIN_INTERVAL {
+        return Err(format!(
+            "the interval must be at least {}",
+            humantime::format_duration(MIN_INTERVAL)
+        ));
+    }
+    if interval > super::checker::MAX_DURATION {
+        return Err("the interval must be shorter than a century".into());
+    }
+    Ok(interval)
+}
+
 pub(super) fn check(c: &mut Checker<'_>, raw: Option<&Spanned<RawController>>) -> ControllerConfig {
     let raw = raw.map(Spanned::get_ref);
-    let interval = c.duration(
-        &raw.and_then(|r| r.interval.clone()),
-        "controller.interval",
-        DEFAULT_INTERVAL,
-    );
+    let interval_text = raw.and_then(|r| r.interval.clone());
+    let mut interval = c.duration(&interval_text, "controller.interval", DEFAULT_INTERVAL);
+    if let Some(text) = &interval_text
+        && interval < MIN_INTERVAL
+    {
+        c.error(
+            text,
+            "controller.interval",
+            format!(
+                "{:?} is shorter than {}; write e.g. \"1s\"",
+                text.get_ref(),
+                humantime::format_duration(MIN_INTERVAL)
+            ),
+        );
+        interval = DEFAULT_INTERVAL;
+    }
     let timeout = c.duration(
         &raw.and_then(|r| r.timeout.clone()),
         "controller.timeout",

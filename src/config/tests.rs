@@ -73,8 +73,16 @@ fn exec_sources_need_a_command_and_take_a_timeout() {
         Some(&ExecConfig {
             command: vec!["./list".into(), "--json".into()],
             timeout: Duration::from_secs(3),
+            max_output: crate::inventory::exec::DEFAULT_MAX_OUTPUT,
             dir: PathBuf::from("/etc/ipdrift"),
         })
+    );
+    let e = errors_of(
+        "[[inventory]]\nname = \"cloud\"\nkind = \"exec\"\ncommand = [\"x\"]\nmax_output = 0\n",
+    );
+    assert!(
+        e[0].field.ends_with(".max_output") && e[0].message.contains("between 1 and"),
+        "{e:?}"
     );
     let e = errors_of("[[inventory]]\nname = \"cloud\"\nkind = \"exec\"\ncommand = []\n");
     assert!(e[0].field.ends_with(".command"), "{e:?}");
@@ -752,4 +760,23 @@ fn missing_secrets_are_reported_without_revealing_anything() {
         assert!(!e.contains(secret), "{e}");
         assert!(e.contains("not shown"), "{e}");
     }
+}
+
+#[test]
+fn sub_millisecond_intervals_are_refused_here_and_on_the_command_line() {
+    let e = errors_of(&EXAMPLE.replace("interval = \"10s\"", "interval = \"500us\""));
+    assert!(
+        e.iter()
+            .any(|e| e.field == "controller.interval" && e.message.contains("shorter than 1ms")),
+        "{e:?}"
+    );
+    use super::controller::parse_interval;
+    assert_eq!(parse_interval("1ms"), Ok(Duration::from_millis(1)));
+    assert!(
+        parse_interval("999us")
+            .unwrap_err()
+            .contains("at least 1ms")
+    );
+    assert!(parse_interval("0s").is_err());
+    assert!(parse_interval("200000000000y").is_err());
 }

@@ -31,6 +31,9 @@ use crate::plan::{GUARDS, PassReport};
 use crate::reconcile::{self, Io, Mode, Parts, PassOutcome, Reconciler, Timing};
 use backoff::Backoffs;
 
+/// How long a pass under way when the controller is told to stop may take to end.
+const STOP_DURING_PASS: Duration = Duration::from_millis(800);
+
 /// How long queued notifications may still go out after SIGTERM.
 const NOTIFY_GRACE: Duration = Duration::from_secs(2);
 
@@ -461,7 +464,25 @@ pub async fn run(config: Arc<Config>, wiring: Wiring) -> anyhow::Result<()> {
         } else {
             Mode::ReadOnly
         };
-        let outcome = reconciler.pass_resting(mode, &resting).await;
+        let (outcome, stopping) = {
+            let pass = reconciler.pass_resting(mode, &resting);
+            tokio::pin!(pass);
+            tokio::select! {
+                outcome = &mut pass => (outcome, false),
+                _ = shutdown_rx.wait_for(|stop| *stop) => {
+                    // A slow source (an exec command, a hung API) must not hold the stop
+                    // up: the pass gets a moment to end, then is abandoned (its commands
+                    // are killed).
+                    match tokio::time::timeout(STOP_DURING_PASS, &mut pass).await {
+                        Ok(outcome) => (outcome, true),
+                        Err(_) => {
+                            tracing::warn!("stopping during a pass: abandoned it after {}; the next run repairs what it left", humantime::format_duration(STOP_DURING_PASS));
+                            break;
+                        }
+                    }
+                }
+            }
+        };
         let elapsed = started.elapsed();
         let finished_at = audit::now();
         let mut events =
@@ -498,6 +519,9 @@ pub async fn run(config: Arc<Config>, wiring: Wiring) -> anyhow::Result<()> {
         );
         if !outcome.report.failed() {
             state.mark_success();
+        }
+        if stopping {
+            break;
         }
         tokio::select! {
             _ = tokio::time::sleep_until(schedule.next_after(Instant::now())) => {}
