@@ -52,6 +52,10 @@ pub struct Desired {
     /// Objects that some instance still claims but that were skipped (conflicting
     /// names): never deleted or disabled, whatever the rules say.
     pub contested: BTreeSet<String>,
+    /// Objects the rules and instances contradict each other about (two running
+    /// instances with one name, two rules with different contents): nothing is written to
+    /// them, and they are drift (`diff` exits 2) until the conflict is resolved.
+    pub conflicts: Vec<Problem>,
     pub problems: Vec<Problem>,
 }
 
@@ -144,6 +148,7 @@ pub fn desired(config: &Config, sources: &BTreeMap<String, SourceSnapshot>) -> D
         let mut servers = BTreeMap::new();
         let mut problems = Vec::new();
         let mut contested = BTreeSet::new();
+        let mut conflicts = Vec::new();
         for backend in &lb.backends {
             desire_backend(
                 &lb.name,
@@ -152,6 +157,7 @@ pub fn desired(config: &Config, sources: &BTreeMap<String, SourceSnapshot>) -> D
                 &mut servers,
                 &mut problems,
                 &mut contested,
+                &mut conflicts,
             );
             let failed_sources = backend.select.failed_sources(sources);
             out.backends
@@ -168,8 +174,10 @@ pub fn desired(config: &Config, sources: &BTreeMap<String, SourceSnapshot>) -> D
         out.servers.insert(lb.name.clone(), servers);
         out.problems.extend(problems);
         out.contested.extend(contested);
+        out.conflicts.extend(conflicts);
     }
     out.problems.sort();
+    out.conflicts.sort();
     out
 }
 
@@ -304,7 +312,7 @@ fn desire_rule_records(
         } else {
             let names: Vec<String> = owners.iter().map(|(i, _)| instance_label(i)).collect();
             out.contested.insert(contested_record(&rule.dns, &key));
-            out.problems.push(Problem {
+            out.conflicts.push(Problem {
                 target: Some(rule.dns.clone()),
                 object: key.to_string(),
                 message: format!(
@@ -322,7 +330,7 @@ fn insert_record(out: &mut Desired, dns: &str, set: RecordSet) {
     let zone = out.records.entry(dns.to_string()).or_default();
     match zone.get(&set.key) {
         Some(existing) if existing != &set => {
-            out.problems.push(Problem {
+            out.conflicts.push(Problem {
                 target: Some(dns.to_string()),
                 object: set.key.to_string(),
                 message: "skipped: two [[record]] rules produce this record set with different contents; make them select different names".into(),
@@ -352,6 +360,7 @@ fn desire_backend(
     servers: &mut BTreeMap<ServerKey, DesiredServer>,
     problems: &mut Vec<Problem>,
     contested: &mut BTreeSet<String>,
+    conflicts: &mut Vec<Problem>,
 ) {
     // Server name → intents from every instance that renders to it.
     let mut candidates: BTreeMap<String, Vec<(&Instance, ServerIntent)>> = BTreeMap::new();
@@ -418,7 +427,7 @@ fn desire_backend(
             many => {
                 let names: Vec<String> = many.iter().map(|(i, _)| instance_label(i)).collect();
                 contested.insert(contested_server(lb, &key));
-                problems.push(Problem {
+                conflicts.push(Problem {
                     target: Some(lb.to_string()),
                     object: key.to_string(),
                     message: format!(

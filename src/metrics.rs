@@ -119,7 +119,8 @@ pub struct Metrics {
     registry: Registry,
     pub last_success: Gauge<f64, AtomicU64>,
     pub reconcile_duration: Histogram,
-    pub drift_objects: Family<TargetLabel, Gauge>,
+    /// NaN while the target cannot be read: its drift is unknown, not zero.
+    pub drift_objects: Family<TargetLabel, Gauge<f64, AtomicU64>>,
     pub changes: Family<ChangeLabels, Counter>,
     pub errors: Family<TargetLabel, Counter>,
     pub target_up: Family<TargetLabel, Gauge>,
@@ -167,7 +168,7 @@ impl Metrics {
             "Duration of one reconcile pass (observe, plan, apply, verify)",
             reconcile_duration.clone(),
         );
-        let drift_objects = Family::<TargetLabel, Gauge>::default();
+        let drift_objects = Family::<TargetLabel, Gauge<f64, AtomicU64>>::default();
         registry.register(
             DRIFT_OBJECTS,
             "Objects on the target that differ from the desired state, as of the last pass",

@@ -155,6 +155,12 @@ fn a_dead_load_balancer_does_not_stop_dns_repair_and_shows_in_metrics() {
         controller.metric("ipdrift_target_up{target=\"ns1\"}"),
         Some(1.0)
     );
+    assert!(
+        controller
+            .metric("ipdrift_drift_objects{target=\"lb-01\"}")
+            .is_some_and(f64::is_nan),
+        "drift of a target that cannot be read is unknown (NaN), not 0"
+    );
     assert_eq!(
         controller.get("/readyz").map(|r| r.0),
         Some(503),

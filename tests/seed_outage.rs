@@ -185,3 +185,49 @@ fn a_missing_or_broken_inventory_is_an_error_and_writes_nothing() {
         assert!(fleet.converged_at(1), "{what}: nothing may change");
     }
 }
+
+#[test]
+fn two_running_instances_with_one_name_make_diff_exit_2_and_say_why() {
+    let fleet = Fleet::start();
+    let mut instances = fleet.instances_at(1);
+    let mut twin = fleet::web_instance(2, 1);
+    twin["id"] = "i-web-01-twin".into();
+    instances.push(twin);
+    fleet.write_instances(&instances);
+    let diff = fleet.ipdrift(&["diff"]);
+    assert_eq!(diff.status.code(), Some(2), "{}", describe(&diff));
+    let text = String::from_utf8_lossy(&diff.stdout);
+    assert!(
+        text.contains(&format!(
+            "cannot   ns1: web-01.{ZONE} A  skipped: 2 running instances render to this name"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("cannot   lb-01: web/web-01"), "{text}");
+    let apply = fleet.ipdrift(&["apply"]);
+    assert_eq!(apply.status.code(), Some(0), "{}", describe(&apply));
+    assert!(fleet.converged_at(1), "nothing written to a contested name");
+}
+
+#[test]
+fn a_server_left_draining_while_its_instance_runs_is_drift_and_is_enabled() {
+    use std::io::{Read as _, Write as _};
+    let fleet = Fleet::start();
+    let mut socket = std::os::unix::net::UnixStream::connect(fleet.haproxy.socket_path()).unwrap();
+    socket
+        .write_all(b"set server web/web-02 state drain\n")
+        .unwrap();
+    let mut answer = String::new();
+    socket.read_to_string(&mut answer).unwrap();
+    assert_eq!(answer.trim(), "", "haproxy refused: {answer}");
+    let diff = fleet.ipdrift(&["diff", "--output", "json"]);
+    assert_eq!(diff.status.code(), Some(2), "{}", describe(&diff));
+    let plan = json_of(&diff);
+    assert_eq!(plan["changes"][0]["object"], "web/web-02", "{plan:#}");
+    assert_eq!(plan["changes"][0]["op"], "enable");
+    assert_eq!(plan["changes"][0]["from"], "drain");
+    let apply = fleet.ipdrift(&["apply"]);
+    assert_eq!(apply.status.code(), Some(0), "{}", describe(&apply));
+    let diff = fleet.ipdrift(&["diff"]);
+    assert_eq!(diff.status.code(), Some(0), "{}", describe(&diff));
+}

@@ -125,15 +125,18 @@ fn record_metrics(
         let label = TargetLabel {
             target: target.clone(),
         };
-        metrics
-            .drift_objects
-            .get_or_create(&label)
-            .set(report.remaining_drift(&target) as i64);
+        let read_failed = report.errors.iter().any(|e| e.target == target);
+        // A target that could not be read has unknown drift: NaN, never a reassuring 0.
+        let drift = if read_failed {
+            f64::NAN
+        } else {
+            report.remaining_drift(&target) as f64
+        };
+        metrics.drift_objects.get_or_create(&label).set(drift);
         metrics
             .drift_started
             .get_or_create(&label)
             .set(tracker.drift_started(&target).map_or(0.0, unix_seconds));
-        let read_failed = report.errors.iter().any(|e| e.target == target);
         metrics
             .target_up
             .get_or_create(&label)

@@ -186,6 +186,8 @@ pub fn plan(desired: &Desired, observed: &Observed, options: &PlanOptions) -> Pl
         limit_removals(&mut target_plan, current.len(), options);
         merge(&mut out, target_plan);
     }
+    // Known from the instances alone, so reported whether or not the target was read.
+    out.unrepairable.extend(desired.conflicts.iter().cloned());
     out.changes
         .sort_by(|a, b| (&a.target, &a.object, a.op).cmp(&(&b.target, &b.object, b.op)));
     out.refusals.sort();
@@ -478,12 +480,13 @@ fn plan_servers(
                 if have.admin == ServerAdmin::Maint && !may_enable {
                     out.unrepairable
                         .push(awaiting_probe(target, key, addr, port));
-                } else if have.admin == ServerAdmin::Maint {
+                } else if have.admin != ServerAdmin::Ready {
+                    // In maintenance, or draining while its instance runs: both are drift.
                     in_service.entry(&key.backend).or_default().insert(key);
                     out.changes.push(change(
                         Op::Enable,
                         key,
-                        Some(ServerAdmin::Maint.to_string()),
+                        Some(have.admin.to_string()),
                         Some(ServerAdmin::Ready.to_string()),
                         ServerChange::SetAdmin {
                             key: key.clone(),

@@ -648,3 +648,44 @@ proptest! {
         prop_assert!(before_ready == 0 || after_ready > 0);
     }
 }
+
+#[test]
+fn a_draining_server_of_a_running_instance_is_drift_and_is_enabled() {
+    let mut observed = converged(fleet(1));
+    observed.servers.get_mut("lb-01").unwrap()[0].admin = ServerAdmin::Drain;
+    let p = plan(&desired(&config(), &listed(fleet(1))), &observed, &opts());
+    let summary: Vec<_> = p
+        .changes
+        .iter()
+        .map(|c| (c.op, c.object.as_str(), c.from.as_deref()))
+        .collect();
+    assert_eq!(summary, vec![(Op::Enable, "web/web-01", Some("drain"))]);
+}
+
+#[test]
+fn two_running_instances_with_one_name_are_drift_not_in_sync() {
+    let mut instances = fleet(1);
+    let mut twin = instances[1].clone();
+    twin.id = "i-web-01-twin".into();
+    twin.public_ipv4 = Some(Ipv4Addr::new(198, 51, 100, 77));
+    instances.push(twin);
+    let observed = converged(fleet(1));
+    let p = plan(&desired(&config(), &listed(instances)), &observed, &opts());
+    assert!(
+        p.changes.is_empty(),
+        "nothing is written to a contested name: {p:#?}"
+    );
+    assert!(p.has_drift(), "a contested name is not in sync");
+    let objects: Vec<&str> = p.unrepairable.iter().map(|u| u.object.as_str()).collect();
+    assert_eq!(
+        objects,
+        vec!["web/web-01", "web-01.example.com. A"],
+        "{p:#?}"
+    );
+    assert!(
+        p.unrepairable[0]
+            .message
+            .contains("render to this server name")
+    );
+    assert_eq!(p.drift_objects("ns1"), 1);
+}
