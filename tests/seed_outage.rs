@@ -231,3 +231,62 @@ fn a_server_left_draining_while_its_instance_runs_is_drift_and_is_enabled() {
     let diff = fleet.ipdrift(&["diff"]);
     assert_eq!(diff.status.code(), Some(0), "{}", describe(&diff));
 }
+
+#[test]
+fn a_second_controller_with_the_same_owner_id_and_other_sources_deletes_nothing_of_the_first() {
+    let fleet = Fleet::start();
+    let config = std::fs::read_to_string(fleet.config_path())
+        .unwrap()
+        .replace(
+            &format!("name = \"{{name}}.{ZONE}\"\n"),
+            &format!("name = \"{{name}}.{ZONE}\"\npolicy = \"sync\"\n"),
+        );
+    assert!(config.contains("policy = \"sync\""));
+    // The first controller's fleet has web-03, which it creates with its ownership record.
+    let mut first = fleet.instances_at(1);
+    first.push(fleet::web_instance(1, 3));
+    fleet.write_instances(&first);
+    let first_config = fleet.dir.path().join("first.toml");
+    std::fs::write(&first_config, &config).unwrap();
+    let apply = fleet::ipdrift(&first_config, &["apply"]);
+    assert_eq!(apply.status.code(), Some(0), "{}", describe(&apply));
+    assert_eq!(fleet.bind.query(&format!("web-03.{ZONE}"), "A").len(), 1);
+
+    // The second reads another inventory without web-03, under the same owner_id.
+    let second_instances: Vec<String> = fleet
+        .instances_at(1)
+        .iter()
+        .map(|i| i.to_string())
+        .collect();
+    std::fs::write(
+        fleet.dir.path().join("other.json"),
+        format!("[{}]", second_instances.join(",")),
+    )
+    .unwrap();
+    let second_config = fleet.dir.path().join("second.toml");
+    std::fs::write(
+        &second_config,
+        config
+            .replace("name = \"local\"", "name = \"other\"")
+            .replace("path = \"instances.json\"", "path = \"other.json\""),
+    )
+    .unwrap();
+    let apply = fleet::ipdrift(&second_config, &["apply", "--output", "json"]);
+    assert_eq!(
+        apply.status.code(),
+        Some(3),
+        "refused by a guard: {}",
+        describe(&apply)
+    );
+    let report = json_of(&apply);
+    assert_eq!(
+        report["refusals"][0]["guard"], "owner-conflict",
+        "{report:#}"
+    );
+    assert_eq!(report["refusals"][0]["object"], format!("web-03.{ZONE} A"));
+    assert_eq!(
+        fleet.bind.query(&format!("web-03.{ZONE}"), "A").len(),
+        1,
+        "the first controller's record stays"
+    );
+}

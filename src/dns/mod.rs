@@ -72,9 +72,71 @@ pub fn ownership_name(name: &DnsName) -> DnsName {
     DnsName(format!("{OWNERSHIP_LABEL}.{}", name.as_str()))
 }
 
-/// The TXT text that marks a name as created by the controller `owner_id`.
+/// The TXT text that marks a name as created by the controller `owner_id` (the form of
+/// ipdrift 0.1, without the inventory fingerprint; still read as that controller's).
 pub fn ownership_text(owner_id: &str) -> String {
     format!("heritage=ipdrift,owner={owner_id}")
+}
+
+/// The TXT text a controller writes: its `owner_id` and the fingerprint of its inventory
+/// ([`inventory_fingerprint`]), so that a second controller configured with the same
+/// `owner_id` but other sources can tell the record is not its own.
+pub fn controller_ownership_text(owner_id: &str, inventory: &str) -> String {
+    format!("heritage=ipdrift,owner={owner_id},inventory={inventory}")
+}
+
+/// A short, stable fingerprint of a controller's inventory sources (their kinds and names):
+/// 16 hex digits of FNV-1a over `kind:name` sorted, joined by `+`.
+pub fn inventory_fingerprint<'a>(sources: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    let mut parts: Vec<String> = sources
+        .into_iter()
+        .map(|(kind, name)| format!("{kind}:{name}"))
+        .collect();
+    parts.sort();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in parts.join("+").bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
+
+/// Whose an ownership record is, as a controller with `owner_id` and `inventory` sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// This controller's (or an ipdrift 0.1 record of its `owner_id`).
+    Ours,
+    /// Written by a controller with the same `owner_id` but another inventory: two
+    /// controllers share an `owner_id`. Never deleted.
+    SameOwnerOtherInventory { inventory: String },
+    /// Someone else's.
+    Foreign,
+}
+
+/// Reads an ownership TXT text.
+pub fn claim(text: &str, owner_id: &str, inventory: &str) -> Claim {
+    let mut fields = text.split(',');
+    if fields.next() != Some("heritage=ipdrift") {
+        return Claim::Foreign;
+    }
+    let mut owner = None;
+    let mut theirs = None;
+    for field in fields {
+        match field.split_once('=') {
+            Some(("owner", v)) if owner.is_none() => owner = Some(v),
+            Some(("inventory", v)) if theirs.is_none() => theirs = Some(v),
+            // Anything else makes the text ambiguous: it counts as nobody's.
+            _ => return Claim::Foreign,
+        }
+    }
+    match (owner, theirs) {
+        (Some(o), None) if o == owner_id => Claim::Ours,
+        (Some(o), Some(i)) if o == owner_id && i == inventory => Claim::Ours,
+        (Some(o), Some(i)) if o == owner_id => Claim::SameOwnerOtherInventory {
+            inventory: i.to_string(),
+        },
+        _ => Claim::Foreign,
+    }
 }
 
 /// One write to one RRset. Each change is applied atomically; a batch of them is written
@@ -144,4 +206,45 @@ pub struct ZoneContents {
     /// Every A and AAAA RRset of the zone when the listing carried them (a zone transfer
     /// does); `None` when the RRsets a pass needs must be [`DnsTarget::read`] separately.
     pub rrsets: Option<Vec<RecordSet>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ownership_texts_are_ours_another_controllers_or_foreign() {
+        let fp = inventory_fingerprint([("file", "local"), ("aws", "prod")]);
+        assert_eq!(
+            fp,
+            inventory_fingerprint([("aws", "prod"), ("file", "local")]),
+            "order does not matter"
+        );
+        assert_eq!(fp.len(), 16);
+        assert_ne!(fp, inventory_fingerprint([("aws", "prod")]));
+        assert_eq!(
+            claim(&controller_ownership_text("a", &fp), "a", &fp),
+            Claim::Ours
+        );
+        assert_eq!(
+            claim(&ownership_text("a"), "a", &fp),
+            Claim::Ours,
+            "ipdrift 0.1's records"
+        );
+        assert_eq!(
+            claim(&controller_ownership_text("a", "other"), "a", &fp),
+            Claim::SameOwnerOtherInventory {
+                inventory: "other".into()
+            }
+        );
+        for foreign in [
+            controller_ownership_text("b", &fp),
+            "heritage=external-dns,owner=a".into(),
+            "heritage=ipdrift,owner=a,owner=b".into(),
+            "heritage=ipdrift,owner=a,x=1".into(),
+            String::new(),
+        ] {
+            assert_eq!(claim(&foreign, "a", &fp), Claim::Foreign, "{foreign}");
+        }
+    }
 }

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{HealthGate, ServerRemoval};
 use crate::desired::{Desired, Problem, contested_record, contested_server};
-use crate::dns::{RecordChange, ownership_text};
+use crate::dns::{Claim, RecordChange, claim, controller_ownership_text};
 use crate::lb::ServerChange;
 use crate::model::{
     DnsName, ObservedServer, RecordKey, RecordSet, ServerAdmin, ServerIntent, ServerKey,
@@ -94,11 +94,13 @@ pub struct Refusal {
 pub const GUARD_NEVER_EMPTY: &str = "never-empty";
 pub const GUARD_SOURCE_UNAVAILABLE: &str = "source-unavailable";
 pub const GUARD_MAX_REMOVE_FRACTION: &str = "max-remove-fraction";
+pub const GUARD_OWNER_CONFLICT: &str = "owner-conflict";
 /// Every guard, for metrics initialisation and documentation.
-pub const GUARDS: [&str; 3] = [
+pub const GUARDS: [&str; 4] = [
     GUARD_NEVER_EMPTY,
     GUARD_SOURCE_UNAVAILABLE,
     GUARD_MAX_REMOVE_FRACTION,
+    GUARD_OWNER_CONFLICT,
 ];
 
 /// Settings that shape a plan.
@@ -110,6 +112,14 @@ pub struct PlanOptions {
     pub force: bool,
     /// `controller.owner_id`, written into and compared with ownership records.
     pub owner_id: String,
+    /// [`crate::dns::inventory_fingerprint`] of the controller's sources, written beside it.
+    pub inventory: String,
+}
+
+impl PlanOptions {
+    fn claim(&self, text: &str) -> Claim {
+        claim(text, &self.owner_id, &self.inventory)
+    }
 }
 
 impl Default for PlanOptions {
@@ -118,6 +128,7 @@ impl Default for PlanOptions {
             max_remove_fraction: crate::config::DEFAULT_MAX_REMOVE_FRACTION,
             force: false,
             owner_id: crate::config::DEFAULT_OWNER_ID.to_string(),
+            inventory: crate::dns::inventory_fingerprint([]),
         }
     }
 }
@@ -235,8 +246,12 @@ fn plan_zone(
     options: &PlanOptions,
 ) -> Plan {
     let mut out = Plan::default();
-    let ours = ownership_text(&options.owner_id);
-    let owned_by_us = |name: &DnsName| ownership.and_then(|o| o.get(name)) == Some(&ours);
+    let ours = controller_ownership_text(&options.owner_id, &options.inventory);
+    let owned_by_us = |name: &DnsName| {
+        ownership
+            .and_then(|o| o.get(name))
+            .is_some_and(|text| options.claim(text) == Claim::Ours)
+    };
     let current: BTreeMap<&RecordKey, &RecordSet> = current.iter().map(|s| (&s.key, s)).collect();
     let wanted = desired.records.get(target);
     let not_adopted = desired.not_adopted.get(target);
@@ -299,10 +314,25 @@ fn plan_zone(
             });
         }
     }
-    for key in orphans(target, desired, ownership, &ours) {
+    for key in orphans(target, desired, ownership, options) {
         let Some(have) = current.get(&key) else {
             continue;
         };
+        let text = ownership
+            .and_then(|o| o.get(&key.name))
+            .map_or("", String::as_str);
+        if let Claim::SameOwnerOtherInventory { inventory } = options.claim(text) {
+            out.refusals.push(Refusal {
+                guard: GUARD_OWNER_CONFLICT,
+                target: target.to_string(),
+                object: key.to_string(),
+                reason: format!(
+                    "no instance of this controller produces it, but it was created by another controller with the same owner_id {:?} and other inventory sources (fingerprint {inventory}, this one's {}); two controllers must not share an owner_id — give each its own",
+                    options.owner_id, options.inventory
+                ),
+            });
+            continue;
+        }
         let rule = desired.sync_rules[target]
             .iter()
             .find(|r| r.rtype == key.rtype && r.template.matches(key.name.as_str()))
@@ -334,14 +364,15 @@ fn plan_zone(
     out
 }
 
-/// Record sets owned by this controller that a `policy = "sync"` rule of `target` matches
-/// but no instance produces any more: the candidates for deletion. The reconciler reads
+/// Record sets owned by this controller (or by another with its `owner_id`: those are
+/// refused, guard `owner-conflict`) that a `policy = "sync"` rule of `target` matches but
+/// no instance produces any more: the candidates for deletion. The reconciler reads
 /// them too, so that their current contents are known.
 pub fn orphans(
     target: &str,
     desired: &Desired,
     ownership: Option<&BTreeMap<DnsName, String>>,
-    ours: &str,
+    options: &PlanOptions,
 ) -> Vec<RecordKey> {
     let (Some(rules), Some(ownership)) = (desired.sync_rules.get(target), ownership) else {
         return Vec::new();
@@ -349,7 +380,7 @@ pub fn orphans(
     let wanted = desired.records.get(target);
     let mut keys = BTreeSet::new();
     for (name, owner) in ownership {
-        if owner != ours {
+        if options.claim(owner) == Claim::Foreign {
             continue;
         }
         for rule in rules.iter().filter(|r| r.template.matches(name.as_str())) {

@@ -458,7 +458,7 @@ fn created_records_are_owned_and_only_owned_orphans_are_deleted() {
     let creates: Vec<&Change> = p.changes.iter().filter(|c| c.op == Op::Create).collect();
     assert_eq!(creates.len(), 2);
     assert!(
-        matches!(&creates[0].action, Action::Dns(RecordChange::Create { owner, .. }) if owner == "heritage=ipdrift,owner=ipdrift")
+        matches!(&creates[0].action, Action::Dns(RecordChange::Create { owner, .. }) if *owner == crate::dns::controller_ownership_text("ipdrift", &opts().inventory))
     );
     let after = written(&observed, &p);
 
@@ -688,4 +688,59 @@ fn two_running_instances_with_one_name_are_drift_not_in_sync() {
             .contains("render to this server name")
     );
     assert_eq!(p.drift_objects("ns1"), 1);
+}
+
+#[test]
+fn a_second_controller_with_the_same_owner_id_never_deletes_the_firsts_records() {
+    let sync = config::parse(
+        &CONFIG.replace(
+            "name = \"{name}.example.com.\"\nselect",
+            "name = \"{name}.example.com.\"\npolicy = \"sync\"\nselect",
+        ),
+        Path::new("ipdrift.toml"),
+    )
+    .unwrap();
+    let mut observed = converged(fleet(1));
+    let other = crate::dns::controller_ownership_text("ipdrift", "0123456789abcdef");
+    let legacy = crate::dns::ownership_text("ipdrift");
+    let mut orphan = |name: &str, text: &str| {
+        let key = RecordKey {
+            name: crate::model::DnsName(format!("{name}.example.com.")),
+            rtype: crate::model::RecordType::A,
+        };
+        observed.records.get_mut("ns1").unwrap().push(RecordSet {
+            key: key.clone(),
+            ttl: 60,
+            addrs: BTreeSet::from([IpAddr::V4(Ipv4Addr::new(198, 51, 100, 200))]),
+        });
+        observed
+            .ownership
+            .entry("ns1".into())
+            .or_default()
+            .insert(key.name, text.to_string());
+    };
+    orphan("web-09", &other);
+    orphan("web-08", &legacy);
+    let p = plan(&desired(&sync, &listed(fleet(1))), &observed, &opts());
+    let deleted: Vec<&str> = p
+        .changes
+        .iter()
+        .filter(|c| c.op == Op::Delete)
+        .map(|c| c.object.as_str())
+        .collect();
+    assert_eq!(
+        deleted,
+        vec!["web-08.example.com. A"],
+        "a 0.1 record of this owner_id is still ours: {p:#?}"
+    );
+    let [refusal] = p.refusals.as_slice() else {
+        panic!("{p:#?}");
+    };
+    assert_eq!(refusal.guard, GUARD_OWNER_CONFLICT);
+    assert_eq!(refusal.object, "web-09.example.com. A");
+    assert!(
+        refusal.reason.contains("must not share an owner_id"),
+        "{}",
+        refusal.reason
+    );
 }

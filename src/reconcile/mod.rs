@@ -16,7 +16,7 @@ use tokio::time::{Instant, timeout, timeout_at};
 
 use crate::config::{Config, HealthGate};
 use crate::desired::{Desired, Problem, SourceSnapshot, desired};
-use crate::dns::{DnsTarget, RecordChange, ownership_text};
+use crate::dns::{DnsTarget, RecordChange, inventory_fingerprint};
 use crate::forecast::{ScheduledEvent, forecast};
 use crate::ha::{Fence, NotLeader};
 use crate::inventory::Inventory;
@@ -124,6 +124,9 @@ impl Reconciler {
             max_remove_fraction: config.controller.max_remove_fraction,
             force,
             owner_id: config.controller.owner_id.clone(),
+            inventory: inventory_fingerprint(
+                config.inventories.iter().map(|i| (i.kind, i.name.as_str())),
+            ),
         };
         Reconciler {
             timeout: config.controller.timeout,
@@ -399,7 +402,7 @@ impl Reconciler {
             target.name(),
             want,
             Some(&listing.ownership),
-            &ownership_text(&self.options.owner_id),
+            &self.options,
         ));
         keys.sort();
         keys.dedup();
