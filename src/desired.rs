@@ -284,6 +284,12 @@ fn desire_rule_records(
         };
         let text = rule.name.render(instance);
         let checked = validate::dns_name(&text)
+            .and_then(|name| {
+                if rule.check_names {
+                    validate::host_name(&name)?;
+                }
+                Ok(name)
+            })
             .and_then(|name| validate::target_addr(addr).map(|addr| (name, addr)));
         match checked {
             Ok((name, addr)) => rendered

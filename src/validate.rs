@@ -69,6 +69,25 @@ pub fn dns_name(text: &str) -> Result<DnsName, Invalid> {
     Ok(DnsName(format!("{}.", trimmed.to_ascii_lowercase())))
 }
 
+/// A host name (RFC 952, RFC 1123 §2.1): every label of letters, digits and hyphens. DNS
+/// servers that check names (BIND's `check-names`, on by default for primary zones) refuse
+/// an UPDATE that gives an address to any other owner — the whole message, not only it.
+pub fn host_name(name: &DnsName) -> Result<(), Invalid> {
+    let trimmed = name.as_str().strip_suffix('.').unwrap_or(name.as_str());
+    match trimmed.split('.').find(|label| {
+        !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    }) {
+        None => Ok(()),
+        Some(label) => Err(Invalid(format!(
+            "{} is not a host name: label {} may hold only letters, digits and hyphens (RFC 952/1123), and DNS servers that check names refuse it",
+            printable(name.as_str()),
+            printable(label)
+        ))),
+    }
+}
+
 /// One label: 1–63 characters of letters, digits, `-` and `_`, not starting or ending with `-`.
 pub fn dns_label(label: &str) -> Result<(), Invalid> {
     if label.is_empty() {
@@ -211,6 +230,9 @@ mod tests {
         assert!(target_addr("224.0.0.1".parse().unwrap()).is_err());
         assert!(target_addr("::".parse().unwrap()).is_err());
         assert!(target_addr("255.255.255.255".parse().unwrap()).is_err());
+        assert!(host_name(&dns_name("web-01.Example.com.").unwrap()).is_ok());
+        let underscore = host_name(&dns_name("web_05.example.com.").unwrap()).unwrap_err();
+        assert!(underscore.0.contains("\"web_05\""), "{}", underscore.0);
         assert!(target_addr("fe80::1".parse().unwrap()).is_err());
         assert!(target_addr("febf::1".parse().unwrap()).is_err());
         assert!(target_addr("fec0::1".parse().unwrap()).is_ok());

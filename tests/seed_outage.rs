@@ -290,3 +290,27 @@ fn a_second_controller_with_the_same_owner_id_and_other_sources_deletes_nothing_
         "the first controller's record stays"
     );
 }
+
+#[test]
+fn an_instance_name_that_is_no_host_name_is_skipped_and_the_rest_of_the_zone_repaired() {
+    let mut fleet = Fleet::start();
+    fleet.move_to(2);
+    let mut instances = fleet.instances_at(2);
+    let mut odd = fleet::web_instance(2, 5);
+    odd["name"] = "web_05".into();
+    instances.push(odd);
+    fleet.write_instances(&instances);
+    let apply = fleet.ipdrift(&["apply", "--output", "json"]);
+    assert_eq!(apply.status.code(), Some(0), "{}", describe(&apply));
+    let report = json_of(&apply);
+    let problems = report["problems"].to_string();
+    assert!(
+        problems.contains("web_05") && problems.contains("not a host name"),
+        "{report:#}"
+    );
+    assert_eq!(
+        fleet.bind.query(&format!("www.{ZONE}"), "A"),
+        vec![lb_public(2)]
+    );
+    assert!(fleet.dns_at(2), "every other record repaired: {report:#}");
+}

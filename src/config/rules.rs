@@ -35,6 +35,10 @@ pub struct RecordRule {
     /// Update RRsets the rule names that someone else created (the default: the config is
     /// the statement of intent). `false` leaves them alone.
     pub adopt: bool,
+    /// Owner names must be host names (RFC 952/1123: letters, digits, hyphens), as servers
+    /// with check-names (BIND's default) demand of A and AAAA owners; `check_names = false`
+    /// lets names with `_` through.
+    pub check_names: bool,
 }
 
 /// Whether a rule may delete what it no longer selects.
@@ -96,6 +100,7 @@ pub(super) struct RawRecord {
     ttl: Option<Spanned<i64>>,
     policy: Option<Spanned<String>>,
     adopt: Option<bool>,
+    check_names: Option<bool>,
 }
 
 /// The keys of one backend, as a load-balancer kind's serde struct embeds them.
@@ -185,6 +190,18 @@ fn check_record(
     match validate::dns_name(&name.render_with("sample", "sample")) {
         Err(e) => c.error(&r.name, format!("{field}.name"), e.0),
         Ok(rendered) => {
+            if r.check_names != Some(false)
+                && let Err(e) = validate::host_name(&rendered)
+            {
+                c.error(
+                    &r.name,
+                    format!("{field}.name"),
+                    format!(
+                        "{}; set check_names = false on the rule if the DNS server accepts it",
+                        e.0
+                    ),
+                );
+            }
             if let Some(zone) = &zone
                 && !rendered.is_in_zone(zone)
             {
@@ -231,6 +248,7 @@ fn check_record(
         ttl,
         policy,
         adopt: r.adopt.unwrap_or(true),
+        check_names: r.check_names.unwrap_or(true),
     })
 }
 

@@ -780,3 +780,24 @@ fn sub_millisecond_intervals_are_refused_here_and_on_the_command_line() {
     assert!(parse_interval("0s").is_err());
     assert!(parse_interval("200000000000y").is_err());
 }
+
+#[test]
+fn a_fixed_name_that_is_no_host_name_needs_check_names_false() {
+    let odd = EXAMPLE.replacen("name = \"www.", "name = \"_www.", 1);
+    assert_ne!(odd, EXAMPLE, "the example has a www rule");
+    let e = errors_of(&odd);
+    assert!(
+        e.iter()
+            .any(|e| e.message.contains("not a host name")
+                && e.message.contains("check_names = false")),
+        "{e:?}"
+    );
+    let allowed = EXAMPLE.replacen(
+        "name = \"www.example.com.\"",
+        "name = \"_www.example.com.\"\ncheck_names = false",
+        1,
+    );
+    let c = parse(&allowed, Path::new("/etc/ipdrift/c.toml")).unwrap();
+    assert!(!c.records[0].check_names);
+    assert!(c.records[1].check_names);
+}
