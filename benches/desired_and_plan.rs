@@ -7,7 +7,7 @@
 //! growing linearly. Run with
 //! `cargo bench --bench desired_and_plan -- --warm-up-time 1 --measurement-time 3`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -108,9 +108,8 @@ fn observed_as(want: &Desired) -> Observed {
         .collect();
     Observed {
         records,
-        ownership: BTreeMap::new(),
         servers,
-        reachable: BTreeSet::new(),
+        ..Observed::default()
     }
 }
 

@@ -1048,3 +1048,16 @@ every_server! {
         assert!(format!("{error:#}").contains("refused the zone transfer (AXFR)"), "{error:#}");
     }
 }
+
+every_server! {
+    async fn the_names_the_zone_uses_itself_are_read_from_its_soa_and_ns(server: Server) {
+        let dns = server.with_records();
+        let target = target(&*dns);
+        let names = target.read_zone_own_names().await.unwrap();
+        assert_eq!(
+            names,
+            BTreeSet::from([validate::dns_name(&format!("ns1.{ZONE}")).unwrap()]),
+            "the SOA primary and the one name server"
+        );
+    }
+}

@@ -314,3 +314,28 @@ fn an_instance_name_that_is_no_host_name_is_skipped_and_the_rest_of_the_zone_rep
     );
     assert!(fleet.dns_at(2), "every other record repaired: {report:#}");
 }
+
+#[test]
+fn an_instance_named_like_the_zones_name_server_never_takes_it_over() {
+    let fleet = Fleet::start();
+    let mut instances = fleet.instances_at(1);
+    let mut ns1 = fleet::web_instance(1, 3);
+    ns1["name"] = "ns1".into();
+    instances.push(ns1);
+    fleet.write_instances(&instances);
+    let diff = fleet.ipdrift(&["diff"]);
+    assert_eq!(diff.status.code(), Some(2), "{}", describe(&diff));
+    let text = String::from_utf8_lossy(&diff.stdout);
+    assert!(
+        text.contains(&format!(
+            "cannot   ns1: ns1.{ZONE} A  ns1.{ZONE} is a name the zone uses itself"
+        )),
+        "{text}"
+    );
+    let apply = fleet.ipdrift(&["apply"]);
+    assert_eq!(apply.status.code(), Some(0), "{}", describe(&apply));
+    assert_eq!(
+        fleet.bind.query(&format!("ns1.{ZONE}"), "A"),
+        vec!["127.0.0.1"]
+    );
+}

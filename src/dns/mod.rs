@@ -12,7 +12,7 @@ pub mod route53;
 pub mod tsig;
 
 use std::any::Any;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -190,6 +190,13 @@ pub trait DnsTarget: Send + Sync {
                 rrsets: None,
             })
         })
+    }
+
+    /// Names inside the zone that the zone uses itself (its SOA primary, name servers and
+    /// mail exchangers): no rule takes them over. Providers whose zones cannot hold such
+    /// names, or cannot tell, return none.
+    fn read_zone_own_names(&self) -> BoxFuture<'_, anyhow::Result<BTreeSet<DnsName>>> {
+        Box::pin(async { Ok(BTreeSet::new()) })
     }
 
     /// How long writing one batch may take, given the controller's `timeout`.

@@ -167,6 +167,9 @@ pub struct Observed {
     /// DNS target → its ownership records (managed name → TXT text), for the targets
     /// where some rule needs them (`adopt = false`, `policy = "sync"`).
     pub ownership: BTreeMap<String, BTreeMap<DnsName, String>>,
+    /// DNS target → the names its zone uses itself (SOA primary, name servers, mail
+    /// exchangers): never taken over by a rule.
+    pub zone_own: BTreeMap<String, BTreeSet<DnsName>>,
     pub servers: BTreeMap<String, Vec<ObservedServer>>,
     /// Instance endpoints that accepted a TCP connection from ipdrift this pass: servers
     /// behind a `health = "probe"` backend are put into service only once theirs did.
@@ -187,7 +190,8 @@ pub fn plan(desired: &Desired, observed: &Observed, options: &PlanOptions) -> Pl
     let mut out = Plan::default();
     for (target, current) in &observed.records {
         let ownership = observed.ownership.get(target);
-        let mut target_plan = plan_zone(target, desired, current, ownership, options);
+        let zone_own = observed.zone_own.get(target);
+        let mut target_plan = plan_zone(target, desired, current, ownership, zone_own, options);
         let managed = current.iter().map(|s| s.addrs.len()).sum();
         limit_removals(&mut target_plan, managed, options);
         merge(&mut out, target_plan);
@@ -243,6 +247,7 @@ fn plan_zone(
     desired: &Desired,
     current: &[RecordSet],
     ownership: Option<&BTreeMap<DnsName, String>>,
+    zone_own: Option<&BTreeSet<DnsName>>,
     options: &PlanOptions,
 ) -> Plan {
     let mut out = Plan::default();
@@ -258,6 +263,17 @@ fn plan_zone(
     for (key, want) in wanted.into_iter().flatten() {
         let have = current.get(key).copied();
         if have == Some(want) {
+            continue;
+        }
+        if zone_own.is_some_and(|names| names.contains(&key.name)) && !owned_by_us(&key.name) {
+            out.unrepairable.push(Problem {
+                target: Some(target.to_string()),
+                object: key.to_string(),
+                message: format!(
+                    "{} is a name the zone uses itself (its SOA primary, a name server or a mail exchanger); no rule takes it over, whatever an instance is named: rename the instance or the rule",
+                    key.name
+                ),
+            });
             continue;
         }
         let Some(have) = have else {

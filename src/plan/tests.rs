@@ -744,3 +744,33 @@ fn a_second_controller_with_the_same_owner_id_never_deletes_the_firsts_records()
         refusal.reason
     );
 }
+
+#[test]
+fn a_name_the_zone_uses_itself_is_never_taken_over() {
+    let mut instances = fleet(1);
+    instances[1].name = "ns1".into();
+    let mut observed = converged(fleet(1));
+    let ns1 = crate::model::DnsName("ns1.example.com.".into());
+    observed.records.get_mut("ns1").unwrap().push(RecordSet {
+        key: RecordKey {
+            name: ns1.clone(),
+            rtype: crate::model::RecordType::A,
+        },
+        ttl: 60,
+        addrs: BTreeSet::from([IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1))]),
+    });
+    observed
+        .zone_own
+        .insert("ns1".into(), BTreeSet::from([ns1]));
+    let p = plan(&desired(&config(), &listed(instances)), &observed, &opts());
+    assert!(
+        !p.changes.iter().any(|c| c.object == "ns1.example.com. A"),
+        "{p:#?}"
+    );
+    assert!(
+        p.unrepairable
+            .iter()
+            .any(|u| u.object == "ns1.example.com. A"
+                && u.message.contains("a name the zone uses itself"))
+    );
+}

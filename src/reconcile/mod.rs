@@ -338,7 +338,8 @@ impl Reconciler {
         let mut observed = Observed::default();
         for (name, result) in dns_results {
             match result {
-                Ok((sets, ownership)) => {
+                Ok((sets, ownership, zone_own)) => {
+                    observed.zone_own.insert(name.clone(), zone_own);
                     observed.records.insert(name.clone(), sets);
                     if let Some(ownership) = ownership {
                         observed.ownership.insert(name, ownership);
@@ -369,7 +370,40 @@ impl Reconciler {
     /// then the zone is listed, and the RRsets are taken from that listing where it carries
     /// them (one AXFR for RFC 2136) or else read afterwards, since the ownership records
     /// decide which RRsets to read (those that `policy = "sync"` may delete).
+    /// [`Self::observe_records`], and the names the zone uses itself, read side by side.
     async fn observe_zone(
+        &self,
+        target: &dyn DnsTarget,
+        want: &Desired,
+    ) -> anyhow::Result<(
+        Vec<RecordSet>,
+        Option<BTreeMap<DnsName, String>>,
+        BTreeSet<DnsName>,
+    )> {
+        let wants_any = want
+            .records
+            .get(target.name())
+            .is_some_and(|r| !r.is_empty());
+        let zone_own = async {
+            if !wants_any {
+                return Ok(BTreeSet::new());
+            }
+            timeout(self.timeout, target.read_zone_own_names())
+                .await
+                .map_err(|_| {
+                    anyhow!(
+                        "DNS target {:?} did not say within {} which names its zone uses itself (SOA, NS, MX)",
+                        target.name(),
+                        humantime::format_duration(self.timeout)
+                    )
+                })?
+        };
+        let (records, zone_own) = tokio::join!(self.observe_records(target, want), zone_own);
+        let (sets, ownership) = records?;
+        Ok((sets, ownership, zone_own?))
+    }
+
+    async fn observe_records(
         &self,
         target: &dyn DnsTarget,
         want: &Desired,
@@ -572,6 +606,9 @@ impl Reconciler {
                         after
                             .ownership
                             .insert(t.name().to_string(), ownership.clone());
+                    }
+                    if let Some(names) = observed.zone_own.get(t.name()) {
+                        after.zone_own.insert(t.name().to_string(), names.clone());
                     }
                     verify(&plan(want, &after, &self.options), batch.len())
                 }

@@ -148,6 +148,8 @@ pub fn diagnose(
 #[derive(Debug, Clone, Copy)]
 pub enum Request<'a> {
     Query(&'a RecordKey),
+    /// A query for the apex's SOA, NS or MX records: the names the zone uses itself.
+    ZoneOwn,
     Update(&'a UpdatePart),
     /// Message `message` (counting from 1) of the answer to the AXFR query.
     Transfer {
@@ -158,7 +160,7 @@ pub enum Request<'a> {
 impl Request<'_> {
     pub fn kind(&self) -> RequestKind {
         match self {
-            Request::Query(_) => RequestKind::Query,
+            Request::Query(_) | Request::ZoneOwn => RequestKind::Query,
             Request::Update(_) => RequestKind::Update,
             Request::Transfer { .. } => RequestKind::Transfer,
         }
@@ -169,6 +171,7 @@ impl std::fmt::Display for Request<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Request::Query(key) => write!(f, "the query for {key}"),
+            Request::ZoneOwn => f.write_str("the query for the zone's SOA, NS and MX records"),
             Request::Update(part) => match part.label {
                 Label::Only => f.write_str("the update"),
                 Label::Message { number, count } => write!(
@@ -311,6 +314,22 @@ pub fn referral_cut(answer: &Message) -> Option<DnsName> {
         .iter()
         .find(|record| record.record_type() == hickory_proto::rr::RecordType::NS)
         .and_then(|record| dns_name_of(&record.name))
+}
+
+/// The names inside `zone` that an answer about its apex says the zone uses itself: the
+/// SOA's primary, the name servers, the mail exchangers.
+pub fn zone_own_names(zone: &DnsName, answer: &Message) -> BTreeSet<DnsName> {
+    answer
+        .answers
+        .iter()
+        .filter_map(|record| match &record.data {
+            RData::SOA(soa) => dns_name_of(&soa.mname),
+            RData::NS(ns) => dns_name_of(&ns.0),
+            RData::MX(mx) => dns_name_of(&mx.exchange),
+            _ => None,
+        })
+        .filter(|name| name.is_in_zone(zone))
+        .collect()
 }
 
 fn dns_name_of(name: &Name) -> Option<DnsName> {

@@ -66,6 +66,14 @@ pub fn query_message(id: u16, owner: Name, rtype: RecordType) -> Message {
     message
 }
 
+/// A query for one of the apex's own RRsets (SOA, NS, MX), as [`query_message`].
+pub fn zone_own_query(id: u16, apex: Name, rtype: hickory_proto::rr::RecordType) -> Message {
+    let mut message = Message::new(id, MessageType::Query, OpCode::Query);
+    message.metadata.recursion_desired = false;
+    message.add_query(Query::query(apex, rtype));
+    message
+}
+
 /// A query for the zone's SOA, as [`query_message`] for the apex: asked with and without
 /// the key, it shows whether the server serves the zone and accepts the key.
 pub fn soa_query(id: u16, zone: Name) -> Message {

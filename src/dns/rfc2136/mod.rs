@@ -48,7 +48,7 @@ use explain::{
 };
 use message::{
     Endpoint, is_truncated, permission_probe, query_message, sign, soa_query, transfer_query,
-    update_message,
+    update_message, zone_own_query,
 };
 use tcp::read_message;
 use transfer::ZoneListing;
@@ -188,6 +188,38 @@ impl Rfc2136Target {
             }
         }
         Ok(rrsets)
+    }
+
+    /// The apex's SOA, NS and MX, with one signed query each on one connection.
+    async fn query_zone_own_names(&self) -> anyhow::Result<BTreeSet<DnsName>> {
+        use hickory_proto::rr::RecordType as Type;
+        let signer = self.endpoint.key.signer();
+        let apex = self.endpoint.checked_name(&self.endpoint.zone)?;
+        let first_id: u16 = rand::random();
+        let mut verifiers = HashMap::new();
+        let mut requests = Vec::new();
+        for (n, rtype) in [Type::SOA, Type::NS, Type::MX].into_iter().enumerate() {
+            let id = first_id.wrapping_add(n as u16);
+            let mut query = zone_own_query(id, apex.clone(), rtype);
+            verifiers.insert(id, sign(&mut query, &signer)?);
+            requests.push(query.to_vec().context("encoding a DNS query")?);
+        }
+        let mut names = BTreeSet::new();
+        for answer in self.exchange(&requests).await? {
+            let id = u16::from_be_bytes([answer[0], answer[1]]);
+            let Some(mut verifier) = verifiers.remove(&id) else {
+                bail!(
+                    "{} sent an answer (id {id}) to no pending query; is something else answering on that address?",
+                    self.endpoint.who()
+                );
+            };
+            let message = self
+                .endpoint
+                .check_answer(Request::ZoneOwn, &answer, &mut verifier)
+                .map_err(|e| anyhow!("{e:#}"))?;
+            names.extend(answer::zone_own_names(&self.endpoint.zone, &message));
+        }
+        Ok(names)
     }
 
     /// One signed query for each of `keys`, pipelined on one connection: each key with the
@@ -553,6 +585,10 @@ impl DnsTarget for Rfc2136Target {
     /// One zone transfer gives both the ownership records and the RRsets.
     fn read_listing(&self) -> BoxFuture<'_, anyhow::Result<ZoneContents>> {
         Box::pin(self.list_zone())
+    }
+
+    fn read_zone_own_names(&self) -> BoxFuture<'_, anyhow::Result<BTreeSet<DnsName>>> {
+        Box::pin(self.query_zone_own_names())
     }
 }
 
