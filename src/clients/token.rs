@@ -5,7 +5,7 @@
 use std::fmt;
 
 use crate::config::SecretRef;
-use crate::config::secret_keys::looks_like_a_token;
+use crate::config::secret_keys::{looks_like_a_secret, shown};
 
 /// An API token. Its `Debug` shows nothing of it and it has no `Display`.
 #[derive(Clone)]
@@ -39,7 +39,7 @@ impl Token {
     /// contains the token, nor a key's value that looks like a token pasted in by mistake.
     pub fn load(source: &SecretRef) -> Result<Token, String> {
         match source {
-            SecretRef::Env(var) if looks_like_a_token(var) => Err(
+            SecretRef::Env(var) if looks_like_a_secret(var) => Err(
                 "token_env: must name an environment variable holding the token; the value given \
                  looks like a token itself and is not shown — export it in a variable and name that"
                     .into(),
@@ -56,12 +56,11 @@ impl Token {
                 Token::new(value).map_err(|e| format!("token_env: environment variable {var}: {e}"))
             }
             SecretRef::File(path) => {
-                let shown = if path.file_name().is_some_and(|name| {
-                    looks_like_a_token(&name.to_string_lossy()) && !path.exists()
-                }) {
-                    "(a path that looks like a token itself; not shown)".to_string()
-                } else {
+                // A path that exists is a path; one that does not may be the token itself.
+                let shown = if path.exists() {
                     path.display().to_string()
+                } else {
+                    shown(&path.display().to_string())
                 };
                 let value = std::fs::read_to_string(path).map_err(|e| {
                     format!("token_file: cannot read {shown}: {e}; it must hold the API token")
@@ -130,8 +129,13 @@ mod tests {
         let e =
             Token::load(&SecretRef::File(PathBuf::from("/etc/ipdrift").join(SECRET))).unwrap_err();
         assert!(!e.contains(SECRET) && e.contains("not shown"), "{e}");
-        assert!(!looks_like_a_token("IPDRIFT_DIGITALOCEAN_READ_ONLY_TOKEN"));
-        assert!(looks_like_a_token(
+        let e = Token::load(&SecretRef::File(
+            PathBuf::from("/etc/ipdrift").join("correct-horse-battery-staple-42!"),
+        ))
+        .unwrap_err();
+        assert!(!e.contains("staple") && e.contains("not shown"), "{e}");
+        assert!(!looks_like_a_secret("IPDRIFT_DIGITALOCEAN_READ_ONLY_TOKEN"));
+        assert!(looks_like_a_secret(
             "jEheVytlAoFl7F8MqUQ7jAo2hOXASztX5ZBdHGHBmkgbM0NmrCVTYr0kcNDCBOh2"
         ));
     }

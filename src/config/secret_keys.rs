@@ -47,7 +47,8 @@ pub fn looks_like_a_token(text: &str) -> bool {
 
 /// Whether `text` may be a secret rather than a path or a name: base64 of 16 bytes or more
 /// (TSIG secrets; `/` and `+` are base64 characters, so the whole text is tried as well as
-/// each path component), a long hex string, or an API token. Real paths almost always have
+/// each path component), a long hex string, an API token, or a password (punctuation or
+/// spaces, or 20 letters and more without `.` or `-`). Real paths almost always have
 /// a `.` or `-` somewhere or are short, so they are shown in errors; anything else is not.
 pub fn looks_like_a_secret(text: &str) -> bool {
     let text = text.trim();
@@ -62,7 +63,21 @@ pub fn looks_like_a_secret(text: &str) -> bool {
     };
     let hex = |t: &str| t.len() >= 32 && t.chars().all(|c| c.is_ascii_hexdigit());
     let shaped = |t: &str| base64(t) || hex(t) || looks_like_a_token(t);
+    // Passwords: characters file and variable names do not have, or a long run of letters
+    // without the `.` or `-` that names of files almost always have.
+    let unusual = |t: &str| {
+        t.chars()
+            .any(|c| c.is_whitespace() || "!@#$%^&*()?<>|\"'`\\{}[];,".contains(c))
+    };
+    let passphrase = |t: &str| {
+        t.len() >= 20
+            && t.chars().any(|c| c.is_ascii_lowercase())
+            && !t.contains('.')
+            && !t.contains('-')
+    };
     shaped(text)
+        || unusual(text)
+        || text.split('/').any(passphrase)
         || shaped(text.trim_start_matches('/'))
         || text.split('/').any(shaped)
         || (text.contains('+') || text.ends_with('='))
