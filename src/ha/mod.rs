@@ -1,5 +1,6 @@
 //! `[ha]`: several `ipdrift run` watch one fleet and only the leader writes. The leader is
-//! elected with etcd's election API (`v3election`): each controller grants itself a lease,
+//! elected with etcd's election API (`v3election`, through etcd's HTTP/JSON gateway:
+//! [`gateway`]): each controller grants itself a lease,
 //! keeps it alive, and campaigns with a key under the election's prefix that lives as long
 //! as the lease; the oldest key wins. When the leader dies its lease expires, its key goes,
 //! and the next campaigner is elected.
@@ -13,16 +14,17 @@
 //! lease ran out before it writes again, without asking anyone — and the batch it starts
 //! must also end by then.
 
+pub mod gateway;
+
+use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{
-    Certificate, Client, ConnectOptions, Identity, LeaseKeepAliveStream, LeaseKeeper, TlsOptions,
-};
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 
+use self::gateway::Gateway;
 use crate::config::HaConfig;
 
 /// How long a stopping controller may take to hand its lease back.
@@ -128,34 +130,17 @@ impl Leadership {
     /// this controller follows.
     pub fn start(ha: &HaConfig, gauge: Gauge) -> anyhow::Result<Leadership> {
         let secrets = ha.load_secrets().map_err(anyhow::Error::msg)?;
-        let mut options = ConnectOptions::new()
-            .with_connect_timeout(quarter(ha.lease_ttl))
-            .with_keep_alive(quarter(ha.lease_ttl), quarter(ha.lease_ttl))
-            // A member cut off from the etcd cluster's majority fails requests at once
-            // instead of leaving them hanging.
-            .with_require_leader(true);
-        if let Some(ca) = &secrets.ca_pem {
-            crate::install_tls_provider();
-            let mut tls = TlsOptions::new().ca_certificate(Certificate::from_pem(ca));
-            if let Some((cert, key)) = &secrets.identity_pem {
-                tls = tls.identity(Identity::from_pem(cert, key));
-            }
-            options = options.with_tls(tls);
-        }
-        if let Some((user, password)) = &secrets.credentials {
-            options = options.with_user(user, password);
-        }
+        let gateway = Gateway::new(&ha.endpoints, &secrets, quarter(ha.lease_ttl))
+            .map_err(anyhow::Error::msg)?;
         let (role_tx, role) = watch::channel(Role::Follower);
         let (stop, stop_rx) = watch::channel(false);
         let election = Election {
-            endpoints: ha.endpoints.clone(),
-            options,
+            gateway: Arc::new(gateway),
             name: ha.election.clone(),
             instance: ha.instance_name(),
             ttl: ha.lease_ttl,
             role: role_tx,
             gauge,
-            client: None,
             stale: Vec::new(),
             failing: false,
             told_longer_ttl: false,
@@ -179,16 +164,13 @@ impl Leadership {
 
 /// The election task's state.
 struct Election {
-    endpoints: Vec<String>,
-    options: ConnectOptions,
+    gateway: Arc<Gateway>,
     name: String,
     instance: String,
     /// The TTL asked for.
     ttl: Duration,
     role: watch::Sender<Role>,
     gauge: Gauge,
-    /// Connected lazily; its channel reconnects by itself, so it is kept across sessions.
-    client: Option<Client>,
     /// Leases of ended sessions not yet revoked. etcd restores leases when it restarts, so
     /// a key of an old session could otherwise block the election for another TTL.
     stale: Vec<i64>,
@@ -217,33 +199,21 @@ impl Election {
                 _ = stopped(&mut stop) => break,
             }
         }
-        if let Some(client) = self.client.take() {
-            self.revoke_stale(&client).await;
-        }
+        self.revoke_stale().await;
     }
 
     /// One lease and one campaign, from the grant until the lease is lost, etcd fails, or
     /// the controller stops.
     async fn session(&mut self, stop: &mut watch::Receiver<bool>) -> SessionEnd {
         let limit = quarter(self.ttl);
-        let client = match self.connect().await {
-            Ok(client) => client,
-            Err(reason) => return SessionEnd::Failed(reason),
-        };
-        self.revoke_stale(&client).await;
+        let gateway = self.gateway.clone();
+        self.revoke_stale().await;
         let sent = Instant::now();
-        let granted = match timeout(
-            limit,
-            client.lease_client().grant(self.ttl.as_secs() as i64, None),
-        )
-        .await
-        {
-            Ok(Ok(lease)) => lease,
+        let (lease, granted_ttl) = match timeout(limit, gateway.grant(self.ttl)).await {
+            Ok(Ok(granted)) => granted,
             Ok(Err(e)) => return SessionEnd::Failed(format!("cannot grant a lease: {e}")),
             Err(_) => return SessionEnd::Failed(unanswered("a lease grant", limit)),
         };
-        let lease = granted.id();
-        let granted_ttl = Duration::from_secs(granted.ttl().max(0) as u64);
         if granted_ttl > self.ttl && !self.told_longer_ttl {
             self.told_longer_ttl = true;
             tracing::warn!(election = %self.name, "etcd grants {} leases, not the {} of ha.lease_ttl (its minimum is 1.5 election timeouts): a dead leader is replaced that much later", humantime::format_duration(granted_ttl), humantime::format_duration(self.ttl));
@@ -255,16 +225,12 @@ impl Election {
             ttl: granted_ttl,
             renewed_at: sent,
         };
-        if let Ok(Ok(current)) =
-            timeout(limit, client.election_client().leader(self.name.clone())).await
-            && let Some(kv) = current.kv()
-        {
-            tracing::info!(election = %self.name, instance = %self.instance, leader = %String::from_utf8_lossy(kv.value()), "campaigning; following the current leader meanwhile");
+        if let Ok(Ok(Some((_, leader)))) = timeout(limit, gateway.leader(&self.name)).await {
+            tracing::info!(election = %self.name, instance = %self.instance, leader = %leader, "campaigning; following the current leader meanwhile");
         }
-        let mut election = client.election_client();
-        let campaign = election.campaign(self.name.clone(), self.instance.clone(), lease);
+        let (name, instance) = (self.name.clone(), self.instance.clone());
+        let campaign = gateway.campaign(&name, lease, &instance);
         tokio::pin!(campaign);
-        let mut keep_alive: Option<(LeaseKeeper, LeaseKeepAliveStream)> = None;
         let mut renew = tokio::time::interval_at(sent + limit, limit);
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // The key that won the election, once it did.
@@ -272,21 +238,21 @@ impl Election {
         let end = loop {
             tokio::select! {
                 elected = &mut campaign, if won.is_none() => match elected {
-                    Ok(mut response) if Instant::now() < clock.valid_until() => {
-                        won = Some(response.take_leader().map(|k| k.key().to_vec()).unwrap_or_default());
+                    Ok(key) if Instant::now() < clock.valid_until() => {
+                        won = Some(key);
                         self.lead(clock.valid_until());
                     }
                     Ok(_) => break SessionEnd::Failed("elected after the lease ran out".into()),
                     Err(e) => break SessionEnd::Failed(format!("campaign failed: {e}")),
                 },
                 _ = renew.tick() => {
-                    match renew_lease(&client, lease, clock.ttl, &mut keep_alive, limit).await {
+                    match renew_lease(&gateway, lease, clock.ttl, limit).await {
                         Ok(Some(renewed_at)) => {
                             let Some(key) = &won else {
                                 clock.renewed_at = renewed_at;
                                 continue;
                             };
-                            match self.still_elected(&client, key, limit).await {
+                            match self.still_elected(key, limit).await {
                                 Ok(true) => {
                                     clock.renewed_at = renewed_at;
                                     self.lead(clock.valid_until());
@@ -304,7 +270,6 @@ impl Election {
                             break SessionEnd::Failed("the lease expired".into());
                         }
                         Err(reason) => {
-                            keep_alive = None;
                             tracing::debug!(election = %self.name, "keep-alive failed: {reason}");
                         }
                     }
@@ -319,58 +284,30 @@ impl Election {
         };
         let was_leader = self.step_down();
         self.stale.push(lease);
-        self.revoke_stale(&client).await;
+        self.revoke_stale().await;
         if was_leader && matches!(end, SessionEnd::Stopped) {
             tracing::info!(election = %self.name, instance = %self.instance, "stopping: handed the lease back");
         }
         end
     }
 
-    async fn connect(&mut self) -> Result<Client, String> {
-        if let Some(client) = &self.client {
-            return Ok(client.clone());
-        }
-        let limit = quarter(self.ttl);
-        // Without user authentication this does not wait for etcd: the channel connects
-        // on first use.
-        match timeout(
-            limit,
-            Client::connect(&self.endpoints, Some(self.options.clone())),
-        )
-        .await
-        {
-            Ok(Ok(client)) => {
-                self.client = Some(client.clone());
-                Ok(client)
-            }
-            Ok(Err(e)) => Err(format!("cannot connect: {e}")),
-            Err(_) => Err(unanswered("the connection", limit)),
-        }
-    }
-
     /// Whether `key` is still the election's leader key.
-    async fn still_elected(
-        &self,
-        client: &Client,
-        key: &[u8],
-        limit: Duration,
-    ) -> Result<bool, String> {
-        match timeout(limit, client.election_client().leader(self.name.clone())).await {
-            Ok(Ok(current)) => Ok(current.kv().is_some_and(|kv| kv.key() == key)),
+    async fn still_elected(&self, key: &[u8], limit: Duration) -> Result<bool, String> {
+        match timeout(limit, self.gateway.leader(&self.name)).await {
+            Ok(Ok(current)) => Ok(current.is_some_and(|(leader, _)| leader == key)),
             Ok(Err(e)) => Err(format!("cannot read the election's leader: {e}")),
             Err(_) => Err(unanswered("the leader query", limit)),
         }
     }
 
     /// Revokes the leases of ended sessions; those etcd no longer knows are done too.
-    async fn revoke_stale(&mut self, client: &Client) {
+    async fn revoke_stale(&mut self) {
         let limit = quarter(self.ttl);
         let mut kept = Vec::new();
         for lease in std::mem::take(&mut self.stale) {
-            match timeout(limit, client.lease_client().revoke(lease)).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(etcd_client::Error::GRpcStatus(status)))
-                    if status.message().contains("lease not found") => {}
+            match timeout(limit, self.gateway.revoke(lease)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) if e.lease_not_found() => {}
                 _ => kept.push(lease),
             }
         }
@@ -400,34 +337,19 @@ impl Election {
     }
 }
 
-/// One keep-alive round trip within `limit`, on the lease's stream (opened first if need
-/// be). `Ok(Some(sent))`: renewed by the request sent then; `Ok(None)`: the lease is gone.
+/// One keep-alive round trip within `limit`. `Ok(Some(sent))`: renewed by the request
+/// sent then; `Ok(None)`: the lease is gone.
 async fn renew_lease(
-    client: &Client,
+    gateway: &Gateway,
     lease: i64,
     ttl: Duration,
-    stream: &mut Option<(LeaseKeeper, LeaseKeepAliveStream)>,
     limit: Duration,
 ) -> Result<Option<Instant>, String> {
-    let round_trip = async {
-        let sent = Instant::now();
-        let Some((keeper, responses)) = stream else {
-            // Opening the stream sends a keep-alive and reads its answer; a lease that
-            // is gone is an error here.
-            *stream = Some(client.lease_client().keep_alive(lease).await?);
-            return Ok(Some(sent));
-        };
-        keeper.keep_alive().await?;
-        match responses.message().await? {
-            Some(answer) if answer.ttl() > 0 => Ok(Some(sent)),
-            Some(_) => Ok(None),
-            None => Err(etcd_client::Error::LeaseKeepAliveError(
-                "the keep-alive stream ended".into(),
-            )),
-        }
-    };
-    match timeout(limit, round_trip).await {
-        Ok(Ok(renewed)) => Ok(renewed),
+    let sent = Instant::now();
+    match timeout(limit, gateway.keep_alive(lease)).await {
+        Ok(Ok(Some(_))) => Ok(Some(sent)),
+        Ok(Ok(None)) => Ok(None),
+        Ok(Err(e)) if e.lease_not_found() => Ok(None),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err(unanswered(
             &format!("a keep-alive (TTL {})", humantime::format_duration(ttl)),
