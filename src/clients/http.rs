@@ -27,7 +27,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use anyhow::anyhow;
-use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -249,8 +249,12 @@ pub struct ApiClient {
     /// Who uses the client, as errors start: `inventory "do"`.
     owner: String,
     client: reqwest::Client,
+    /// `Authorization`, or the header the API takes its key in (`X-API-Key`).
+    credential_header: HeaderName,
     authorization: HeaderValue,
     token: Token,
+    /// What a refused token is told to check: `token_env/token_file`.
+    check: &'static str,
     options: HttpOptions,
     /// Until when the API said its request budget is used up.
     exhausted_until: Mutex<Option<Instant>>,
@@ -264,10 +268,38 @@ impl ApiClient {
         token: Token,
         options: HttpOptions,
     ) -> anyhow::Result<ApiClient> {
-        let mut authorization = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
-            .map_err(|_| {
-                anyhow!("{owner}: the token cannot be sent in an HTTP header (not shown)")
-            })?;
+        let bearer = format!("Bearer {}", token.expose());
+        ApiClient::with_credential(provider, owner, AUTHORIZATION, bearer, token, options)
+    }
+
+    /// A client that sends `token` as it is in the header `header` (PowerDNS's
+    /// `X-API-Key`) instead of `Authorization: Bearer`; a refused one is told to check
+    /// `check` (`api_key_env/api_key_file`).
+    pub fn with_key_header(
+        provider: &'static str,
+        owner: String,
+        header: &'static str,
+        check: &'static str,
+        token: Token,
+        options: HttpOptions,
+    ) -> anyhow::Result<ApiClient> {
+        let value = token.expose().to_string();
+        let header = HeaderName::from_static(header);
+        let client = ApiClient::with_credential(provider, owner, header, value, token, options)?;
+        Ok(ApiClient { check, ..client })
+    }
+
+    fn with_credential(
+        provider: &'static str,
+        owner: String,
+        credential_header: HeaderName,
+        value: String,
+        token: Token,
+        options: HttpOptions,
+    ) -> anyhow::Result<ApiClient> {
+        let mut authorization = HeaderValue::from_str(&value).map_err(|_| {
+            anyhow!("{owner}: the token cannot be sent in an HTTP header (not shown)")
+        })?;
         authorization.set_sensitive(true);
         crate::install_tls_provider();
         let client = reqwest::Client::builder()
@@ -281,8 +313,10 @@ impl ApiClient {
             provider,
             owner,
             client,
+            credential_header,
             authorization,
             token,
+            check: "token_env/token_file",
             options,
             exhausted_until: Mutex::new(None),
         })
@@ -491,7 +525,7 @@ impl ApiClient {
         let mut request = self
             .client
             .request(method.clone(), url.clone())
-            .header(AUTHORIZATION, self.authorization.clone())
+            .header(self.credential_header.clone(), self.authorization.clone())
             .header(ACCEPT, "application/json");
         if let Some(body) = body {
             request = request
@@ -523,7 +557,8 @@ impl ApiClient {
         };
         Err(match status {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Failure::Final(format!(
-                "the API token was rejected ({shown}); check token_env/token_file ({needs})"
+                "the API token was rejected ({shown}); check {} ({needs})",
+                self.check
             )),
             StatusCode::TOO_MANY_REQUESTS => Failure::RateLimited {
                 message: format!("rate limited ({shown})"),
@@ -569,7 +604,8 @@ impl ApiClient {
 
     /// `: <the provider's message>` from an error answer, for the error text. DigitalOcean
     /// answers `{"id": …, "message": …}`, Hetzner (and Azure, Google) `{"error": {"code": …,
-    /// "message": …}}`, Cloudflare `{"errors": [{"code": 10000, "message": …}]}`.
+    /// "message": …}}`, Cloudflare `{"errors": [{"code": 10000, "message": …}]}`, PowerDNS
+    /// `{"error": "…"}`.
     fn provider_message(&self, body: &[u8]) -> String {
         if body.is_empty() {
             return String::new();
@@ -581,6 +617,9 @@ impl ApiClient {
             _ => None,
         };
         let message = value.as_ref().and_then(|v| {
+            if let Some(serde_json::Value::String(text)) = v.get("error") {
+                return Some(text.clone());
+            }
             let inner = v
                 .get("error")
                 .filter(|e| e.is_object())
