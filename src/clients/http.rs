@@ -249,10 +249,11 @@ pub struct ApiClient {
     /// Who uses the client, as errors start: `inventory "do"`.
     owner: String,
     client: reqwest::Client,
-    /// `Authorization`, or the header the API takes its key in (`X-API-Key`).
-    credential_header: HeaderName,
-    authorization: HeaderValue,
-    token: Token,
+    /// `Authorization: Bearer …`, or the header the API takes its key in (`X-API-Key`),
+    /// with the token it carries; `None` for an API without credentials.
+    credential: Option<(HeaderName, HeaderValue, Token)>,
+    /// The media type sent in `Accept` and as a body's `Content-Type`.
+    media_type: &'static str,
     /// What a refused token is told to check: `token_env/token_file`.
     check: &'static str,
     options: HttpOptions,
@@ -313,13 +314,41 @@ impl ApiClient {
             provider,
             owner,
             client,
-            credential_header,
-            authorization,
-            token,
+            credential: Some((credential_header, authorization, token)),
+            media_type: "application/json",
             check: "token_env/token_file",
             options,
             exhausted_until: Mutex::new(None),
         })
+    }
+
+    /// A client that sends no credentials (a webhook provider on loopback).
+    pub fn without_token(
+        provider: &'static str,
+        owner: String,
+        options: HttpOptions,
+    ) -> anyhow::Result<ApiClient> {
+        let token = Token::new("unused").map_err(|e| anyhow!("{owner}: {e}"))?;
+        let client = ApiClient::new(provider, owner, token, options)?;
+        Ok(ApiClient {
+            credential: None,
+            ..client
+        })
+    }
+
+    /// Sends `media_type` (a JSON media type such as
+    /// `application/external.dns.webhook+json;version=1`) in `Accept` and as the body's
+    /// `Content-Type` instead of `application/json`.
+    pub fn media_type(self, media_type: &'static str) -> ApiClient {
+        ApiClient { media_type, ..self }
+    }
+
+    /// `text` with the token, if any, replaced.
+    fn redact(&self, text: &str) -> String {
+        match &self.credential {
+            Some((_, _, token)) => token.redact(text),
+            None => text.to_string(),
+        }
     }
 
     pub fn options(&self) -> &HttpOptions {
@@ -341,7 +370,7 @@ impl ApiClient {
             self.owner,
             self.provider,
             call.what,
-            self.token.redact(url.as_str())
+            self.redact(url.as_str())
         )
     }
 
@@ -525,11 +554,13 @@ impl ApiClient {
         let mut request = self
             .client
             .request(method.clone(), url.clone())
-            .header(self.credential_header.clone(), self.authorization.clone())
-            .header(ACCEPT, "application/json");
+            .header(ACCEPT, self.media_type);
+        if let Some((name, value, _)) = &self.credential {
+            request = request.header(name.clone(), value.clone());
+        }
         if let Some(body) = body {
             request = request
-                .header(CONTENT_TYPE, "application/json")
+                .header(CONTENT_TYPE, self.media_type)
                 .body(body.to_vec());
         }
         let response = request.send().await.map_err(|e| self.send_error(&e))?;
@@ -641,7 +672,7 @@ impl ApiClient {
 
     /// `text` shortened, on one line, with the token redacted.
     fn clip(&self, text: &str) -> String {
-        let text = self.token.redact(text);
+        let text = self.redact(text);
         let one_line: String = text
             .chars()
             .map(|c| if c.is_control() { ' ' } else { c })

@@ -12,6 +12,7 @@ pub mod rfc2136;
 #[cfg(feature = "aws")]
 pub mod route53;
 pub mod tsig;
+pub mod webhook;
 
 use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet};
@@ -25,7 +26,7 @@ use crate::model::{DnsName, RecordKey, RecordSet};
 
 /// Every kind of DNS target: `kind = "…"` in `[[dns]]`. Adding a kind is its file, one line
 /// here, and its README section.
-pub const KINDS: &[TargetKind] = &[rfc2136::KIND, ROUTE53, powerdns::KIND];
+pub const KINDS: &[TargetKind] = &[rfc2136::KIND, ROUTE53, powerdns::KIND, webhook::KIND];
 
 #[cfg(feature = "aws")]
 const ROUTE53: TargetKind = route53::KIND;
