@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 use support::authoritative::{Grants, dig};
-use support::fleet::{describe, ipdrift, web_instance, web_public};
+use support::fleet::{describe, ipdrift};
 use support::pdns::PowerDns;
 
 const ZONE: &str = "example.test.";
@@ -27,21 +27,40 @@ fn lb_instance(g: u8) -> Value {
     })
 }
 
+/// Web server N's public address in generation `g`: 127.G.x.y, N = 1 → 127.G.0.11 as in
+/// the fleet, up to N = 2 000.
+fn web_addr(g: u8, n: u16) -> String {
+    let n = n + 10;
+    format!("127.{g}.{}.{}", n / 250, n % 250)
+}
+
+fn web(g: u8, n: u16) -> Value {
+    serde_json::json!({
+        "id": format!("i-web-0{n}"), "name": format!("web-0{n}"), "state": "running",
+        "public_ipv4": web_addr(g, n), "private_ipv4": format!("127.{g}.200.{}", n % 250),
+        "tags": {"role": "web"},
+    })
+}
+
 impl Setup {
     /// A PowerDNS zone at generation 1 (www, web-01, web-02) plus `static`, which no rule
     /// names; instances.json at generation 1; an ipdrift config with `policy`.
     fn start(policy: &str) -> Setup {
-        let (w1, w2) = (web_public(1, 1), web_public(1, 2));
-        let pdns = PowerDns::with_api(
-            ZONE,
-            &[
-                ("www", "A", "127.0.1.1"),
-                ("web-01", "A", &w1),
-                ("web-02", "A", &w2),
-                ("static", "A", "192.0.2.99"),
-            ],
-            Grants::UpdateAndTransfer,
-        );
+        Setup::with_webs(policy, 2)
+    }
+
+    /// Like [`Setup::start`] with `webs` web servers `web-0N` at [`web_addr`].
+    fn with_webs(policy: &str, webs: u16) -> Setup {
+        let mut records = vec![
+            ("www".to_string(), "127.0.1.1".to_string()),
+            ("static".to_string(), "192.0.2.99".to_string()),
+        ];
+        records.extend((1..=webs).map(|n| (format!("web-0{n}"), web_addr(1, n))));
+        let records: Vec<(&str, &str, &str)> = records
+            .iter()
+            .map(|(name, addr)| (name.as_str(), "A", addr.as_str()))
+            .collect();
+        let pdns = PowerDns::with_api(ZONE, &records, Grants::UpdateAndTransfer);
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("pdns.key"), format!("{}\n", pdns.api().key)).unwrap();
         let config = format!(
@@ -79,7 +98,7 @@ policy = "{policy}"
         );
         std::fs::write(dir.path().join("ipdrift.toml"), config).unwrap();
         let setup = Setup { pdns, dir };
-        setup.instances(1, &[1, 2]);
+        setup.instances(1, &(1..=webs).collect::<Vec<_>>());
         setup
     }
 
@@ -87,9 +106,9 @@ policy = "{policy}"
         self.dir.path().join("ipdrift.toml")
     }
 
-    fn instances(&self, g: u8, webs: &[u8]) {
+    fn instances(&self, g: u8, webs: &[u16]) {
         let mut all = vec![lb_instance(g)];
-        all.extend(webs.iter().map(|n| web_instance(g, *n)));
+        all.extend(webs.iter().map(|n| web(g, *n)));
         std::fs::write(
             self.dir.path().join("instances.json"),
             serde_json::to_string(&all).unwrap(),
@@ -152,8 +171,8 @@ fn one_apply_repairs_the_seed_outage_through_the_api_and_a_second_writes_nothing
     let apply = setup.run(&["apply", "--output", "json"]);
     assert_eq!(apply.status.code(), Some(0), "{}", describe(&apply));
     assert_eq!(setup.answer("www", "A"), vec!["127.0.2.1"]);
-    assert_eq!(setup.answer("web-01", "A"), vec![web_public(2, 1)]);
-    assert_eq!(setup.answer("web-02", "A"), vec![web_public(2, 2)]);
+    assert_eq!(setup.answer("web-01", "A"), vec![web_addr(2, 1)]);
+    assert_eq!(setup.answer("web-02", "A"), vec![web_addr(2, 2)]);
     assert_eq!(
         setup.answer("static", "A"),
         vec!["192.0.2.99"],
@@ -176,7 +195,7 @@ fn records_ipdrift_creates_carry_ownership_and_only_those_are_deleted() {
     setup.instances(1, &[1, 2, 3]);
     let apply = setup.run(&["apply"]);
     assert_eq!(apply.status.code(), Some(0), "{}", describe(&apply));
-    assert_eq!(setup.answer("web-03", "A"), vec![web_public(1, 3)]);
+    assert_eq!(setup.answer("web-03", "A"), vec![web_addr(1, 3)]);
     let ownership = setup.answer("_ipdrift.web-03", "TXT");
     assert_eq!(ownership.len(), 1, "{ownership:?}");
     assert!(ownership[0].contains("heritage=ipdrift"), "{ownership:?}");
@@ -195,7 +214,7 @@ fn records_ipdrift_creates_carry_ownership_and_only_those_are_deleted() {
     );
     assert_eq!(
         setup.answer("web-02", "A"),
-        vec![web_public(1, 2)],
+        vec![web_addr(1, 2)],
         "a set ipdrift did not create is never deleted"
     );
     let again = setup.run(&["apply", "--output", "json"]);
@@ -243,4 +262,54 @@ fn a_missing_zone_is_an_error_not_an_empty_zone() {
     let all = describe(&diff);
     assert!(all.contains("other.test.") && all.contains("GET"), "{all}");
     assert!(!all.contains(&setup.pdns.api().key), "{all}");
+}
+
+/// The API requests pdns_server logged (`webserver-loglevel=normal`, its default, logs
+/// each one with its method and path).
+fn api_requests(log: &str) -> Vec<String> {
+    log.lines()
+        .filter_map(|line| {
+            let at = line.find("/api/v1/")?;
+            let method = ["GET", "PATCH", "PUT", "POST", "DELETE"]
+                .into_iter()
+                .find(|m| line[..at].ends_with(&format!("{m} ")))?;
+            Some(format!(
+                "{method} {}",
+                line[at..].split_whitespace().next()?
+            ))
+        })
+        .collect()
+}
+
+#[test]
+fn a_pass_at_1000_record_sets_is_one_get_one_patch_and_one_read_back() {
+    for webs in [2, 999] {
+        // www and the web servers: 3 and 1 000 record sets.
+        let setup = Setup::with_webs("upsert-only", webs);
+        setup.instances(2, &(1..=webs).collect::<Vec<_>>());
+        let started = std::time::Instant::now();
+        let apply = setup.run(&["apply", "--output", "json"]);
+        let took = started.elapsed();
+        assert_eq!(apply.status.code(), Some(0), "{}", describe(&apply));
+        assert_eq!(changes(&apply), usize::from(webs) + 1);
+        let zone = format!("/api/v1/servers/localhost/zones/{ZONE}");
+        assert_eq!(
+            api_requests(&setup.log()),
+            vec![
+                format!("GET {zone}"),
+                format!("PATCH {zone}"),
+                format!("GET {zone}")
+            ],
+            "at {} record sets: read, one write, read back",
+            webs + 1
+        );
+        assert_eq!(
+            setup.answer(&format!("web-0{webs}"), "A"),
+            vec![web_addr(2, webs)]
+        );
+        println!(
+            "{} record sets: 1 GET + 1 PATCH + 1 GET, apply took {took:?}",
+            webs + 1
+        );
+    }
 }

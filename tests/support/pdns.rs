@@ -153,7 +153,9 @@ impl PowerDns {
                  webserver-port={}\n\
                  webserver-allow-from=127.0.0.0/8\n\
                  api=yes\n\
-                 api-key={}\n",
+                 api-key={}\n\
+                 webserver-loglevel=normal\n\
+                 loglevel=6\n",
                 api.port, api.key
             ),
         };
