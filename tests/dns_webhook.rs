@@ -17,7 +17,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
-use support::fleet::{describe, ipdrift, web_instance, web_public};
+use support::fleet::{describe, ipdrift};
 
 const MEDIA: &str = "application/external.dns.webhook+json;version=1";
 const ZONE: &str = "example.test.";
@@ -171,6 +171,21 @@ fn a(name: &str, addr: &str) -> Value {
     json!({"dnsName": name, "targets": [addr], "recordType": "A", "recordTTL": 300})
 }
 
+/// Web server N's public address in generation `g`: 127.G.x.y, N = 1 → 127.G.0.11 as in
+/// the fleet, up to N = 2 000.
+fn web_addr(g: u8, n: u16) -> String {
+    let n = n + 10;
+    format!("127.{g}.{}.{}", n / 250, n % 250)
+}
+
+fn web(g: u8, n: u16) -> Value {
+    json!({
+        "id": format!("i-web-0{n}"), "name": format!("web-0{n}"), "state": "running",
+        "public_ipv4": web_addr(g, n), "private_ipv4": format!("127.{g}.200.{}", n % 250),
+        "tags": {"role": "web"},
+    })
+}
+
 struct Setup {
     server: Server,
     dir: tempfile::TempDir,
@@ -178,13 +193,18 @@ struct Setup {
 
 impl Setup {
     fn start(policy: &str) -> Setup {
-        let server = Server::start(vec![
+        Setup::with_webs(policy, 2)
+    }
+
+    /// Like [`Setup::start`] with `webs` web servers `web-0N` at [`web_addr`].
+    fn with_webs(policy: &str, webs: u16) -> Setup {
+        let mut endpoints = vec![
             a("www.example.test", "127.0.1.1"),
-            a("web-01.example.test", &web_public(1, 1)),
-            a("web-02.example.test", &web_public(1, 2)),
             a("static.example.test", "192.0.2.99"),
             a("other.example.org", "192.0.2.50"),
-        ]);
+        ];
+        endpoints.extend((1..=webs).map(|n| a(&format!("web-0{n}.example.test"), &web_addr(1, n))));
+        let server = Server::start(endpoints);
         let dir = tempfile::tempdir().unwrap();
         let config = format!(
             r#"[controller]
@@ -220,17 +240,17 @@ policy = "{policy}"
         );
         std::fs::write(dir.path().join("ipdrift.toml"), config).unwrap();
         let setup = Setup { server, dir };
-        setup.instances(1, &[1, 2]);
+        setup.instances(1, &(1..=webs).collect::<Vec<_>>());
         setup
     }
 
-    fn instances(&self, g: u8, webs: &[u8]) {
+    fn instances(&self, g: u8, webs: &[u16]) {
         let mut all = vec![json!({
             "id": "i-lb", "name": "lb", "state": "running",
             "public_ipv4": format!("127.0.{g}.1"), "private_ipv4": format!("127.0.{g}.2"),
             "tags": {"role": "lb"},
         })];
-        all.extend(webs.iter().map(|n| web_instance(g, *n)));
+        all.extend(webs.iter().map(|n| web(g, *n)));
         std::fs::write(
             self.dir.path().join("instances.json"),
             serde_json::to_string(&all).unwrap(),
@@ -266,11 +286,11 @@ fn one_apply_repairs_the_seed_outage_and_a_second_writes_nothing() {
     );
     assert_eq!(
         setup.server.targets("web-01.example.test", "A"),
-        vec![web_public(2, 1)]
+        vec![web_addr(2, 1)]
     );
     assert_eq!(
         setup.server.targets("web-02.example.test", "A"),
-        vec![web_public(2, 2)]
+        vec![web_addr(2, 2)]
     );
     assert_eq!(
         setup.server.targets("static.example.test", "A"),
@@ -313,7 +333,7 @@ fn created_records_carry_ownership_and_only_those_are_deleted() {
     assert_eq!(apply.status.code(), Some(0), "{}", describe(&apply));
     assert_eq!(
         setup.server.targets("web-03.example.test", "A"),
-        vec![web_public(1, 3)]
+        vec![web_addr(1, 3)]
     );
     let owner = setup.server.targets("_ipdrift.web-03.example.test", "TXT");
     assert_eq!(owner.len(), 1);
@@ -331,7 +351,7 @@ fn created_records_carry_ownership_and_only_those_are_deleted() {
     );
     assert_eq!(
         setup.server.targets("web-02.example.test", "A"),
-        vec![web_public(1, 2)],
+        vec![web_addr(1, 2)],
         "a record ipdrift did not create is never deleted"
     );
 }
@@ -375,5 +395,38 @@ fn a_failed_write_or_listing_is_an_error_never_an_empty_zone() {
 impl Setup {
     fn state_mut(&self, change: impl FnOnce(&mut Provider)) {
         change(&mut self.server.state.lock().unwrap());
+    }
+}
+
+#[test]
+fn a_pass_at_3_and_1000_record_sets_is_the_same_five_requests() {
+    for webs in [2, 999] {
+        let setup = Setup::with_webs("upsert-only", webs);
+        setup.instances(2, &(1..=webs).collect::<Vec<_>>());
+        let apply = setup.run(&["apply", "--output", "json"]);
+        assert_eq!(apply.status.code(), Some(0), "{}", describe(&apply));
+        assert_eq!(changes(&apply), usize::from(webs) + 1);
+        assert_eq!(
+            setup.server.requests(),
+            vec![
+                "GET /",
+                "GET /records",
+                "POST /adjustendpoints",
+                "POST /records",
+                "GET /records"
+            ],
+            "at {} record sets",
+            webs + 1
+        );
+        assert_eq!(
+            setup
+                .server
+                .targets(&format!("web-0{webs}.example.test"), "A"),
+            vec![web_addr(2, webs)]
+        );
+        println!(
+            "{} record sets: GET /, GET /records, POST /adjustendpoints, POST /records, GET /records",
+            webs + 1
+        );
     }
 }
