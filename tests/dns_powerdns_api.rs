@@ -313,3 +313,26 @@ fn a_pass_at_1000_record_sets_is_one_get_one_patch_and_one_read_back() {
         );
     }
 }
+
+#[test]
+fn an_api_key_pasted_into_api_key_env_is_refused_and_not_shown() {
+    let setup = Setup::start("upsert-only");
+    let key = setup.pdns.api().key.clone();
+    let config = std::fs::read_to_string(setup.config()).unwrap();
+    std::fs::write(
+        setup.config(),
+        config.replace(
+            "api_key_file = \"pdns.key\"",
+            &format!("api_key_env = \"{key}\""),
+        ),
+    )
+    .unwrap();
+    let check = setup.run(&["check-config"]);
+    assert_eq!(check.status.code(), Some(1), "{}", describe(&check));
+    let all = describe(&check);
+    assert!(
+        all.contains("api_key_env") && all.contains("not shown"),
+        "{all}"
+    );
+    assert!(!all.contains(&key), "{all}");
+}
