@@ -790,6 +790,13 @@ mod tests {
             ),
             ": 10000: Authentication error"
         );
+        assert_eq!(
+            c.provider_message(
+                br#"{"error": "RRset www.example.com. IN A: Conflicts with pre-existing RRset"}"#
+            ),
+            ": RRset www.example.com. IN A: Conflicts with pre-existing RRset",
+            "PowerDNS"
+        );
         let echoed = format!(r#"{{"id":"unauthorized","message":"token {SECRET} is invalid"}}"#);
         let shown = c.provider_message(echoed.as_bytes());
         assert!(
