@@ -6,6 +6,7 @@
 //! [`ownership_text`] of the controller's `owner_id`. Only RRsets with ipdrift's ownership
 //! record are ever deleted.
 
+pub mod cloudflare;
 pub mod http_api;
 pub mod powerdns;
 pub mod rfc2136;
@@ -26,7 +27,13 @@ use crate::model::{DnsName, RecordKey, RecordSet};
 
 /// Every kind of DNS target: `kind = "…"` in `[[dns]]`. Adding a kind is its file, one line
 /// here, and its README section.
-pub const KINDS: &[TargetKind] = &[rfc2136::KIND, ROUTE53, powerdns::KIND, webhook::KIND];
+pub const KINDS: &[TargetKind] = &[
+    rfc2136::KIND,
+    ROUTE53,
+    powerdns::KIND,
+    webhook::KIND,
+    cloudflare::KIND,
+];
 
 #[cfg(feature = "aws")]
 const ROUTE53: TargetKind = route53::KIND;
