@@ -40,6 +40,8 @@ struct Cloudflare {
     next_id: u32,
     faults: VecDeque<Fault>,
     requests: Vec<String>,
+    /// Records per page: at most `per_page`, at most this (default [`PAGE`]).
+    page_size: Option<usize>,
 }
 
 type Shared = Arc<Mutex<Cloudflare>>;
@@ -150,20 +152,26 @@ async fn list(
         .find(|(k, _)| k == "page")
         .and_then(|(_, v)| v.parse().ok())
         .unwrap_or(1);
+    let per_page: usize = q
+        .iter()
+        .find(|(k, _)| k == "per_page")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(100);
+    let size = per_page.min(p.page_size.unwrap_or(PAGE));
     let total = p.records.len();
-    let pages = total.div_ceil(PAGE).max(1);
+    let pages = total.div_ceil(size).max(1);
     let items: Vec<Value> = p
         .records
         .iter()
-        .skip((page - 1) * PAGE)
-        .take(PAGE)
+        .skip((page - 1) * size)
+        .take(size)
         .cloned()
         .collect();
     let count = items.len();
     envelope(
         Value::Array(items),
         Some(
-            json!({"page": page, "per_page": PAGE, "count": count, "total_count": total, "total_pages": pages}),
+            json!({"page": page, "per_page": size, "count": count, "total_count": total, "total_pages": pages}),
         ),
     )
 }
@@ -507,4 +515,60 @@ fn created_records_carry_ownership_and_only_those_are_deleted() {
         setup.server.contents("web-02.example.test"),
         vec!["127.0.1.12"]
     );
+}
+
+#[test]
+fn a_pass_at_3_and_1000_record_sets_makes_the_same_calls() {
+    for webs in [2u16, 999] {
+        let setup = Setup::start("");
+        {
+            let mut p = setup.server.state.lock().unwrap();
+            // Cloudflare's own page size for this listing: as many as asked for.
+            p.page_size = Some(usize::MAX);
+            p.records
+                .retain(|r| !r["name"].as_str().unwrap().starts_with("web-"));
+            for n in 1..=u32::from(webs) {
+                p.records.push(a(
+                    100 + n,
+                    &format!("web-0{n}.example.test"),
+                    &web_addr(1, n),
+                    false,
+                ));
+            }
+        }
+        let mut all = vec![json!({"id": "i-lb", "name": "lb", "state": "running",
+                                  "public_ipv4": "127.0.2.1", "tags": {"role": "lb"}})];
+        all.extend((1..=u32::from(webs)).map(|n| {
+            json!({"id": format!("i-web-0{n}"), "name": format!("web-0{n}"), "state": "running",
+                   "public_ipv4": web_addr(2, n), "tags": {"role": "web"}})
+        }));
+        std::fs::write(
+            setup.dir.path().join("instances.json"),
+            serde_json::to_string(&all).unwrap(),
+        )
+        .unwrap();
+        let apply = setup.run(&["apply", "--output", "json"]);
+        assert_eq!(apply.status.code(), Some(0), "{}", describe(&apply));
+        assert_eq!(changes(&apply), usize::from(webs) + 1);
+        let requests = setup.server.requests();
+        assert_eq!(
+            requests,
+            vec![
+                "GET /zones",
+                "GET dns_records",
+                "GET dns_records",
+                "POST batch",
+                "GET dns_records"
+            ],
+            "at {} record sets: zone lookup, listing, listing for ids, one batch, read back",
+            webs + 1
+        );
+        println!("{} record sets: {requests:?}", webs + 1);
+    }
+}
+
+/// Web server N's address in generation `g`, up to N = 2 000.
+fn web_addr(g: u8, n: u32) -> String {
+    let n = n + 10;
+    format!("127.{g}.{}.{}", n / 250, n % 250)
 }
