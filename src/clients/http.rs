@@ -27,7 +27,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use anyhow::anyhow;
-use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -249,8 +249,13 @@ pub struct ApiClient {
     /// Who uses the client, as errors start: `inventory "do"`.
     owner: String,
     client: reqwest::Client,
-    authorization: HeaderValue,
-    token: Token,
+    /// `Authorization: Bearer …`, or the header the API takes its key in (`X-API-Key`),
+    /// with the token it carries; `None` for an API without credentials.
+    credential: Option<(HeaderName, HeaderValue, Token)>,
+    /// The media type sent in `Accept` and as a body's `Content-Type`.
+    media_type: &'static str,
+    /// What a refused token is told to check: `token_env/token_file`.
+    check: &'static str,
     options: HttpOptions,
     /// Until when the API said its request budget is used up.
     exhausted_until: Mutex<Option<Instant>>,
@@ -264,10 +269,38 @@ impl ApiClient {
         token: Token,
         options: HttpOptions,
     ) -> anyhow::Result<ApiClient> {
-        let mut authorization = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
-            .map_err(|_| {
-                anyhow!("{owner}: the token cannot be sent in an HTTP header (not shown)")
-            })?;
+        let bearer = format!("Bearer {}", token.expose());
+        ApiClient::with_credential(provider, owner, AUTHORIZATION, bearer, token, options)
+    }
+
+    /// A client that sends `token` as it is in the header `header` (PowerDNS's
+    /// `X-API-Key`) instead of `Authorization: Bearer`; a refused one is told to check
+    /// `check` (`api_key_env/api_key_file`).
+    pub fn with_key_header(
+        provider: &'static str,
+        owner: String,
+        header: &'static str,
+        check: &'static str,
+        token: Token,
+        options: HttpOptions,
+    ) -> anyhow::Result<ApiClient> {
+        let value = token.expose().to_string();
+        let header = HeaderName::from_static(header);
+        let client = ApiClient::with_credential(provider, owner, header, value, token, options)?;
+        Ok(ApiClient { check, ..client })
+    }
+
+    fn with_credential(
+        provider: &'static str,
+        owner: String,
+        credential_header: HeaderName,
+        value: String,
+        token: Token,
+        options: HttpOptions,
+    ) -> anyhow::Result<ApiClient> {
+        let mut authorization = HeaderValue::from_str(&value).map_err(|_| {
+            anyhow!("{owner}: the token cannot be sent in an HTTP header (not shown)")
+        })?;
         authorization.set_sensitive(true);
         crate::install_tls_provider();
         let client = reqwest::Client::builder()
@@ -281,11 +314,41 @@ impl ApiClient {
             provider,
             owner,
             client,
-            authorization,
-            token,
+            credential: Some((credential_header, authorization, token)),
+            media_type: "application/json",
+            check: "token_env/token_file",
             options,
             exhausted_until: Mutex::new(None),
         })
+    }
+
+    /// A client that sends no credentials (a webhook provider on loopback).
+    pub fn without_token(
+        provider: &'static str,
+        owner: String,
+        options: HttpOptions,
+    ) -> anyhow::Result<ApiClient> {
+        let token = Token::new("unused").map_err(|e| anyhow!("{owner}: {e}"))?;
+        let client = ApiClient::new(provider, owner, token, options)?;
+        Ok(ApiClient {
+            credential: None,
+            ..client
+        })
+    }
+
+    /// Sends `media_type` (a JSON media type such as
+    /// `application/external.dns.webhook+json;version=1`) in `Accept` and as the body's
+    /// `Content-Type` instead of `application/json`.
+    pub fn media_type(self, media_type: &'static str) -> ApiClient {
+        ApiClient { media_type, ..self }
+    }
+
+    /// `text` with the token, if any, replaced.
+    fn redact(&self, text: &str) -> String {
+        match &self.credential {
+            Some((_, _, token)) => token.redact(text),
+            None => text.to_string(),
+        }
     }
 
     pub fn options(&self) -> &HttpOptions {
@@ -307,7 +370,7 @@ impl ApiClient {
             self.owner,
             self.provider,
             call.what,
-            self.token.redact(url.as_str())
+            self.redact(url.as_str())
         )
     }
 
@@ -491,11 +554,13 @@ impl ApiClient {
         let mut request = self
             .client
             .request(method.clone(), url.clone())
-            .header(AUTHORIZATION, self.authorization.clone())
-            .header(ACCEPT, "application/json");
+            .header(ACCEPT, self.media_type);
+        if let Some((name, value, _)) = &self.credential {
+            request = request.header(name.clone(), value.clone());
+        }
         if let Some(body) = body {
             request = request
-                .header(CONTENT_TYPE, "application/json")
+                .header(CONTENT_TYPE, self.media_type)
                 .body(body.to_vec());
         }
         let response = request.send().await.map_err(|e| self.send_error(&e))?;
@@ -523,7 +588,8 @@ impl ApiClient {
         };
         Err(match status {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Failure::Final(format!(
-                "the API token was rejected ({shown}); check token_env/token_file ({needs})"
+                "the API token was rejected ({shown}); check {} ({needs})",
+                self.check
             )),
             StatusCode::TOO_MANY_REQUESTS => Failure::RateLimited {
                 message: format!("rate limited ({shown})"),
@@ -569,7 +635,8 @@ impl ApiClient {
 
     /// `: <the provider's message>` from an error answer, for the error text. DigitalOcean
     /// answers `{"id": …, "message": …}`, Hetzner (and Azure, Google) `{"error": {"code": …,
-    /// "message": …}}`, Cloudflare `{"errors": [{"code": 10000, "message": …}]}`.
+    /// "message": …}}`, Cloudflare `{"errors": [{"code": 10000, "message": …}]}`, PowerDNS
+    /// `{"error": "…"}`.
     fn provider_message(&self, body: &[u8]) -> String {
         if body.is_empty() {
             return String::new();
@@ -581,6 +648,9 @@ impl ApiClient {
             _ => None,
         };
         let message = value.as_ref().and_then(|v| {
+            if let Some(serde_json::Value::String(text)) = v.get("error") {
+                return Some(text.clone());
+            }
             let inner = v
                 .get("error")
                 .filter(|e| e.is_object())
@@ -602,7 +672,7 @@ impl ApiClient {
 
     /// `text` shortened, on one line, with the token redacted.
     fn clip(&self, text: &str) -> String {
-        let text = self.token.redact(text);
+        let text = self.redact(text);
         let one_line: String = text
             .chars()
             .map(|c| if c.is_control() { ' ' } else { c })
@@ -719,6 +789,13 @@ mod tests {
                 br#"{"success":false,"errors":[{"code":10000,"message":"Authentication error"}],"messages":[],"result":null}"#
             ),
             ": 10000: Authentication error"
+        );
+        assert_eq!(
+            c.provider_message(
+                br#"{"error": "RRset www.example.com. IN A: Conflicts with pre-existing RRset"}"#
+            ),
+            ": RRset www.example.com. IN A: Conflicts with pre-existing RRset",
+            "PowerDNS"
         );
         let echoed = format!(r#"{{"id":"unauthorized","message":"token {SECRET} is invalid"}}"#);
         let shown = c.provider_message(echoed.as_bytes());

@@ -6,10 +6,14 @@
 //! [`ownership_text`] of the controller's `owner_id`. Only RRsets with ipdrift's ownership
 //! record are ever deleted.
 
+pub mod cloudflare;
+pub mod http_api;
+pub mod powerdns;
 pub mod rfc2136;
 #[cfg(feature = "aws")]
 pub mod route53;
 pub mod tsig;
+pub mod webhook;
 
 use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet};
@@ -23,7 +27,13 @@ use crate::model::{DnsName, RecordKey, RecordSet};
 
 /// Every kind of DNS target: `kind = "…"` in `[[dns]]`. Adding a kind is its file, one line
 /// here, and its README section.
-pub const KINDS: &[TargetKind] = &[rfc2136::KIND, ROUTE53];
+pub const KINDS: &[TargetKind] = &[
+    rfc2136::KIND,
+    ROUTE53,
+    powerdns::KIND,
+    webhook::KIND,
+    cloudflare::KIND,
+];
 
 #[cfg(feature = "aws")]
 const ROUTE53: TargetKind = route53::KIND;

@@ -34,7 +34,24 @@ pub struct PowerDns {
     zone: String,
     secret_base64: String,
     grants: Grants,
+    /// The HTTP API, when started with [`PowerDns::with_api`].
+    api: Option<Api>,
     pdns: Option<Child>,
+}
+
+/// The webserver and HTTP API of a [`PowerDns::with_api`] server.
+#[derive(Debug, Clone)]
+pub struct Api {
+    pub port: u16,
+    /// pdns.conf's `api-key`, sent as `X-API-Key`.
+    pub key: String,
+}
+
+impl Api {
+    /// `http://127.0.0.1:PORT`, for `api_url`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
 }
 
 impl PowerDns {
@@ -44,6 +61,22 @@ impl PowerDns {
     /// transfers with the key (`TSIG-ALLOW-AXFR`). No address may transfer without the key
     /// (`allow-axfr-ips` holds a documentation address only).
     pub fn new(zone: &str, records: &[(&str, &str, &str)], grants: Grants) -> PowerDns {
+        PowerDns::start(zone, records, grants, false)
+    }
+
+    /// Like [`PowerDns::new`], with the webserver and HTTP API on another free loopback
+    /// port (`webserver=yes api=yes`), taking a fresh random api-key from loopback only.
+    pub fn with_api(zone: &str, records: &[(&str, &str, &str)], grants: Grants) -> PowerDns {
+        PowerDns::start(zone, records, grants, true)
+    }
+
+    fn start(zone: &str, records: &[(&str, &str, &str)], grants: Grants, api: bool) -> PowerDns {
+        let new_api = || {
+            api.then(|| Api {
+                port: super::free_port(),
+                key: random_secret().replace(['+', '/', '='], ""),
+            })
+        };
         let dir = tempfile::Builder::new()
             .prefix("ipdrift-pdns-")
             .tempdir()
@@ -58,6 +91,7 @@ impl PowerDns {
             zone,
             secret_base64,
             grants,
+            api: new_api(),
             pdns: None,
         };
         pdns.port = free_udp_and_tcp_port();
@@ -68,12 +102,18 @@ impl PowerDns {
                 Ok(()) => return pdns,
                 Err(log) if log.contains("Address already in use") && attempt < PORT_ATTEMPTS => {
                     pdns.port = free_udp_and_tcp_port();
+                    pdns.api = new_api();
                     pdns.write_config();
                 }
                 Err(log) => panic!("pdns_server did not start; its log:\n{log}"),
             }
         }
         unreachable!("the last attempt returns or panics")
+    }
+
+    /// The HTTP API; panics unless started with [`PowerDns::with_api`].
+    pub fn api(&self) -> &Api {
+        self.api.as_ref().expect("started with PowerDns::with_api")
     }
 
     pub fn dir(&self) -> &Path {
@@ -105,6 +145,20 @@ impl PowerDns {
              distributor-threads=1\n\
              receiver-threads=1\n"
         );
+        let config = match &self.api {
+            None => config,
+            Some(api) => format!(
+                "{config}webserver=yes\n\
+                 webserver-address=127.0.0.1\n\
+                 webserver-port={}\n\
+                 webserver-allow-from=127.0.0.0/8\n\
+                 api=yes\n\
+                 api-key={}\n\
+                 webserver-loglevel=normal\n\
+                 loglevel=6\n",
+                api.port, api.key
+            ),
+        };
         fs::write(self.dir.path().join("pdns.conf"), config).expect("write pdns.conf");
     }
 
@@ -164,7 +218,11 @@ impl PowerDns {
         let ready = super::wait_until(START_TIMEOUT, || {
             let pdns = self.pdns.as_mut().expect("pdns_server was just spawned");
             exited = matches!(pdns.try_wait(), Ok(Some(_)));
-            exited || answers_soa(self.port, &self.zone)
+            exited
+                || answers_soa(self.port, &self.zone)
+                    && self.api.as_ref().is_none_or(|api| {
+                        std::net::TcpStream::connect(("127.0.0.1", api.port)).is_ok()
+                    })
         });
         if ready && !exited {
             return Ok(());
