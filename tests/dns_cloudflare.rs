@@ -298,7 +298,7 @@ impl Setup {
         std::fs::write(dir.path().join("cf.token"), format!("{TOKEN}\n")).unwrap();
         let config = format!(
             r#"[controller]
-timeout = "5s"
+timeout = "30s"
 
 [[inventory]]
 name = "local"

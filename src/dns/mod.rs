@@ -7,6 +7,7 @@
 //! record are ever deleted.
 
 pub mod cloudflare;
+pub mod digitalocean_dns;
 pub mod http_api;
 pub mod powerdns;
 pub mod rfc2136;
@@ -33,6 +34,7 @@ pub const KINDS: &[TargetKind] = &[
     powerdns::KIND,
     webhook::KIND,
     cloudflare::KIND,
+    digitalocean_dns::KIND,
 ];
 
 #[cfg(feature = "aws")]

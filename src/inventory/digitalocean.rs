@@ -211,7 +211,7 @@ fn instance(droplet: Droplet) -> Instance {
 }
 
 /// The page number in a `links.pages.next` URL.
-fn next_page(current: &Url, link: &str) -> Option<u32> {
+pub(crate) fn next_page(current: &Url, link: &str) -> Option<u32> {
     let url = current.join(link).ok()?;
     url.query_pairs()
         .find(|(k, _)| k == "page")
