@@ -121,4 +121,25 @@ pub enum Command {
     /// Validate the configuration (and that the TSIG secrets can be read) without network access.
     /// Exit 0 valid, 1 invalid.
     CheckConfig,
+    /// Print the shell completion script (needs no config), e.g.
+    /// `ipdrift completions bash > /etc/bash_completion.d/ipdrift`.
+    Completions {
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
+    /// Print the man page in roff (needs no config), e.g.
+    /// `ipdrift man > /usr/local/share/man/man1/ipdrift.1`; `ipdrift man run` prints ipdrift-run(1).
+    Man {
+        /// The subcommand whose page to print (default: the ipdrift(1) page).
+        #[arg(value_name = "COMMAND")]
+        command: Option<String>,
+    },
+}
+
+/// Shells `completions` writes scripts for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
 }

@@ -4,11 +4,12 @@ use std::io::{IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use clap::CommandFactory as _;
 use tokio::sync::watch;
 
 use crate::admin;
 use crate::audit::{self, AuditLog, render as timeline_render, timeline};
-use crate::cli::{Cli, Command, LogFormat, OutputFormat, TimelineFormat};
+use crate::cli::{Cli, Command, CompletionShell, LogFormat, OutputFormat, TimelineFormat};
 use crate::config;
 use crate::controller;
 use crate::desired;
@@ -57,6 +58,13 @@ pub fn init_logging(format: LogFormat, command: &Command) {
 
 /// Runs the command the user asked for.
 pub async fn execute(cli: Cli) -> Outcome {
+    // Completions and man pages come from the clap definitions alone: they are made at
+    // package build time, where no config exists.
+    match &cli.command {
+        Command::Completions { shell } => return print_completions(*shell),
+        Command::Man { command } => return print_man_page(command.as_deref()),
+        _ => {}
+    }
     // A timeline of a given log needs no config: it may be read far from the controller.
     if let Command::Timeline {
         audit_log: Some(path),
@@ -123,6 +131,8 @@ pub async fn execute(cli: Cli) -> Outcome {
                 Outcome::Error
             }
         },
+        Command::Completions { shell } => print_completions(shell),
+        Command::Man { command } => print_man_page(command.as_deref()),
         Command::Init { output } => init(config, output.as_deref()).await,
         Command::Explain { name, output } => explain(config, &name, output).await,
         Command::Diff { output } => one_pass(config, Mode::ReadOnly, output, false, None).await,
@@ -458,6 +468,60 @@ fn print_timeline(
     let _ = stdout.write_all(text.as_bytes());
     let _ = stdout.flush();
     Outcome::Success
+}
+
+/// Writes the completion script for `shell` to stdout.
+fn print_completions(shell: CompletionShell) -> Outcome {
+    let shell = match shell {
+        CompletionShell::Bash => clap_complete::Shell::Bash,
+        CompletionShell::Zsh => clap_complete::Shell::Zsh,
+        CompletionShell::Fish => clap_complete::Shell::Fish,
+    };
+    // Generated into memory first: clap_complete panics when its writer fails (a closed pipe,
+    // a full disk), and a failed write here is an error message, not a panic.
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "ipdrift", &mut script);
+    write_stdout(&script)
+}
+
+/// Writes the ipdrift(1) man page, or ipdrift-COMMAND(1) for a subcommand, to stdout.
+fn print_man_page(subcommand: Option<&str>) -> Outcome {
+    let mut command = Cli::command();
+    // Building sets each subcommand's display name to `ipdrift-NAME`, the page's title.
+    command.build();
+    let page = match subcommand {
+        None => command,
+        Some(name) => match command.find_subcommand(name) {
+            Some(sub) => sub.clone(),
+            None => {
+                let names: Vec<&str> = command.get_subcommands().map(|s| s.get_name()).collect();
+                eprintln!(
+                    "ipdrift: no command {name:?} to print a man page for; one of: {}",
+                    names.join(", ")
+                );
+                return Outcome::Error;
+            }
+        },
+    };
+    let mut roff = Vec::new();
+    match clap_mangen::Man::new(page).render(&mut roff) {
+        Ok(()) => write_stdout(&roff),
+        Err(e) => {
+            eprintln!("ipdrift: cannot render the man page: {e}");
+            Outcome::Error
+        }
+    }
+}
+
+fn write_stdout(bytes: &[u8]) -> Outcome {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        Ok(()) => Outcome::Success,
+        Err(e) => {
+            eprintln!("ipdrift: cannot write to stdout: {e}");
+            Outcome::Error
+        }
+    }
 }
 
 fn print_report(report: &PassReport, output: OutputFormat) {

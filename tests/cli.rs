@@ -520,3 +520,130 @@ fn an_empty_ipdrift_config_falls_back_to_the_default_path() {
         describe(&out)
     );
 }
+
+/// The subcommands as clap defines them, so that a new one cannot be left out of the tests.
+fn subcommand_names() -> Vec<String> {
+    use clap::CommandFactory as _;
+    ipdrift::cli::Cli::command()
+        .get_subcommands()
+        .map(|s| s.get_name().to_owned())
+        .collect()
+}
+
+/// `ipdrift completions SHELL` (or `man`) with IPDRIFT_CONFIG naming a file that does not
+/// exist: both must work where no config is, such as a package build.
+fn generated(args: &[&str]) -> String {
+    let dir = TempDir::new().unwrap();
+    let output = ipdrift_command()
+        .args(args)
+        .env("IPDRIFT_CONFIG", dir.path().join("absent.toml"))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{args:?}: {}", describe(&output));
+    assert!(output.stderr.is_empty(), "{args:?}: {}", describe(&output));
+    stdout_of(&output)
+}
+
+#[test]
+fn completions_offer_every_subcommand_in_bash_zsh_and_fish() {
+    let names = subcommand_names();
+    assert!(names.len() >= 9, "{names:?}");
+    // How each generator spells "NAME is a subcommand of ipdrift".
+    let shells: [(&str, fn(&str) -> String); 3] = [
+        ("bash", |name| format!("ipdrift,{name})")),
+        ("zsh", |name| format!("\n'{name}:")),
+        ("fish", |name| {
+            format!("__fish_ipdrift_needs_command\" -f -a \"{name}\"")
+        }),
+    ];
+    for (shell, entry) in shells {
+        let script = generated(&["completions", shell]);
+        for name in &names {
+            assert!(
+                script.contains(&entry(name)),
+                "the {shell} completion does not offer `{name}`:\n{script}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_bash_completion_parses_and_completes_a_subcommand() {
+    support::require_binary("bash", "apt-get install bash");
+    let dir = TempDir::new().unwrap();
+    let script = dir.path().join("ipdrift.bash");
+    std::fs::write(&script, generated(&["completions", "bash"])).unwrap();
+    let syntax = Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(syntax.status.success(), "bash -n: {}", describe(&syntax));
+    // What bash does on `ipdrift che<TAB>`.
+    let completed = Command::new("bash")
+        .arg("-c")
+        .arg(r#"source "$1"; COMP_WORDS=(ipdrift che); COMP_CWORD=1; _ipdrift ipdrift che ipdrift; printf '%s\n' "${COMPREPLY[@]}""#)
+        .arg("bash")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(completed.status.success(), "{}", describe(&completed));
+    assert_eq!(stdout_of(&completed), "check-config\n");
+}
+
+/// Roff escapes every `-` as `\-`; the text a reader sees has plain dashes.
+fn man_page_text(args: &[&str]) -> String {
+    generated(args).replace("\\-", "-")
+}
+
+#[test]
+fn the_man_page_names_every_subcommand_and_every_top_level_flag() {
+    use clap::CommandFactory as _;
+    let page = man_page_text(&["man"]);
+    assert!(page.contains(".TH ipdrift 1"), "{page}");
+    for name in subcommand_names() {
+        assert!(
+            page.contains(&format!("ipdrift-{name}(1)")),
+            "`{name}` missing:\n{page}"
+        );
+    }
+    let mut cli = ipdrift::cli::Cli::command();
+    // Building adds --help and --version, which the page lists too.
+    cli.build();
+    let flags: Vec<String> = cli
+        .get_arguments()
+        .filter_map(|a| a.get_long())
+        .map(|long| format!("--{long}"))
+        .collect();
+    assert!(flags.contains(&"--config".to_owned()), "{flags:?}");
+    for flag in flags {
+        assert!(
+            page.contains(&format!("\\fB{flag}\\fR")),
+            "{flag} missing:\n{page}"
+        );
+    }
+    assert!(
+        page.contains("2 `diff` found drift"),
+        "exit codes missing:\n{page}"
+    );
+}
+
+#[test]
+fn each_subcommand_named_in_the_man_page_has_its_own_page() {
+    for name in subcommand_names() {
+        let page = man_page_text(&["man", &name]);
+        assert!(
+            page.contains(&format!(".TH ipdrift-{name} 1")),
+            "{name}:\n{page}"
+        );
+    }
+    let run = man_page_text(&["man", "run"]);
+    assert!(run.contains("\\fB--interval\\fR"), "{run}");
+    let output = ipdrift_command().args(["man", "rnu"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    assert!(
+        stderr_of(&output).contains("check-config"),
+        "{}",
+        describe(&output)
+    );
+}
