@@ -549,7 +549,8 @@ fn completions_offer_every_subcommand_in_bash_zsh_and_fish() {
     let names = subcommand_names();
     assert!(names.len() >= 9, "{names:?}");
     // How each generator spells "NAME is a subcommand of ipdrift".
-    let shells: [(&str, fn(&str) -> String); 3] = [
+    type Entry = fn(&str) -> String;
+    let shells: [(&str, Entry); 3] = [
         ("bash", |name| format!("ipdrift,{name})")),
         ("zsh", |name| format!("\n'{name}:")),
         ("fish", |name| {
