@@ -23,11 +23,11 @@
 //! - Anything else — another 4xx, a timeout (for a write, whether it was carried out is
 //!   unknown), a body that is not the documented JSON — ends the call with an error.
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
 use anyhow::anyhow;
-use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -42,6 +42,16 @@ const QUOTE_CHARS: usize = 200;
 
 /// The shortest time a whole listing (every page, every retry) may take.
 const MIN_LISTING_LIMIT: Duration = Duration::from_secs(30);
+
+const JSON: &str = "application/json";
+const FORM: &str = "application/x-www-form-urlencoded";
+
+/// `Bearer <token>`, marked sensitive so that it is never logged.
+fn bearer(token: &Token) -> Result<HeaderValue, ()> {
+    let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose())).map_err(|_| ())?;
+    value.set_sensitive(true);
+    Ok(value)
+}
 
 /// What a read needs of the token, for [`Call::new`].
 pub const READ_ONLY: &str = "a read-only token is enough";
@@ -117,6 +127,10 @@ pub struct Call<'a> {
     what: String,
     needs: &'a str,
     deadline: Option<Instant>,
+    /// Sent with the request besides the client's own (`If-Match`, `Metadata`).
+    headers: Vec<(HeaderName, HeaderValue)>,
+    /// A POST that may be sent again after a 5xx (an OAuth token request).
+    repeatable: bool,
 }
 
 impl<'a> Call<'a> {
@@ -128,6 +142,26 @@ impl<'a> Call<'a> {
             what: what.into(),
             needs,
             deadline: None,
+            headers: Vec::new(),
+            repeatable: false,
+        }
+    }
+
+    /// Sends `name: value` with the request, e.g. `If-Match` with an etag. A value that
+    /// cannot be a header value is left out.
+    pub fn header(mut self, name: HeaderName, value: &str) -> Call<'a> {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            self.headers.push((name, value));
+        }
+        self
+    }
+
+    /// The request may be sent again after a 5xx although its method is POST: it changes
+    /// nothing (a token request).
+    pub fn repeatable(self) -> Call<'a> {
+        Call {
+            repeatable: true,
+            ..self
         }
     }
 
@@ -249,8 +283,11 @@ pub struct ApiClient {
     /// Who uses the client, as errors start: `inventory "do"`.
     owner: String,
     client: reqwest::Client,
-    authorization: HeaderValue,
-    token: Token,
+    /// The `Authorization` header and the token it carries; `None` for a client that
+    /// fetches tokens (an OAuth endpoint, a metadata server).
+    credential: RwLock<Option<(HeaderValue, Token)>>,
+    /// What a refused credential is told to check: `token_env/token_file`.
+    check: &'static str,
     options: HttpOptions,
     /// Until when the API said its request budget is used up.
     exhausted_until: Mutex<Option<Instant>>,
@@ -264,11 +301,20 @@ impl ApiClient {
         token: Token,
         options: HttpOptions,
     ) -> anyhow::Result<ApiClient> {
-        let mut authorization = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
-            .map_err(|_| {
-                anyhow!("{owner}: the token cannot be sent in an HTTP header (not shown)")
-            })?;
-        authorization.set_sensitive(true);
+        let authorization = bearer(&token)
+            .map_err(|()| anyhow!("{owner}: the token cannot be sent in an HTTP header (not shown)"))?;
+        let client = ApiClient::without_token(provider, owner, options)?;
+        client.set_credential(authorization, token);
+        Ok(client)
+    }
+
+    /// A client that sends no `Authorization` header until [`Self::set_token`]: for token
+    /// endpoints and metadata servers, and for APIs whose tokens expire.
+    pub fn without_token(
+        provider: &'static str,
+        owner: String,
+        options: HttpOptions,
+    ) -> anyhow::Result<ApiClient> {
         crate::install_tls_provider();
         let client = reqwest::Client::builder()
             .user_agent(concat!("ipdrift/", env!("CARGO_PKG_VERSION")))
@@ -281,11 +327,47 @@ impl ApiClient {
             provider,
             owner,
             client,
-            authorization,
-            token,
+            credential: RwLock::new(None),
+            check: "token_env/token_file",
             options,
             exhausted_until: Mutex::new(None),
         })
+    }
+
+    /// A refused credential (401, 403) is told to check `keys` instead of
+    /// `token_env/token_file`.
+    pub fn checking(self, keys: &'static str) -> ApiClient {
+        ApiClient {
+            check: keys,
+            ..self
+        }
+    }
+
+    /// Sends `token` from now on (a fresh OAuth access token).
+    pub fn set_token(&self, token: Token) -> anyhow::Result<()> {
+        let authorization = bearer(&token).map_err(|()| {
+            anyhow!(
+                "{}: the access token cannot be sent in an HTTP header (not shown)",
+                self.owner
+            )
+        })?;
+        self.set_credential(authorization, token);
+        Ok(())
+    }
+
+    fn set_credential(&self, authorization: HeaderValue, token: Token) {
+        *self
+            .credential
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some((authorization, token));
+    }
+
+    /// `text` with the current token replaced.
+    fn redact(&self, text: &str) -> String {
+        match &*self.credential.read().unwrap_or_else(PoisonError::into_inner) {
+            Some((_, token)) => token.redact(text),
+            None => text.to_string(),
+        }
     }
 
     pub fn options(&self) -> &HttpOptions {
@@ -307,7 +389,7 @@ impl ApiClient {
             self.owner,
             self.provider,
             call.what,
-            self.token.redact(url.as_str())
+            self.redact(url.as_str())
         )
     }
 
@@ -328,6 +410,20 @@ impl ApiClient {
         call: &Call<'_>,
     ) -> anyhow::Result<T> {
         self.send_json(Method::POST, url, body, call).await
+    }
+
+    /// POSTs `form` as `application/x-www-form-urlencoded` (OAuth token requests).
+    pub async fn post_form<T: DeserializeOwned>(
+        &self,
+        url: &Url,
+        form: &[(&str, &str)],
+        call: &Call<'_>,
+    ) -> anyhow::Result<T> {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish()
+            .into_bytes();
+        self.send(Method::POST, url, Some((body, FORM)), call).await
     }
 
     /// PUTs `body` as JSON.
@@ -372,7 +468,7 @@ impl ApiClient {
                 self.context(&method, url, call)
             )
         })?;
-        self.send(method, url, Some(body), call).await
+        self.send(method, url, Some((body, JSON)), call).await
     }
 
     /// Sends the request, retrying as the module doc says, and decodes the answer. An empty
@@ -382,7 +478,7 @@ impl ApiClient {
         &self,
         method: Method,
         url: &Url,
-        body: Option<Vec<u8>>,
+        body: Option<(Vec<u8>, &'static str)>,
         call: &Call<'_>,
     ) -> anyhow::Result<T> {
         let context = self.context(&method, url, call);
@@ -396,14 +492,14 @@ impl ApiClient {
                 .await
                 .map_err(|e| anyhow!("{context}: {e}"))?;
             let failure = match self
-                .attempt(&method, url, body.as_deref(), call.needs)
+                .attempt(&method, url, body.as_ref(), call)
                 .await
             {
                 Ok(answer) => break answer,
                 Err(failure) => failure,
             };
             let message = failure.message();
-            if !failure.may_retry(is_idempotent(&method)) {
+            if !failure.may_retry(call.repeatable || is_idempotent(&method)) {
                 let unsure = if matches!(failure, Failure::Server { .. }) {
                     format!(
                         "; not retried: the {method} may have been carried out all the same (the next pass reads the state again)"
@@ -485,18 +581,26 @@ impl ApiClient {
         &self,
         method: &Method,
         url: &Url,
-        body: Option<&[u8]>,
-        needs: &str,
+        body: Option<&(Vec<u8>, &'static str)>,
+        call: &Call<'_>,
     ) -> Result<Vec<u8>, Failure> {
+        let needs = call.needs;
         let mut request = self
             .client
             .request(method.clone(), url.clone())
-            .header(AUTHORIZATION, self.authorization.clone())
             .header(ACCEPT, "application/json");
-        if let Some(body) = body {
+        if let Some((authorization, _)) =
+            &*self.credential.read().unwrap_or_else(PoisonError::into_inner)
+        {
+            request = request.header(AUTHORIZATION, authorization.clone());
+        }
+        for (name, value) in &call.headers {
+            request = request.header(name.clone(), value.clone());
+        }
+        if let Some((body, content_type)) = body {
             request = request
-                .header(CONTENT_TYPE, "application/json")
-                .body(body.to_vec());
+                .header(CONTENT_TYPE, *content_type)
+                .body(body.clone());
         }
         let response = request.send().await.map_err(|e| self.send_error(&e))?;
         self.note_budget(response.headers());
@@ -523,7 +627,12 @@ impl ApiClient {
         };
         Err(match status {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Failure::Final(format!(
-                "the API token was rejected ({shown}); check token_env/token_file ({needs})"
+                "the API token was rejected ({shown}); check {} ({needs})",
+                self.check
+            )),
+            // Sent with If-Match / If-None-Match: someone else changed it since it was read.
+            StatusCode::PRECONDITION_FAILED => Failure::Final(format!(
+                "it changed since it was read ({shown}); not overwritten, the next pass reads it again"
             )),
             StatusCode::TOO_MANY_REQUESTS => Failure::RateLimited {
                 message: format!("rate limited ({shown})"),
@@ -602,7 +711,7 @@ impl ApiClient {
 
     /// `text` shortened, on one line, with the token redacted.
     fn clip(&self, text: &str) -> String {
-        let text = self.token.redact(text);
+        let text = self.redact(text);
         let one_line: String = text
             .chars()
             .map(|c| if c.is_control() { ' ' } else { c })
