@@ -6,6 +6,7 @@
 //! [`ownership_text`] of the controller's `owner_id`. Only RRsets with ipdrift's ownership
 //! record are ever deleted.
 
+pub mod gcp_dns;
 pub mod rfc2136;
 #[cfg(feature = "aws")]
 pub mod route53;
@@ -23,7 +24,7 @@ use crate::model::{DnsName, RecordKey, RecordSet};
 
 /// Every kind of DNS target: `kind = "…"` in `[[dns]]`. Adding a kind is its file, one line
 /// here, and its README section.
-pub const KINDS: &[TargetKind] = &[rfc2136::KIND, ROUTE53];
+pub const KINDS: &[TargetKind] = &[rfc2136::KIND, ROUTE53, gcp_dns::KIND];
 
 #[cfg(feature = "aws")]
 const ROUTE53: TargetKind = route53::KIND;
