@@ -117,7 +117,14 @@ fn looks_like_a_key(text: &str) -> bool {
 fn check_metadata_host(text: &str) -> Result<(), String> {
     let text = text.trim();
     match Url::parse(&format!("http://{text}/")) {
-        Ok(url) if !text.is_empty() && url.path() == "/" && url.host_str().is_some() && !text.contains(['/', '@', '?', '#']) => Ok(()),
+        Ok(url)
+            if !text.is_empty()
+                && url.path() == "/"
+                && url.host_str().is_some()
+                && !text.contains(['/', '@', '?', '#']) =>
+        {
+            Ok(())
+        }
         _ => Err(format!(
             "{:?} is not a host or host:port, e.g. \"metadata.google.internal\" or \"127.0.0.1:8080\"",
             shown(text)
@@ -172,15 +179,13 @@ impl ServiceAccountKey {
                 file.kind
             ));
         }
-        let token_uri = crate::validate::api_endpoint(
-            file.token_uri.as_deref().unwrap_or(DEFAULT_TOKEN_URI),
-        )
-        .map_err(|e| format!("token_uri: {e}"))?;
+        let token_uri =
+            crate::validate::api_endpoint(file.token_uri.as_deref().unwrap_or(DEFAULT_TOKEN_URI))
+                .map_err(|e| format!("token_uri: {e}"))?;
         let der = pem_body(&file.private_key, "PRIVATE KEY")
             .ok_or("private_key is not a PEM \"PRIVATE KEY\" (PKCS #8) block (not shown)")?;
-        let key_pair = RsaKeyPair::from_pkcs8(&der).map_err(|e| {
-            format!("private_key is not an RSA PKCS #8 key ({e}; not shown)")
-        })?;
+        let key_pair = RsaKeyPair::from_pkcs8(&der)
+            .map_err(|e| format!("private_key is not an RSA PKCS #8 key ({e}; not shown)"))?;
         Ok(ServiceAccountKey {
             client_email: file.client_email,
             key_id: file.private_key_id.filter(|id| !id.is_empty()),
@@ -316,14 +321,22 @@ impl fmt::Debug for GcpCredentials {
 impl GcpCredentials {
     /// Reads the key file (config's, else `GOOGLE_APPLICATION_CREDENTIALS`), or settles on
     /// the metadata server. `owner` starts errors (`inventory "gce"`).
-    pub fn new(auth: &GcpAuth, owner: &str, options: HttpOptions) -> anyhow::Result<GcpCredentials> {
+    pub fn new(
+        auth: &GcpAuth,
+        owner: &str,
+        options: HttpOptions,
+    ) -> anyhow::Result<GcpCredentials> {
         let from_env = std::env::var_os(CREDENTIALS_ENV)
             .filter(|v| !v.is_empty())
             .map(PathBuf::from);
         let key_path = match (&auth.key_file, from_env) {
-            (Some(SecretAt { secret: SecretRef::File(path), .. }), _) => {
-                Some((path.clone(), "credentials_file"))
-            }
+            (
+                Some(SecretAt {
+                    secret: SecretRef::File(path),
+                    ..
+                }),
+                _,
+            ) => Some((path.clone(), "credentials_file")),
             (_, Some(path)) => Some((path, CREDENTIALS_ENV)),
             _ => None,
         };
@@ -401,13 +414,19 @@ mod tests {
     #[test]
     fn a_key_signs_an_rs256_assertion_for_its_token_uri() {
         let key = ServiceAccountKey::parse(KEY).unwrap();
-        assert_eq!(key.client_email, "ipdrift@ipdrift-test.iam.gserviceaccount.com");
+        assert_eq!(
+            key.client_email,
+            "ipdrift@ipdrift-test.iam.gserviceaccount.com"
+        );
         let jwt = key.assertion(SCOPE, 1_800_000_000).unwrap();
         let header = part(&jwt, 0);
         assert_eq!(header["alg"], "RS256");
         assert_eq!(header["kid"], "3f1c0a9e8b7d6c5a4f3e2d1c0b9a8f7e6d5c4b3a");
         let claims = part(&jwt, 1);
-        assert_eq!(claims["iss"], "ipdrift@ipdrift-test.iam.gserviceaccount.com");
+        assert_eq!(
+            claims["iss"],
+            "ipdrift@ipdrift-test.iam.gserviceaccount.com"
+        );
         assert_eq!(claims["aud"], "https://oauth2.googleapis.com/token");
         assert_eq!(claims["scope"], SCOPE);
         assert_eq!(claims["exp"], 1_800_003_600u64);
@@ -417,7 +436,10 @@ mod tests {
             key.public_key(),
         );
         public
-            .verify(input.as_bytes(), &URL_SAFE_NO_PAD.decode(signature).unwrap())
+            .verify(
+                input.as_bytes(),
+                &URL_SAFE_NO_PAD.decode(signature).unwrap(),
+            )
             .expect("the signature verifies with the key's public half");
         assert!(!format!("{key:?}").contains("BEGIN"));
     }
@@ -442,15 +464,30 @@ mod tests {
 
     #[test]
     fn broken_keys_are_refused_without_showing_them() {
-        let e = ServiceAccountKey::parse("{\"private_key\": \"-----BEGIN PRIVATE KEY-----\\nMIIE").unwrap_err();
+        let e = ServiceAccountKey::parse("{\"private_key\": \"-----BEGIN PRIVATE KEY-----\\nMIIE")
+            .unwrap_err();
         assert!(!e.contains("MIIE"), "{e}");
         let user = r#"{"type":"authorized_user","client_email":"x","private_key":"y"}"#;
-        assert!(ServiceAccountKey::parse(user).unwrap_err().contains("authorized_user"));
+        assert!(
+            ServiceAccountKey::parse(user)
+                .unwrap_err()
+                .contains("authorized_user")
+        );
         let bad = KEY.replace("MIIE", "AAAA");
         let e = ServiceAccountKey::parse(&bad).unwrap_err();
-        assert!(e.contains("not an RSA PKCS #8 key") && !e.contains("AAAA"), "{e}");
-        let elsewhere = KEY.replace("https://oauth2.googleapis.com/token", "http://evil.example/token");
-        assert!(ServiceAccountKey::parse(&elsewhere).unwrap_err().contains("must use https"));
+        assert!(
+            e.contains("not an RSA PKCS #8 key") && !e.contains("AAAA"),
+            "{e}"
+        );
+        let elsewhere = KEY.replace(
+            "https://oauth2.googleapis.com/token",
+            "http://evil.example/token",
+        );
+        assert!(
+            ServiceAccountKey::parse(&elsewhere)
+                .unwrap_err()
+                .contains("must use https")
+        );
         assert!(looks_like_a_key(KEY));
         assert!(!looks_like_a_key("/etc/ipdrift/gcp-sa.json"));
     }

@@ -301,8 +301,9 @@ impl ApiClient {
         token: Token,
         options: HttpOptions,
     ) -> anyhow::Result<ApiClient> {
-        let authorization = bearer(&token)
-            .map_err(|()| anyhow!("{owner}: the token cannot be sent in an HTTP header (not shown)"))?;
+        let authorization = bearer(&token).map_err(|()| {
+            anyhow!("{owner}: the token cannot be sent in an HTTP header (not shown)")
+        })?;
         let client = ApiClient::without_token(provider, owner, options)?;
         client.set_credential(authorization, token);
         Ok(client)
@@ -364,7 +365,11 @@ impl ApiClient {
 
     /// `text` with the current token replaced.
     fn redact(&self, text: &str) -> String {
-        match &*self.credential.read().unwrap_or_else(PoisonError::into_inner) {
+        match &*self
+            .credential
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+        {
             Some((_, token)) => token.redact(text),
             None => text.to_string(),
         }
@@ -491,10 +496,7 @@ impl ApiClient {
             self.wait_for_budget(deadline)
                 .await
                 .map_err(|e| anyhow!("{context}: {e}"))?;
-            let failure = match self
-                .attempt(&method, url, body.as_ref(), call)
-                .await
-            {
+            let failure = match self.attempt(&method, url, body.as_ref(), call).await {
                 Ok(answer) => break answer,
                 Err(failure) => failure,
             };
@@ -589,8 +591,10 @@ impl ApiClient {
             .client
             .request(method.clone(), url.clone())
             .header(ACCEPT, "application/json");
-        if let Some((authorization, _)) =
-            &*self.credential.read().unwrap_or_else(PoisonError::into_inner)
+        if let Some((authorization, _)) = &*self
+            .credential
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
         {
             request = request.header(AUTHORIZATION, authorization.clone());
         }

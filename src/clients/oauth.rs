@@ -132,7 +132,9 @@ impl TokenCache {
                 .secrets
                 .iter()
                 .filter(|s| !s.is_empty())
-                .fold(text, |text, secret| text.replace(secret.as_str(), "<redacted>"))
+                .fold(text, |text, secret| {
+                    text.replace(secret.as_str(), "<redacted>")
+                })
         };
         let mut call = Call::new(request.what.clone(), &request.needs).repeatable();
         for (name, value) in &request.headers {
@@ -170,16 +172,20 @@ mod tests {
 
     #[test]
     fn expires_in_is_a_number_or_a_string() {
-        let a: TokenAnswer =
-            serde_json::from_str(r#"{"access_token":"ya29.x","expires_in":3599,"token_type":"Bearer"}"#)
-                .unwrap();
+        let a: TokenAnswer = serde_json::from_str(
+            r#"{"access_token":"ya29.x","expires_in":3599,"token_type":"Bearer"}"#,
+        )
+        .unwrap();
         assert_eq!(a.expires_in, 3599);
         let b: TokenAnswer = serde_json::from_str(
             r#"{"access_token":"eyJ0","expires_in":"86399","expires_on":"1506484173","token_type":"Bearer"}"#,
         )
         .unwrap();
         assert_eq!(b.expires_in, 86399);
-        assert!(serde_json::from_str::<TokenAnswer>(r#"{"access_token":"x","expires_in":"soon"}"#).is_err());
+        assert!(
+            serde_json::from_str::<TokenAnswer>(r#"{"access_token":"x","expires_in":"soon"}"#)
+                .is_err()
+        );
     }
 
     #[test]

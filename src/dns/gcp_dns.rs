@@ -102,7 +102,14 @@ fn check(f: &mut Fragment<'_, '_>) -> Option<Arc<dyn TargetSpec>> {
             None
         }
         Some(p) if !is_project_id(p.get_ref()) => {
-            f.error_at(p, "project", format!("{:?} is not a project id such as \"my-project-123\"", p.get_ref()));
+            f.error_at(
+                p,
+                "project",
+                format!(
+                    "{:?} is not a project id such as \"my-project-123\"",
+                    p.get_ref()
+                ),
+            );
             None
         }
         Some(p) => Some(p.get_ref().clone()),
@@ -135,7 +142,8 @@ impl TargetSpec for GcpDnsConfig {
         timeout: Duration,
     ) -> anyhow::Result<Box<dyn DnsTarget>> {
         let options = HttpOptions::new(timeout);
-        let credentials = GcpCredentials::new(&self.auth, &format!("dns target {name:?}"), options)?;
+        let credentials =
+            GcpCredentials::new(&self.auth, &format!("dns target {name:?}"), options)?;
         Ok(Box::new(GcpDnsTarget::new(
             name.to_string(),
             zone.clone(),
@@ -347,7 +355,11 @@ impl GcpDnsTarget {
         );
         let answer: ChangeAnswer = self
             .api
-            .post_json(&self.zone_url(&["changes"]), &body, &Call::new(what, NEEDS_WRITE))
+            .post_json(
+                &self.zone_url(&["changes"]),
+                &body,
+                &Call::new(what, NEEDS_WRITE),
+            )
             .await?;
         // What was read is stale now; the read-back lists afresh.
         *self
@@ -358,7 +370,10 @@ impl GcpDnsTarget {
             return Ok(());
         }
         let Some(id) = answer.id.filter(|id| !id.is_empty()) else {
-            bail!("{}: malformed response: changes.create answered no change id", self.who());
+            bail!(
+                "{}: malformed response: changes.create answered no change id",
+                self.who()
+            );
         };
         let timeout = self.api.options().timeout;
         let deadline = tokio::time::Instant::now() + timeout;
@@ -411,7 +426,11 @@ impl DnsTarget for GcpDnsTarget {
 
     fn write_time_limit(&self, default: Duration) -> Duration {
         // A listing when none is known, the change, then the wait for `done`.
-        if self.config.wait { default * 3 } else { default * 2 }
+        if self.config.wait {
+            default * 3
+        } else {
+            default * 2
+        }
     }
 }
 
@@ -423,7 +442,9 @@ fn type_name(rtype: RecordType) -> &'static str {
 }
 
 fn same_name(listed: &str, name: &DnsName) -> bool {
-    listed.trim_end_matches('.').eq_ignore_ascii_case(name.as_str().trim_end_matches('.'))
+    listed
+        .trim_end_matches('.')
+        .eq_ignore_ascii_case(name.as_str().trim_end_matches('.'))
 }
 
 /// The listed set of `key`, if any.
@@ -568,11 +589,16 @@ pub fn plan_change(
                 "refusing to send {key}: it is outside zone {zone} (check the record name or the target's zone)"
             ));
         }
-        validate::dns_name(key.name.as_str()).map_err(|why| format!("refusing to send {key}: {why}"))?;
+        validate::dns_name(key.name.as_str())
+            .map_err(|why| format!("refusing to send {key}: {why}"))?;
         let stored = find(listing, &key.name, type_name(key.rtype));
         match change {
-            RecordChange::Replace { to, .. } | RecordChange::Create { to, .. } if to.addrs.is_empty() => {
-                return Err(format!("refusing to send {key}: a record set needs at least one address"));
+            RecordChange::Replace { to, .. } | RecordChange::Create { to, .. }
+                if to.addrs.is_empty() =>
+            {
+                return Err(format!(
+                    "refusing to send {key}: a record set needs at least one address"
+                ));
             }
             RecordChange::Replace { from, to } => {
                 // The set as stored; when it was not there at the read, one created
@@ -589,7 +615,8 @@ pub fn plan_change(
                 owners.entry(&key.name).or_insert((owner.as_str(), to.ttl));
             }
             RecordChange::Delete { from } => {
-                body.deletions.push(stored.cloned().unwrap_or_else(|| rrset_of(from)));
+                body.deletions
+                    .push(stored.cloned().unwrap_or_else(|| rrset_of(from)));
                 deleted_names.insert(&key.name);
             }
         }
@@ -602,7 +629,11 @@ pub fn plan_change(
             Some(other) => {
                 return Err(format!(
                     "not creating records at {name}: {ownership} holds {:?}, not this controller's ownership text",
-                    other.rrdatas.iter().map(|r| unquote_txt(r)).collect::<Vec<_>>()
+                    other
+                        .rrdatas
+                        .iter()
+                        .map(|r| unquote_txt(r))
+                        .collect::<Vec<_>>()
                 ));
             }
             None => body.additions.push(Rrset {
@@ -614,12 +645,18 @@ pub fn plan_change(
             }),
         }
     }
-    for name in deleted_names.into_iter().filter(|n| !owners.contains_key(n)) {
+    for name in deleted_names
+        .into_iter()
+        .filter(|n| !owners.contains_key(n))
+    {
         // The name keeps its ownership record while ipdrift still has another set there.
         let others_left = listing.iter().any(|r| {
             same_name(&r.name, name)
                 && (r.rtype == "A" || r.rtype == "AAAA")
-                && !body.deletions.iter().any(|d| d.rtype == r.rtype && same_name(&d.name, name))
+                && !body
+                    .deletions
+                    .iter()
+                    .any(|d| d.rtype == r.rtype && same_name(&d.name, name))
         });
         if others_left {
             continue;
@@ -643,7 +680,10 @@ mod tests {
 
     fn set(text: &str, rtype: RecordType, ttl: u32, addrs: &[&str]) -> RecordSet {
         RecordSet {
-            key: RecordKey { name: name(text), rtype },
+            key: RecordKey {
+                name: name(text),
+                rtype,
+            },
             ttl,
             addrs: addrs.iter().map(|a| a.parse().unwrap()).collect(),
         }
@@ -672,19 +712,35 @@ mod tests {
           ],
           "nextPageToken": "CkEKP3d3dy5leGFtcGxlLmNvbS4"
         }"#).unwrap();
-        assert_eq!(page.next_page_token.as_deref(), Some("CkEKP3d3dy5leGFtcGxlLmNvbS4"));
+        assert_eq!(
+            page.next_page_token.as_deref(),
+            Some("CkEKP3d3dy5leGFtcGxlLmNvbS4")
+        );
         let www = set("www.example.com.", RecordType::A, 0, &[]).key;
         assert_eq!(
             pick_rrsets(&page.rrsets, std::slice::from_ref(&www)).unwrap(),
-            vec![set("www.example.com.", RecordType::A, 300, &["192.0.2.1", "192.0.2.2"])]
+            vec![set(
+                "www.example.com.",
+                RecordType::A,
+                300,
+                &["192.0.2.1", "192.0.2.2"]
+            )]
         );
         let geo = set("geo.example.com.", RecordType::A, 0, &[]).key;
-        assert!(pick_rrsets(&page.rrsets, &[geo]).unwrap_err().contains("routing policy"));
+        assert!(
+            pick_rrsets(&page.rrsets, &[geo])
+                .unwrap_err()
+                .contains("routing policy")
+        );
         assert_eq!(
             ownership_records(&page.rrsets)[&name("web-01.example.com.")],
             "heritage=ipdrift,owner=ipdrift"
         );
-        assert_eq!(address_sets(&page.rrsets).unwrap().len(), 1, "the geo set is left out");
+        assert_eq!(
+            address_sets(&page.rrsets).unwrap().len(),
+            1,
+            "the geo set is left out"
+        );
     }
 
     #[test]
@@ -694,26 +750,57 @@ mod tests {
         let listing = vec![
             listed("www.example.com.", "A", 300, &["192.0.2.1"]),
             listed("web-09.example.com.", "A", 60, &["198.51.100.9"]),
-            listed("_ipdrift.web-09.example.com.", "TXT", 60, &["\"heritage=ipdrift,owner=ipdrift\""]),
+            listed(
+                "_ipdrift.web-09.example.com.",
+                "TXT",
+                60,
+                &["\"heritage=ipdrift,owner=ipdrift\""],
+            ),
         ];
         let changes = vec![
             RecordChange::Replace {
                 from: Some(set("www.example.com.", RecordType::A, 300, &["192.0.2.1"])),
                 to: set("www.example.com.", RecordType::A, 300, &["192.0.2.8"]),
             },
-            RecordChange::Create { to: set("web-03.example.com.", RecordType::A, 60, &["198.51.100.3"]), owner: owner.clone() },
-            RecordChange::Create { to: set("web-03.example.com.", RecordType::Aaaa, 60, &["2001:db8::3"]), owner },
-            RecordChange::Delete { from: set("web-09.example.com.", RecordType::A, 60, &["198.51.100.9"]) },
+            RecordChange::Create {
+                to: set("web-03.example.com.", RecordType::A, 60, &["198.51.100.3"]),
+                owner: owner.clone(),
+            },
+            RecordChange::Create {
+                to: set(
+                    "web-03.example.com.",
+                    RecordType::Aaaa,
+                    60,
+                    &["2001:db8::3"],
+                ),
+                owner,
+            },
+            RecordChange::Delete {
+                from: set("web-09.example.com.", RecordType::A, 60, &["198.51.100.9"]),
+            },
         ];
         let body = plan_change(&changes, &zone, &listing).unwrap();
-        let shown = |sets: &[Rrset]| sets.iter().map(|s| format!("{} {} {}", s.name, s.rtype, s.rrdatas.join(","))).collect::<Vec<_>>();
+        let shown = |sets: &[Rrset]| {
+            sets.iter()
+                .map(|s| format!("{} {} {}", s.name, s.rtype, s.rrdatas.join(",")))
+                .collect::<Vec<_>>()
+        };
         assert_eq!(
             shown(&body.deletions),
-            ["www.example.com. A 192.0.2.1", "web-09.example.com. A 198.51.100.9", "_ipdrift.web-09.example.com. TXT \"heritage=ipdrift,owner=ipdrift\""]
+            [
+                "www.example.com. A 192.0.2.1",
+                "web-09.example.com. A 198.51.100.9",
+                "_ipdrift.web-09.example.com. TXT \"heritage=ipdrift,owner=ipdrift\""
+            ]
         );
         assert_eq!(
             shown(&body.additions),
-            ["www.example.com. A 192.0.2.8", "web-03.example.com. A 198.51.100.3", "web-03.example.com. AAAA 2001:db8::3", "_ipdrift.web-03.example.com. TXT \"heritage=ipdrift,owner=ipdrift\""]
+            [
+                "www.example.com. A 192.0.2.8",
+                "web-03.example.com. A 198.51.100.3",
+                "web-03.example.com. AAAA 2001:db8::3",
+                "_ipdrift.web-03.example.com. TXT \"heritage=ipdrift,owner=ipdrift\""
+            ]
         );
         let json = serde_json::to_value(&body).unwrap();
         assert_eq!(json["additions"][0]["ttl"], 300);
@@ -725,13 +812,22 @@ mod tests {
         let zone = name("example.com.");
         let listing = vec![listed("web-09.example.com.", "A", 60, &["198.51.100.9"])];
         let e = plan_change(
-            &[RecordChange::Delete { from: set("web-09.example.com.", RecordType::A, 60, &["198.51.100.9"]) }],
+            &[RecordChange::Delete {
+                from: set("web-09.example.com.", RecordType::A, 60, &["198.51.100.9"]),
+            }],
             &zone,
             &listing,
         )
         .unwrap_err();
         assert!(e.contains("ownership record"), "{e}");
-        let outside = RecordChange::Replace { from: None, to: set("www.example.org.", RecordType::A, 60, &["192.0.2.1"]) };
-        assert!(plan_change(&[outside], &zone, &[]).unwrap_err().contains("outside zone"));
+        let outside = RecordChange::Replace {
+            from: None,
+            to: set("www.example.org.", RecordType::A, 60, &["192.0.2.1"]),
+        };
+        assert!(
+            plan_change(&[outside], &zone, &[])
+                .unwrap_err()
+                .contains("outside zone")
+        );
     }
 }

@@ -129,7 +129,11 @@ fn check(f: &mut Fragment<'_, '_>) -> Option<Arc<dyn SourceSpec>> {
             if is_zone(zone) {
                 zones.push(zone.clone());
             } else {
-                f.error_at(list, "zones", format!("{zone:?} is not a zone such as \"europe-west1-b\""));
+                f.error_at(
+                    list,
+                    "zones",
+                    format!("{zone:?} is not a zone such as \"europe-west1-b\""),
+                );
             }
         }
     }
@@ -402,9 +406,7 @@ fn maintenance_event(
         description.push_str("; onHostMaintenance MIGRATE: live migration keeps its addresses");
     }
     if m.can_reschedule == Some(true) {
-        description.push_str(
-            "; can be started now (gcloud compute instances perform-maintenance)",
-        );
+        description.push_str("; can be started now (gcloud compute instances perform-maintenance)");
     }
     Some(ScheduledEvent {
         instance_id: instance.id.clone(),
@@ -451,12 +453,9 @@ impl GcpInventory {
         credentials: GcpCredentials,
         options: HttpOptions,
     ) -> anyhow::Result<GcpInventory> {
-        let api = ApiClient::without_token(
-            "Compute Engine",
-            format!("inventory {name:?}"),
-            options,
-        )?
-        .checking(gcp::CHECK);
+        let api =
+            ApiClient::without_token("Compute Engine", format!("inventory {name:?}"), options)?
+                .checking(gcp::CHECK);
         Ok(GcpInventory {
             name,
             config,
@@ -523,7 +522,9 @@ impl GcpInventory {
                     Some(Items::Scopes(scopes)) => {
                         let mut items = Vec::new();
                         for (scope, list) in scopes {
-                            if let Some(w) = list.warning.as_ref().filter(|w| w.code == "UNREACHABLE") {
+                            if let Some(w) =
+                                list.warning.as_ref().filter(|w| w.code == "UNREACHABLE")
+                            {
                                 return Err(format!(
                                     "partial listing: {scope} is unreachable ({}); the next pass reads it again",
                                     w.message
@@ -654,7 +655,9 @@ impl GcpInventory {
 }
 
 /// A shared listing's result as this call's own.
-fn unshared(listing: &Arc<Result<Vec<GceInstance>, String>>) -> anyhow::Result<Arc<Vec<GceInstance>>> {
+fn unshared(
+    listing: &Arc<Result<Vec<GceInstance>, String>>,
+) -> anyhow::Result<Arc<Vec<GceInstance>>> {
     match listing.as_ref() {
         Ok(list) => Ok(Arc::new(list.clone())),
         Err(e) => Err(anyhow!("{e}")),
@@ -747,26 +750,48 @@ mod tests {
         assert_eq!(event.code, "scheduled-maintenance");
         assert_eq!(event.not_before, 1_894_608_000);
         assert!(event.changes_addresses);
-        assert!(event.description.contains("34.76.1.2"), "{}", event.description);
+        assert!(
+            event.description.contains("34.76.1.2"),
+            "{}",
+            event.description
+        );
         assert!(event.description.contains("perform-maintenance"));
 
         // A static address survives the stop.
-        let statics: BTreeSet<IpAddr> = ["34.76.1.2".parse().unwrap(), "2600:1900:4010:1::".parse().unwrap()].into();
-        assert!(!maintenance_event(&documented(), &statics).unwrap().changes_addresses);
+        let statics: BTreeSet<IpAddr> = [
+            "34.76.1.2".parse().unwrap(),
+            "2600:1900:4010:1::".parse().unwrap(),
+        ]
+        .into();
+        assert!(
+            !maintenance_event(&documented(), &statics)
+                .unwrap()
+                .changes_addresses
+        );
 
         // Live migration keeps every address.
         let mut migrating = documented();
-        migrating.scheduling = Some(Scheduling { on_host_maintenance: Some("MIGRATE".into()) });
+        migrating.scheduling = Some(Scheduling {
+            on_host_maintenance: Some("MIGRATE".into()),
+        });
         let event = maintenance_event(&migrating, &BTreeSet::new()).unwrap();
         assert!(!event.changes_addresses && event.description.contains("live migration"));
         migrating.scheduling = None;
-        assert!(!maintenance_event(&migrating, &BTreeSet::new()).unwrap().changes_addresses);
+        assert!(
+            !maintenance_event(&migrating, &BTreeSet::new())
+                .unwrap()
+                .changes_addresses
+        );
 
         // No public address: nothing a stop releases.
         let mut private = documented();
         private.network_interfaces[0].access_configs.clear();
         private.network_interfaces[0].ipv6_access_configs.clear();
-        assert!(!maintenance_event(&private, &BTreeSet::new()).unwrap().changes_addresses);
+        assert!(
+            !maintenance_event(&private, &BTreeSet::new())
+                .unwrap()
+                .changes_addresses
+        );
 
         let mut none = documented();
         none.upcoming_maintenance = None;
