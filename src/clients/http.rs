@@ -23,7 +23,7 @@
 //! - Anything else — another 4xx, a timeout (for a write, whether it was carried out is
 //!   unknown), a body that is not the documented JSON — ends the call with an error.
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
 use anyhow::anyhow;
@@ -42,6 +42,16 @@ const QUOTE_CHARS: usize = 200;
 
 /// The shortest time a whole listing (every page, every retry) may take.
 const MIN_LISTING_LIMIT: Duration = Duration::from_secs(30);
+
+const JSON: &str = "application/json";
+const FORM: &str = "application/x-www-form-urlencoded";
+
+/// `Bearer <token>`, marked sensitive so that it is never logged.
+fn bearer(token: &Token) -> Result<HeaderValue, ()> {
+    let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose())).map_err(|_| ())?;
+    value.set_sensitive(true);
+    Ok(value)
+}
 
 /// What a read needs of the token, for [`Call::new`].
 pub const READ_ONLY: &str = "a read-only token is enough";
@@ -117,6 +127,10 @@ pub struct Call<'a> {
     what: String,
     needs: &'a str,
     deadline: Option<Instant>,
+    /// Sent with the request besides the client's own (`If-Match`, `Metadata`).
+    headers: Vec<(HeaderName, HeaderValue)>,
+    /// A POST that may be sent again after a 5xx (an OAuth token request).
+    repeatable: bool,
 }
 
 impl<'a> Call<'a> {
@@ -128,6 +142,26 @@ impl<'a> Call<'a> {
             what: what.into(),
             needs,
             deadline: None,
+            headers: Vec::new(),
+            repeatable: false,
+        }
+    }
+
+    /// Sends `name: value` with the request, e.g. `If-Match` with an etag. A value that
+    /// cannot be a header value is left out.
+    pub fn header(mut self, name: HeaderName, value: &str) -> Call<'a> {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            self.headers.push((name, value));
+        }
+        self
+    }
+
+    /// The request may be sent again after a 5xx although its method is POST: it changes
+    /// nothing (a token request).
+    pub fn repeatable(self) -> Call<'a> {
+        Call {
+            repeatable: true,
+            ..self
         }
     }
 
@@ -250,11 +284,12 @@ pub struct ApiClient {
     owner: String,
     client: reqwest::Client,
     /// `Authorization: Bearer …`, or the header the API takes its key in (`X-API-Key`),
-    /// with the token it carries; `None` for an API without credentials.
-    credential: Option<(HeaderName, HeaderValue, Token)>,
-    /// The media type sent in `Accept` and as a body's `Content-Type`.
+    /// with the token it carries; `None` for a client without credentials or one that
+    /// fetches tokens (an OAuth endpoint, a metadata server) until [`Self::set_token`].
+    credential: RwLock<Option<(HeaderName, HeaderValue, Token)>>,
+    /// The media type sent in `Accept` and as a JSON body's `Content-Type`.
     media_type: &'static str,
-    /// What a refused token is told to check: `token_env/token_file`.
+    /// What a refused credential is told to check: `token_env/token_file`.
     check: &'static str,
     options: HttpOptions,
     /// Until when the API said its request budget is used up.
@@ -269,8 +304,12 @@ impl ApiClient {
         token: Token,
         options: HttpOptions,
     ) -> anyhow::Result<ApiClient> {
-        let bearer = format!("Bearer {}", token.expose());
-        ApiClient::with_credential(provider, owner, AUTHORIZATION, bearer, token, options)
+        let authorization = bearer(&token).map_err(|()| {
+            anyhow!("{owner}: the token cannot be sent in an HTTP header (not shown)")
+        })?;
+        let client = ApiClient::without_token(provider, owner, options)?;
+        client.set_credential(AUTHORIZATION, authorization, token);
+        Ok(client)
     }
 
     /// A client that sends `token` as it is in the header `header` (PowerDNS's
@@ -284,24 +323,22 @@ impl ApiClient {
         token: Token,
         options: HttpOptions,
     ) -> anyhow::Result<ApiClient> {
-        let value = token.expose().to_string();
-        let header = HeaderName::from_static(header);
-        let client = ApiClient::with_credential(provider, owner, header, value, token, options)?;
-        Ok(ApiClient { check, ..client })
-    }
-
-    fn with_credential(
-        provider: &'static str,
-        owner: String,
-        credential_header: HeaderName,
-        value: String,
-        token: Token,
-        options: HttpOptions,
-    ) -> anyhow::Result<ApiClient> {
-        let mut authorization = HeaderValue::from_str(&value).map_err(|_| {
+        let mut value = HeaderValue::from_str(token.expose()).map_err(|_| {
             anyhow!("{owner}: the token cannot be sent in an HTTP header (not shown)")
         })?;
-        authorization.set_sensitive(true);
+        value.set_sensitive(true);
+        let client = ApiClient::without_token(provider, owner, options)?.checking(check);
+        client.set_credential(HeaderName::from_static(header), value, token);
+        Ok(client)
+    }
+
+    /// A client that sends no credentials: a webhook provider on loopback, or, until
+    /// [`Self::set_token`], token endpoints, metadata servers and APIs whose tokens expire.
+    pub fn without_token(
+        provider: &'static str,
+        owner: String,
+        options: HttpOptions,
+    ) -> anyhow::Result<ApiClient> {
         crate::install_tls_provider();
         let client = reqwest::Client::builder()
             .user_agent(concat!("ipdrift/", env!("CARGO_PKG_VERSION")))
@@ -314,25 +351,11 @@ impl ApiClient {
             provider,
             owner,
             client,
-            credential: Some((credential_header, authorization, token)),
-            media_type: "application/json",
+            credential: RwLock::new(None),
+            media_type: JSON,
             check: "token_env/token_file",
             options,
             exhausted_until: Mutex::new(None),
-        })
-    }
-
-    /// A client that sends no credentials (a webhook provider on loopback).
-    pub fn without_token(
-        provider: &'static str,
-        owner: String,
-        options: HttpOptions,
-    ) -> anyhow::Result<ApiClient> {
-        let token = Token::new("unused").map_err(|e| anyhow!("{owner}: {e}"))?;
-        let client = ApiClient::new(provider, owner, token, options)?;
-        Ok(ApiClient {
-            credential: None,
-            ..client
         })
     }
 
@@ -343,9 +366,41 @@ impl ApiClient {
         ApiClient { media_type, ..self }
     }
 
-    /// `text` with the token, if any, replaced.
+    /// A refused credential (401, 403) is told to check `keys` instead of
+    /// `token_env/token_file`.
+    pub fn checking(self, keys: &'static str) -> ApiClient {
+        ApiClient {
+            check: keys,
+            ..self
+        }
+    }
+
+    /// Sends `token` from now on (a fresh OAuth access token).
+    pub fn set_token(&self, token: Token) -> anyhow::Result<()> {
+        let authorization = bearer(&token).map_err(|()| {
+            anyhow!(
+                "{}: the access token cannot be sent in an HTTP header (not shown)",
+                self.owner
+            )
+        })?;
+        self.set_credential(AUTHORIZATION, authorization, token);
+        Ok(())
+    }
+
+    fn set_credential(&self, header: HeaderName, value: HeaderValue, token: Token) {
+        *self
+            .credential
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some((header, value, token));
+    }
+
+    /// `text` with the current token replaced.
     fn redact(&self, text: &str) -> String {
-        match &self.credential {
+        match &*self
+            .credential
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+        {
             Some((_, _, token)) => token.redact(text),
             None => text.to_string(),
         }
@@ -393,6 +448,20 @@ impl ApiClient {
         self.send_json(Method::POST, url, body, call).await
     }
 
+    /// POSTs `form` as `application/x-www-form-urlencoded` (OAuth token requests).
+    pub async fn post_form<T: DeserializeOwned>(
+        &self,
+        url: &Url,
+        form: &[(&str, &str)],
+        call: &Call<'_>,
+    ) -> anyhow::Result<T> {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish()
+            .into_bytes();
+        self.send(Method::POST, url, Some((body, FORM)), call).await
+    }
+
     /// PUTs `body` as JSON.
     pub async fn put_json<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
@@ -435,7 +504,8 @@ impl ApiClient {
                 self.context(&method, url, call)
             )
         })?;
-        self.send(method, url, Some(body), call).await
+        self.send(method, url, Some((body, self.media_type)), call)
+            .await
     }
 
     /// Sends the request, retrying as the module doc says, and decodes the answer. An empty
@@ -445,7 +515,7 @@ impl ApiClient {
         &self,
         method: Method,
         url: &Url,
-        body: Option<Vec<u8>>,
+        body: Option<(Vec<u8>, &'static str)>,
         call: &Call<'_>,
     ) -> anyhow::Result<T> {
         let context = self.context(&method, url, call);
@@ -458,15 +528,12 @@ impl ApiClient {
             self.wait_for_budget(deadline)
                 .await
                 .map_err(|e| anyhow!("{context}: {e}"))?;
-            let failure = match self
-                .attempt(&method, url, body.as_deref(), call.needs)
-                .await
-            {
+            let failure = match self.attempt(&method, url, body.as_ref(), call).await {
                 Ok(answer) => break answer,
                 Err(failure) => failure,
             };
             let message = failure.message();
-            if !failure.may_retry(is_idempotent(&method)) {
+            if !failure.may_retry(call.repeatable || is_idempotent(&method)) {
                 let unsure = if matches!(failure, Failure::Server { .. }) {
                     format!(
                         "; not retried: the {method} may have been carried out all the same (the next pass reads the state again)"
@@ -548,20 +615,28 @@ impl ApiClient {
         &self,
         method: &Method,
         url: &Url,
-        body: Option<&[u8]>,
-        needs: &str,
+        body: Option<&(Vec<u8>, &'static str)>,
+        call: &Call<'_>,
     ) -> Result<Vec<u8>, Failure> {
+        let needs = call.needs;
         let mut request = self
             .client
             .request(method.clone(), url.clone())
             .header(ACCEPT, self.media_type);
-        if let Some((name, value, _)) = &self.credential {
+        if let Some((name, value, _)) = &*self
+            .credential
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+        {
             request = request.header(name.clone(), value.clone());
         }
-        if let Some(body) = body {
+        for (name, value) in &call.headers {
+            request = request.header(name.clone(), value.clone());
+        }
+        if let Some((body, content_type)) = body {
             request = request
-                .header(CONTENT_TYPE, self.media_type)
-                .body(body.to_vec());
+                .header(CONTENT_TYPE, *content_type)
+                .body(body.clone());
         }
         let response = request.send().await.map_err(|e| self.send_error(&e))?;
         self.note_budget(response.headers());
@@ -590,6 +665,10 @@ impl ApiClient {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Failure::Final(format!(
                 "the API token was rejected ({shown}); check {} ({needs})",
                 self.check
+            )),
+            // Sent with If-Match / If-None-Match: someone else changed it since it was read.
+            StatusCode::PRECONDITION_FAILED => Failure::Final(format!(
+                "it changed since it was read ({shown}); not overwritten, the next pass reads it again"
             )),
             StatusCode::TOO_MANY_REQUESTS => Failure::RateLimited {
                 message: format!("rate limited ({shown})"),
@@ -648,8 +727,12 @@ impl ApiClient {
             _ => None,
         };
         let message = value.as_ref().and_then(|v| {
+            // PowerDNS `{"error": …}`; OAuth 2 `{"error": code, "error_description": …}`.
             if let Some(serde_json::Value::String(text)) = v.get("error") {
-                return Some(text.clone());
+                return Some(match field(v, "error_description") {
+                    Some(description) => format!("{text}: {description}"),
+                    None => text.clone(),
+                });
             }
             let inner = v
                 .get("error")

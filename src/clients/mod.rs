@@ -8,7 +8,9 @@
 
 #[cfg(feature = "aws")]
 pub(crate) mod aws;
+pub mod gcp;
 pub mod http;
+pub mod oauth;
 pub mod paging;
 mod ratelimit;
 pub mod token;

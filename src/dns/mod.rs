@@ -8,6 +8,7 @@
 
 pub mod cloudflare;
 pub mod digitalocean_dns;
+pub mod gcp_dns;
 pub mod http_api;
 pub mod powerdns;
 pub mod rfc2136;
@@ -35,6 +36,7 @@ pub const KINDS: &[TargetKind] = &[
     webhook::KIND,
     cloudflare::KIND,
     digitalocean_dns::KIND,
+    gcp_dns::KIND,
 ];
 
 #[cfg(feature = "aws")]

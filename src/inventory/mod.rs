@@ -8,6 +8,7 @@ pub mod aws;
 pub mod digitalocean;
 pub mod exec;
 pub mod file;
+pub mod gcp;
 pub mod hetzner;
 
 use std::any::Any;
@@ -28,6 +29,7 @@ pub const KINDS: &[SourceKind] = &[
     exec::KIND,
     digitalocean::KIND,
     hetzner::KIND,
+    gcp::KIND,
     AWS,
 ];
 
