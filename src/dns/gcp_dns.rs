@@ -32,6 +32,7 @@ use crate::clients::gcp::{self, GcpAuth, GcpCredentials};
 use crate::clients::http::{ApiClient, Call, HttpOptions, api_url};
 use crate::clients::paging::{Listing, NextPage, Page};
 use crate::config::{Fragment, SecretAt};
+use crate::dns::http_api::{quote_txt, unquote_txt};
 use crate::dns::{
     DnsTarget, OWNERSHIP_LABEL, RecordChange, TargetKind, TargetSpec, ZoneContents, ownership_name,
 };
@@ -532,27 +533,6 @@ fn ownership_records(listing: &[Rrset]) -> BTreeMap<DnsName, String> {
         ownership.insert(managed, texts.join("\n"));
     }
     ownership
-}
-
-/// A TXT rrdata — one or more `"quoted strings"` — as the text of its strings joined.
-fn unquote_txt(value: &str) -> String {
-    let mut text = String::new();
-    let mut chars = value.chars();
-    let mut quoted = false;
-    while let Some(c) = chars.next() {
-        match (c, quoted) {
-            ('"', _) => quoted = !quoted,
-            ('\\', true) => text.extend(chars.next()),
-            (c, true) => text.push(c),
-            (c, false) if !c.is_whitespace() => text.push(c),
-            _ => {}
-        }
-    }
-    text
-}
-
-fn quote_txt(text: &str) -> String {
-    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
 fn rrset_of(set: &RecordSet) -> Rrset {

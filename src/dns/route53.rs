@@ -33,6 +33,7 @@ use toml::Spanned;
 use crate::BoxFuture;
 use crate::clients::aws::{AwsAccess, check_access, explain, sdk_config};
 use crate::config::Fragment;
+use crate::dns::http_api::{quote_txt, unquote_txt};
 use crate::dns::{
     DnsTarget, OWNERSHIP_LABEL, RecordChange, TargetKind, TargetSpec, ownership_name,
 };
@@ -552,30 +553,6 @@ fn ownership_records(listing: &Listing) -> BTreeMap<DnsName, String> {
         ownership.insert(managed, texts.join("\n"));
     }
     ownership
-}
-
-/// A TXT value as Route 53 writes it — one or more `"quoted strings"`, with `\"` and `\\`
-/// escapes — as the text of its strings joined.
-fn unquote_txt(value: &str) -> String {
-    let mut text = String::new();
-    let mut chars = value.chars();
-    let mut quoted = false;
-    while let Some(c) = chars.next() {
-        match (c, quoted) {
-            ('"', _) => quoted = !quoted,
-            ('\\', true) => text.extend(chars.next()),
-            (c, true) => text.push(c),
-            // Whitespace between strings; an unquoted value is taken as it is.
-            (c, false) if !c.is_whitespace() => text.push(c),
-            _ => {}
-        }
-    }
-    text
-}
-
-/// `text` as one quoted TXT string.
-fn quote_txt(text: &str) -> String {
-    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
 /// The changes of one batch, and the names whose ownership record must be deleted too
