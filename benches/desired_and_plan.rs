@@ -100,6 +100,7 @@ fn observed_as(want: &Desired) -> Observed {
                         addr: Some(addr),
                         port,
                         admin: ServerAdmin::Ready,
+                        durable: true,
                     }
                 })
                 .collect();

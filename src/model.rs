@@ -197,6 +197,14 @@ pub struct ObservedServer {
     pub addr: Option<IpAddr>,
     pub port: u16,
     pub admin: ServerAdmin,
+    /// Whether the load balancer would serve the same after a restart: false when its
+    /// config file (HAProxy's `config`) says otherwise, and the file needs rewriting.
+    #[serde(default = "durable_by_default")]
+    pub durable: bool,
+}
+
+fn durable_by_default() -> bool {
+    true
 }
 
 /// `ip:port`, with brackets for IPv6.

@@ -48,6 +48,7 @@ fn observed(key: ServerKey, addr: &str, port: u16, admin: ServerAdmin) -> Observ
         addr: Some(addr.parse().unwrap()),
         port,
         admin,
+        durable: true,
     }
 }
 

@@ -592,6 +592,7 @@ mod tests {
             addr: Some(addr.parse().unwrap()),
             port,
             admin: ServerAdmin::Ready,
+            durable: true,
         }
     }
 

@@ -505,11 +505,15 @@ fn plan_servers(
                 }
             }
             (ServerIntent::Serve { addr, port }, Some(have)) => {
-                if have.addr != Some(addr) || have.port != port {
-                    let from = match have.addr {
+                if have.addr != Some(addr) || have.port != port || !have.durable {
+                    let mut from = match have.addr {
                         Some(a) => socket_text(a, have.port),
                         None => format!("(no address):{}", have.port),
                     };
+                    if !have.durable {
+                        // Served now, but a restart would bring back what the file says.
+                        from.push_str(" (not in the load balancer's config file)");
+                    }
                     out.changes.push(change(
                         Op::Update,
                         key,

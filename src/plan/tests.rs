@@ -145,6 +145,7 @@ fn written(observed: &Observed, plan: &Plan) -> Observed {
                         addr: Some(*addr),
                         port: *port,
                         admin: ServerAdmin::Maint,
+                        durable: true,
                     }),
                     ServerChange::Delete { key } => servers.retain(|s| &s.key != key),
                 }
@@ -166,12 +167,14 @@ pub(crate) fn converged(instances: Vec<Instance>) -> Observed {
                 addr: Some(addr),
                 port,
                 admin: ServerAdmin::Ready,
+                durable: true,
             },
             ServerIntent::Maint => ObservedServer {
                 key: d.key.clone(),
                 addr: None,
                 port: 80,
                 admin: ServerAdmin::Maint,
+                durable: true,
             },
         })
         .collect();
@@ -622,7 +625,7 @@ proptest! {
             let key = ServerKey { backend: "web".into(), server: format!("web-{n}") };
             let servers = observed.servers.get_mut("lb-01").unwrap();
             if !servers.iter().any(|s| s.key == key) {
-                servers.push(ObservedServer { key, addr: Some(IpAddr::from([10, 9, 9, 9])), port: 80, admin: ServerAdmin::Ready });
+                servers.push(ObservedServer { key, addr: Some(IpAddr::from([10, 9, 9, 9])), port: 80, admin: ServerAdmin::Ready, durable: true });
             }
         }
         let want = desired(&config(), &listed(after));
@@ -660,6 +663,32 @@ fn a_draining_server_of_a_running_instance_is_drift_and_is_enabled() {
         .map(|c| (c.op, c.object.as_str(), c.from.as_deref()))
         .collect();
     assert_eq!(summary, vec![(Op::Enable, "web/web-01", Some("drain"))]);
+}
+
+#[test]
+fn a_server_its_load_balancers_config_file_disagrees_with_is_drift_rewritten_in_place() {
+    let mut observed = converged(fleet(1));
+    let server = &mut observed.servers.get_mut("lb-01").unwrap()[0];
+    server.durable = false;
+    let serving = socket_text(server.addr.unwrap(), server.port);
+    let p = plan(&desired(&config(), &listed(fleet(1))), &observed, &opts());
+    let summary: Vec<_> = p
+        .changes
+        .iter()
+        .map(|c| (c.op, c.object.as_str(), c.from.clone(), c.to.clone()))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![(
+            Op::Update,
+            "web/web-01",
+            Some(format!(
+                "{serving} (not in the load balancer's config file)"
+            )),
+            Some(serving.clone())
+        )],
+        "the same address again, so that the load balancer writes its file"
+    );
 }
 
 #[test]

@@ -376,6 +376,7 @@ impl FakeLb {
             addr: Some(addr.parse().unwrap()),
             port,
             admin,
+            durable: true,
         };
         self.state.lock().unwrap().servers.insert(key, observed);
     }
@@ -483,6 +484,7 @@ impl LoadBalancer for FakeLb {
                             addr: Some(*addr),
                             port: *port,
                             admin: ServerAdmin::Maint,
+                            durable: true,
                         };
                         state.servers.insert(key.clone(), server);
                     }

@@ -411,6 +411,7 @@ impl StateColumns {
             addr,
             port,
             admin: admin_from_state_bits(admin_bits),
+            durable: true,
         })
     }
 }
@@ -607,6 +608,7 @@ mod tests {
             addr: addr.map(|a| a.parse().unwrap()),
             port,
             admin,
+            durable: true,
         }
     }
 
@@ -946,6 +948,7 @@ mod tests {
                     addr: *addr,
                     port: *port,
                     admin: admin_from_state_bits(*bits),
+                    durable: true,
                 })
                 .collect();
             prop_assert_eq!(parse_servers_state("web", &answer).unwrap(), expected);
