@@ -30,6 +30,8 @@ enum Fault {
     ServerError,
     Malformed,
     Forbidden,
+    /// Resource Manager refuses the access token itself.
+    Unauthorized,
     /// Someone edits `www` before the next request: its etag changes.
     ConcurrentEdit,
     /// No fault for this request (to aim at a later one).
@@ -257,6 +259,13 @@ impl Respond for Stand {
                         "The client '{CLIENT}' with object id '...' does not have authorization to perform action 'Microsoft.Network/dnsZones/A/write' over scope '{}/A/www'.",
                         base()
                     ),
+                );
+            }
+            Some(Fault::Unauthorized) => {
+                return cloud_error(
+                    401,
+                    "InvalidAuthenticationToken",
+                    "The access token is invalid.",
                 );
             }
             Some(Fault::ConcurrentEdit) => {
@@ -566,6 +575,16 @@ fn a_500_is_retried_and_a_malformed_page_or_refused_token_is_an_error() {
             && all.contains("DNS Zone Contributor"),
         "{all}"
     );
+    setup.fault(Fault::Unauthorized);
+    let diff = setup.run(&["diff"]);
+    assert_eq!(diff.status.code(), Some(1), "{}", describe(&diff));
+    let all = describe(&diff);
+    assert!(
+        all.contains("401")
+            && all.contains("InvalidAuthenticationToken")
+            && all.contains("tenant_id/client_id"),
+        "{all}"
+    );
     assert_eq!(setup.contents("A", "www"), ["127.0.2.1"], "nothing written");
 }
 
@@ -711,5 +730,18 @@ fn a_pass_at_3_and_1000_record_sets() {
             count("GET recordsets"),
             count("PUT A/")
         );
+    }
+}
+
+#[test]
+fn check_config_names_missing_and_malformed_keys() {
+    let text = format!(
+        "[[dns]]\nname = \"az\"\nkind = \"azure_dns\"\nzone = \"{ZONE}.\"\nsubscription_id = \"{SUB}\"\nclient_secret_file = \"s\"\ntenant_id = \"{TENANT}\"\nclient_id = \"not-a-guid\"\nidentity_endpoint = \"http://imds.example/token\"\n"
+    );
+    let error = ipdrift::config::parse(&text, std::path::Path::new("c.toml"))
+        .unwrap_err()
+        .to_string();
+    for needle in ["resource_group", "client_id", "identity_endpoint"] {
+        assert!(error.contains(needle), "{needle}: {error}");
     }
 }

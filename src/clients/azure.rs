@@ -2,8 +2,8 @@
 //! the Azure SDKs' `DefaultAzureCredential` walks, decided when the kind is built.
 //!
 //! 1. A client secret: `client_secret_env`/`client_secret_file` with `tenant_id` and
-//!    `client_id`, else the variables `AZURE_CLIENT_SECRET`, `AZURE_TENANT_ID` and
-//!    `AZURE_CLIENT_ID`. `POST {authority}/{tenant}/oauth2/v2.0/token` with the
+//!    `client_id`, else (unless config names a federated token file) the variables
+//!    `AZURE_CLIENT_SECRET`, `AZURE_TENANT_ID` and `AZURE_CLIENT_ID`. `POST {authority}/{tenant}/oauth2/v2.0/token` with the
 //!    client-credentials grant (Microsoft identity platform, RFC 6749 §4.4).
 //! 2. Workload identity (AKS, or any federation): the token file `federated_token_file`
 //!    names, else `AZURE_FEDERATED_TOKEN_FILE`, sent to the same endpoint as a
@@ -442,6 +442,19 @@ impl AzureCredentials {
                 "{owner}: {what} needs a tenant and a client id: set tenant_id and client_id (or {TENANT_ENV} and {CLIENT_ENV})"
             )
         };
+        let workload = |file: PathBuf| -> anyhow::Result<Source> {
+            Ok(Source::Workload {
+                authority: authority.clone(),
+                tenant: tenant
+                    .clone()
+                    .ok_or_else(|| needs_ids("a federated token"))?,
+                client_id: client_id
+                    .clone()
+                    .ok_or_else(|| needs_ids("a federated token"))?,
+                file,
+            })
+        };
+        // What config names comes before what the environment says.
         let source = if let Some(at) = &auth.client_secret {
             let secret = load_secret(at).map_err(|e| anyhow!("{owner}.{e}"))?;
             Source::ClientSecret {
@@ -450,6 +463,8 @@ impl AzureCredentials {
                 client_id: client_id.ok_or_else(|| needs_ids("a client secret"))?,
                 secret,
             }
+        } else if let Some(file) = auth.federated_token_file.clone() {
+            workload(file)?
         } else if let Some(value) = env(CLIENT_SECRET_ENV) {
             let secret =
                 Token::new(value).map_err(|e| anyhow!("{owner}: {CLIENT_SECRET_ENV}: {e}"))?;
@@ -459,17 +474,8 @@ impl AzureCredentials {
                 client_id: client_id.ok_or_else(|| needs_ids(CLIENT_SECRET_ENV))?,
                 secret,
             }
-        } else if let Some(file) = auth
-            .federated_token_file
-            .clone()
-            .or_else(|| env(FEDERATED_TOKEN_ENV).map(PathBuf::from))
-        {
-            Source::Workload {
-                authority,
-                tenant: tenant.ok_or_else(|| needs_ids("a federated token"))?,
-                client_id: client_id.ok_or_else(|| needs_ids("a federated token"))?,
-                file,
-            }
+        } else if let Some(file) = env(FEDERATED_TOKEN_ENV) {
+            workload(PathBuf::from(file))?
         } else {
             Source::ManagedIdentity {
                 endpoint: auth
