@@ -36,6 +36,8 @@ use super::token::Token;
 use crate::config::secret_keys::{SecretKeys, SecretRef, shown};
 use crate::config::{Fragment, SecretAt};
 
+/// Resource Manager unless `endpoint` says otherwise.
+pub const DEFAULT_ENDPOINT: &str = "https://management.azure.com";
 /// The resource (audience) tokens are asked for: Azure Resource Manager, which serves both
 /// the Compute/Network APIs and Azure DNS.
 pub const ARM_RESOURCE: &str = "https://management.azure.com/";
@@ -140,6 +142,68 @@ fn check_identity_endpoint(text: &str) -> Result<Url, String> {
         return Err("the URL must hold no credentials or fragment".into());
     }
     Ok(url)
+}
+
+/// A resource group's name: 1–90 letters, digits, `_`, `-`, `.`, `(`, `)`, not ending in `.`.
+pub fn is_resource_group(text: &str) -> bool {
+    (1..=90).contains(&text.len())
+        && !text.ends_with('.')
+        && text
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | '(' | ')'))
+}
+
+/// `subscription_id` (required) and `resource_group` (required when `needs_group`).
+pub fn check_scope(
+    f: &mut Fragment<'_, '_>,
+    subscription: Option<&Spanned<String>>,
+    group: Option<&Spanned<String>>,
+    needs_group: bool,
+) -> (Option<String>, Option<Option<String>>) {
+    let subscription = match subscription {
+        None => {
+            f.missing(
+                "subscription_id",
+                "needs `subscription_id = \"…\"` (a GUID: `az account show --query id`)",
+            );
+            None
+        }
+        Some(s) if !is_guid(s.get_ref().trim()) => {
+            f.error_at(
+                s,
+                "subscription_id",
+                format!(
+                    "{:?} is not a subscription id (a GUID such as \"00000000-0000-0000-0000-000000000000\")",
+                    s.get_ref()
+                ),
+            );
+            None
+        }
+        Some(s) => Some(s.get_ref().trim().to_ascii_lowercase()),
+    };
+    let group = match group {
+        None if needs_group => {
+            f.missing(
+                "resource_group",
+                "needs `resource_group = \"…\"` (the resource group that holds the DNS zone)",
+            );
+            None
+        }
+        None => Some(None),
+        Some(g) if !is_resource_group(g.get_ref()) => {
+            f.error_at(
+                g,
+                "resource_group",
+                format!(
+                    "{:?} is not a resource group name (1–90 letters, digits, '_', '-', '.', '(', ')')",
+                    g.get_ref()
+                ),
+            );
+            None
+        }
+        Some(g) => Some(Some(g.get_ref().clone())),
+    };
+    (subscription, group)
 }
 
 /// Checks the credential keys of an Azure kind's table.
@@ -636,6 +700,9 @@ mod tests {
         assert!(!is_guid("72f988bf86f141af91ab2d7cd011db47"));
         assert!(!is_guid("72f988bf-86f1-41af-91ab-2d7cd011db4g"));
         assert!(is_tenant("contoso.onmicrosoft.com"));
+        assert!(is_resource_group("web-rg_1.(prod)"));
+        assert!(!is_resource_group("web-rg."));
+        assert!(!is_resource_group("web rg"));
         assert!(!is_tenant("contoso"));
         assert!(check_identity_endpoint(DEFAULT_IDENTITY_ENDPOINT).is_ok());
         assert!(check_identity_endpoint("http://127.0.0.1:8080/token").is_ok());

@@ -29,7 +29,9 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use crate::BoxFuture;
-use crate::clients::azure::{self, AuthKeys, AzureAuth, AzureCredentials, arm_url, is_guid};
+use crate::clients::azure::{
+    self, AuthKeys, AzureAuth, AzureCredentials, DEFAULT_ENDPOINT, arm_url, check_scope,
+};
 use crate::clients::http::{ApiClient, Call, HttpOptions};
 use crate::clients::paging::{Listing, NextPage, Page};
 use crate::config::{Fragment, SecretAt};
@@ -37,8 +39,6 @@ use crate::dns::http_api::{self, ListedSet, unquote_txt};
 use crate::dns::{DnsTarget, RecordChange, TargetKind, TargetSpec, ZoneContents, ownership_name};
 use crate::model::{DnsName, RecordKey, RecordSet, RecordType};
 
-/// Resource Manager unless `endpoint` says otherwise.
-pub const DEFAULT_ENDPOINT: &str = "https://management.azure.com";
 pub const API_VERSION: &str = "2018-05-01";
 /// The most record sets one page may hold (`$top` is 1–1000).
 const TOP: u32 = 1000;
@@ -73,68 +73,6 @@ struct RawAzureDns {
     authority: Option<Spanned<String>>,
     identity_endpoint: Option<Spanned<String>>,
     endpoint: Option<Spanned<String>>,
-}
-
-/// A resource group's name: 1–90 letters, digits, `_`, `-`, `.`, `(`, `)`, not ending in `.`.
-pub fn is_resource_group(text: &str) -> bool {
-    (1..=90).contains(&text.len())
-        && !text.ends_with('.')
-        && text
-            .chars()
-            .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | '(' | ')'))
-}
-
-/// `subscription_id` (required) and `resource_group` (required when `needs_group`).
-pub fn check_scope(
-    f: &mut Fragment<'_, '_>,
-    subscription: Option<&Spanned<String>>,
-    group: Option<&Spanned<String>>,
-    needs_group: bool,
-) -> (Option<String>, Option<Option<String>>) {
-    let subscription = match subscription {
-        None => {
-            f.missing(
-                "subscription_id",
-                "needs `subscription_id = \"…\"` (a GUID: `az account show --query id`)",
-            );
-            None
-        }
-        Some(s) if !is_guid(s.get_ref().trim()) => {
-            f.error_at(
-                s,
-                "subscription_id",
-                format!(
-                    "{:?} is not a subscription id (a GUID such as \"00000000-0000-0000-0000-000000000000\")",
-                    s.get_ref()
-                ),
-            );
-            None
-        }
-        Some(s) => Some(s.get_ref().trim().to_ascii_lowercase()),
-    };
-    let group = match group {
-        None if needs_group => {
-            f.missing(
-                "resource_group",
-                "needs `resource_group = \"…\"` (the resource group that holds the DNS zone)",
-            );
-            None
-        }
-        None => Some(None),
-        Some(g) if !is_resource_group(g.get_ref()) => {
-            f.error_at(
-                g,
-                "resource_group",
-                format!(
-                    "{:?} is not a resource group name (1–90 letters, digits, '_', '-', '.', '(', ')')",
-                    g.get_ref()
-                ),
-            );
-            None
-        }
-        Some(g) => Some(Some(g.get_ref().clone())),
-    };
-    (subscription, group)
 }
 
 fn check(f: &mut Fragment<'_, '_>) -> Option<Arc<dyn TargetSpec>> {

@@ -42,11 +42,12 @@ use toml::Spanned;
 
 use super::{Inventory, SourceKind, SourceSpec};
 use crate::BoxFuture;
-use crate::clients::azure::{self, AuthKeys, AzureAuth, AzureCredentials, arm_url};
+use crate::clients::azure::{
+    self, AuthKeys, AzureAuth, AzureCredentials, DEFAULT_ENDPOINT, arm_url, check_scope,
+};
 use crate::clients::http::{ApiClient, Call, HttpOptions};
 use crate::clients::paging::{Listing, NextPage, Page};
 use crate::config::{Fragment, SecretAt};
-use crate::dns::azure_dns::{DEFAULT_ENDPOINT, check_scope};
 use crate::forecast::ScheduledEvent;
 use crate::model::{Instance, InstanceState};
 
