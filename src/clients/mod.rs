@@ -3,11 +3,13 @@
 //!   limits (the headers are read in `ratelimit.rs`), error wording;
 //! - [`paging`]: every page of a listing, by page number or by cursor, or an error;
 //! - [`token`]: the API token, which is never shown;
+//! - `gcp`, `azure`: the Google and Azure credential chains ([`oauth`]: their token cache);
 //! - `aws` (feature `aws`): the AWS SDK set-up and error wording that the EC2 source and
 //!   the Route 53 target share.
 
 #[cfg(feature = "aws")]
 pub(crate) mod aws;
+pub mod azure;
 pub mod gcp;
 pub mod http;
 pub mod oauth;

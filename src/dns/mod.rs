@@ -6,6 +6,7 @@
 //! [`ownership_text`] of the controller's `owner_id`. Only RRsets with ipdrift's ownership
 //! record are ever deleted.
 
+pub mod azure_dns;
 pub mod cloudflare;
 pub mod digitalocean_dns;
 pub mod gcp_dns;
@@ -37,6 +38,7 @@ pub const KINDS: &[TargetKind] = &[
     cloudflare::KIND,
     digitalocean_dns::KIND,
     gcp_dns::KIND,
+    azure_dns::KIND,
 ];
 
 #[cfg(feature = "aws")]

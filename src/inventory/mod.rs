@@ -5,6 +5,7 @@
 
 #[cfg(feature = "aws")]
 pub mod aws;
+pub mod azure;
 pub mod digitalocean;
 pub mod exec;
 pub mod file;
@@ -30,6 +31,7 @@ pub const KINDS: &[SourceKind] = &[
     digitalocean::KIND,
     hetzner::KIND,
     gcp::KIND,
+    azure::KIND,
     AWS,
 ];
 
