@@ -42,8 +42,9 @@
 //! - [`reconcile`]: one pass over all of them, as trait objects; [`reconcile::build`] makes
 //!   them from a config (tests give fakes to [`reconcile::Reconciler::from_parts`]).
 //! - [`controller`]: the `run` loop, with a pure per-target backoff policy
-//!   ([`controller::backoff`]); [`admin`]: /metrics /healthz /readyz on a socket the caller
-//!   bound; [`metrics`]: names.
+//!   ([`controller::backoff`]); [`trigger`]: what starts a pass before the interval is up
+//!   (a source's watch, `POST /reconcile`), debounced, with pass numbers; [`admin`]:
+//!   /metrics /healthz /readyz /reconcile on a socket the caller bound; [`metrics`]: names.
 //! - [`ha`]: leader election on etcd (`[ha]`) and the fence every write batch checks.
 //! - [`audit`]: the audit log's event schema and its O_APPEND writer and reader.
 //! - [`notify`]: webhook notifications through bounded queues, with timeouts and retries.
@@ -70,6 +71,7 @@ pub mod notify;
 pub mod plan;
 pub mod reconcile;
 pub mod template;
+pub mod trigger;
 pub mod validate;
 
 use std::future::Future;

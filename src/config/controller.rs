@@ -8,12 +8,29 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::checker::Checker;
+use super::secret_keys::{SecretAt, SecretKeys};
 
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9808";
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_MAX_REMOVE_FRACTION: f64 = 0.34;
 pub const DEFAULT_OWNER_ID: &str = "ipdrift";
+/// How long a burst of triggers is gathered into one pass: a file replaced by rename, a
+/// batch of queued events, takes far less; a pass takes a few milliseconds more.
+pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(20);
+/// The longest `controller.debounce`: beyond it a trigger would be little faster than
+/// polling.
+pub const MAX_DEBOUNCE: Duration = Duration::from_secs(60);
+
+/// Where the bearer token of `POST /reconcile` is (`reconcile_token_file` or
+/// `reconcile_token_env`).
+pub const RECONCILE_TOKEN: SecretKeys<'static> = SecretKeys {
+    file_key: "reconcile_token_file",
+    env_key: "reconcile_token_env",
+    missing_key: "reconcile_token_file",
+    needs: "POST /reconcile needs a token: add reconcile_token_file = \"path\" or reconcile_token_env = \"VAR\"",
+    at_parse: true,
+};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ControllerConfig {
@@ -32,6 +49,10 @@ pub struct ControllerConfig {
     pub audit_log: Option<PathBuf>,
     /// When the audit log is flushed to disk.
     pub audit_fsync: crate::audit::Fsync,
+    /// How long the triggers of a burst are gathered before their pass starts.
+    pub debounce: Duration,
+    /// The bearer token `POST /reconcile` requires; `None`: none.
+    pub reconcile_token: Option<SecretAt>,
 }
 
 #[derive(Deserialize)]
@@ -44,6 +65,9 @@ pub(super) struct RawController {
     owner_id: Option<Spanned<String>>,
     audit_log: Option<Spanned<String>>,
     audit_fsync: Option<Spanned<String>>,
+    debounce: Option<Spanned<String>>,
+    reconcile_token_file: Option<Spanned<String>>,
+    reconcile_token_env: Option<Spanned<String>>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -144,6 +168,34 @@ pub(super) fn check(c: &mut Checker<'_>, raw: Option<&Spanned<RawController>>) -
             crate::audit::Fsync::default()
         }),
     };
+    let debounce_text = raw.and_then(|r| r.debounce.clone());
+    let mut debounce = c.duration(&debounce_text, "controller.debounce", DEFAULT_DEBOUNCE);
+    if let Some(text) = &debounce_text
+        && debounce > MAX_DEBOUNCE
+    {
+        c.error(
+            text,
+            "controller.debounce",
+            format!(
+                "{:?} is longer than {}; write e.g. \"20ms\"",
+                text.get_ref(),
+                humantime::format_duration(MAX_DEBOUNCE)
+            ),
+        );
+        debounce = DEFAULT_DEBOUNCE;
+    }
+    // Optional: only a key that is there is checked.
+    let (token_file, token_env) = (
+        raw.and_then(|r| r.reconcile_token_file.as_ref()),
+        raw.and_then(|r| r.reconcile_token_env.as_ref()),
+    );
+    let reconcile_token = match token_file.or(token_env) {
+        None => None,
+        Some(at) => {
+            let line = c.line_at(at.span().start);
+            RECONCILE_TOKEN.check(c, "controller", token_file, token_env, line)
+        }
+    };
     ControllerConfig {
         interval,
         listen,
@@ -152,5 +204,7 @@ pub(super) fn check(c: &mut Checker<'_>, raw: Option<&Spanned<RawController>>) -
         owner_id,
         audit_log,
         audit_fsync,
+        debounce,
+        reconcile_token,
     }
 }

@@ -135,6 +135,7 @@ impl Config {
             .collect();
         all.extend(self.dns.iter().flat_map(|d| d.spec.secrets()));
         all.extend(self.ha.iter().flat_map(HaConfig::secrets));
+        all.extend(self.controller.reconcile_token.clone());
         all
     }
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 use super::checker::{ConfigError, ConfigErrors};
 use super::ha::{EtcdSecrets, HaConfig, is_plain_name};
 use super::secret_keys::{SecretRef, shown};
-use super::{Config, parse};
+use super::{Config, ControllerConfig, parse};
 
 /// Reads and validates the config file at `path` (secrets are not read; see
 /// [`Config::read_secrets`]).
@@ -79,16 +79,52 @@ impl Config {
     /// one is reported by `check-config` and stops `run` from starting; the errors say which
     /// target and what to fix.
     pub fn read_secrets(&self) -> Result<(), ConfigErrors> {
-        let errors: Vec<ConfigError> = self
+        let mut errors: Vec<ConfigError> = self
             .dns
             .iter()
             .filter_map(|dns| dns.spec.read_secrets().err())
             .collect();
+        if let (Some(at), Err(message)) = (
+            &self.controller.reconcile_token,
+            self.controller.read_reconcile_token(),
+        ) {
+            errors.push(ConfigError {
+                path: self.path.clone(),
+                line: Some(at.line),
+                field: String::new(),
+                message,
+            });
+        }
         if errors.is_empty() {
             Ok(())
         } else {
             Err(ConfigErrors(errors))
         }
+    }
+}
+
+impl ControllerConfig {
+    /// The bearer token `POST /reconcile` requires, if one is configured. The error starts
+    /// with the key and names the file or variable, never the token.
+    pub fn read_reconcile_token(&self) -> Result<Option<String>, String> {
+        let Some(at) = &self.reconcile_token else {
+            return Ok(None);
+        };
+        let key = match at.secret {
+            SecretRef::File(_) => "controller.reconcile_token_file",
+            SecretRef::Env(_) => "controller.reconcile_token_env",
+        };
+        let token = at.secret.read().map_err(|e| format!("{key}: {e}"))?;
+        let token = token.trim();
+        if token.is_empty() {
+            return Err(format!("{key}: the token is empty"));
+        }
+        if !token.chars().all(|c| c.is_ascii_graphic()) {
+            return Err(format!(
+                "{key}: the token holds spaces or characters that cannot be sent in an HTTP header (not shown)"
+            ));
+        }
+        Ok(Some(token.to_string()))
     }
 }
 

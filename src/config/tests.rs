@@ -30,7 +30,8 @@ fn the_example_config_parses_with_every_field() {
     assert_eq!(
         c.inventories[0].settings::<FileConfig>(),
         Some(&FileConfig {
-            path: PathBuf::from("/etc/ipdrift/instances.json")
+            path: PathBuf::from("/etc/ipdrift/instances.json"),
+            watch: true,
         })
     );
     let Rfc2136Config { server, tsig } = c.dns[0].settings().unwrap();
@@ -227,7 +228,8 @@ fn only_inventory_is_required_and_defaults_apply() {
     assert_eq!(
         c.inventories[0].settings::<FileConfig>(),
         Some(&FileConfig {
-            path: PathBuf::from("x/i.json")
+            path: PathBuf::from("x/i.json"),
+            watch: true,
         })
     );
     let e = errors_of("");

@@ -1,5 +1,7 @@
-//! `ipdrift run`: a pass every interval (with a little jitter), metrics, readiness, the
-//! audit log and notifications updated after each, until SIGINT or SIGTERM. Targets are
+//! `ipdrift run`: a pass every interval (with a little jitter), and one soon after each
+//! burst of triggers (a source's watch, `POST /reconcile`; see [`crate::trigger`]);
+//! metrics, readiness, the audit log and notifications updated after each, until SIGINT
+//! or SIGTERM. Targets are
 //! written independently, so a dead load balancer never holds back DNS repair. The loop
 //! never stops on an error, and never waits for a webhook. With `[ha]` only the elected
 //! leader writes and notifies; the others pass read-only, so their metrics still say
@@ -29,6 +31,7 @@ use crate::metrics::{
 use crate::notify::{Notice, Notifier};
 use crate::plan::{GUARDS, PassReport};
 use crate::reconcile::{self, Io, Mode, Parts, PassOutcome, Reconciler, Timing};
+use crate::trigger::{PassId, Triggers};
 use backoff::Backoffs;
 
 /// How long a pass under way when the controller is told to stop may take to end.
@@ -52,7 +55,7 @@ fn write_duration(timings: &[Timing], target: &str) -> Option<f64> {
 
 /// Logs a pass's outcome with structured fields (`target`, `object`, `from`, `to`,
 /// `duration` in seconds), in text and JSON alike.
-pub fn log_pass(outcome: &PassOutcome, events: &PassEvents, elapsed: Duration) {
+pub fn log_pass(outcome: &PassOutcome, events: &PassEvents, pass: PassId, elapsed: Duration) {
     let report = &outcome.report;
     for record in &events.records {
         if let Event::AddressChanged {
@@ -103,9 +106,9 @@ pub fn log_pass(outcome: &PassOutcome, events: &PassEvents, elapsed: Duration) {
     }
     let duration = audit::seconds(elapsed);
     if events.records.is_empty() {
-        tracing::debug!(duration, "pass finished");
+        tracing::debug!(pass, duration, "pass finished");
     } else {
-        tracing::info!(duration, "pass finished");
+        tracing::info!(pass, duration, "pass finished");
     }
 }
 
@@ -407,6 +410,10 @@ pub async fn run(config: Arc<Config>, wiring: Wiring) -> anyhow::Result<()> {
         mut jitter,
     } = wiring;
     let mut config = config;
+    let token = config
+        .controller
+        .read_reconcile_token()
+        .map_err(anyhow::Error::msg)?;
     let reconciler = Reconciler::from_parts(config.clone(), build(&config)?, false);
     let sources: Vec<String> = config.inventories.iter().map(|i| i.name.clone()).collect();
     let metrics = Arc::new(Metrics::new(&config.target_names(), &sources, &GUARDS));
@@ -446,7 +453,14 @@ pub async fn run(config: Arc<Config>, wiring: Wiring) -> anyhow::Result<()> {
         })?;
     }
     let notifier = Notifier::start(&config.notify, metrics.clone())?;
-    let state = Arc::new(AdminState::new(metrics.clone(), ready_window(&config)));
+    let mut triggers = Triggers::new(config.controller.debounce, fence.clone());
+    let mut watches = reconciler.watch(&triggers.trigger());
+    let state = Arc::new(AdminState::new(
+        metrics.clone(),
+        ready_window(&config),
+        triggers.trigger(),
+    ));
+    state.set_reconcile_token(token.as_deref());
     let listen = listener.local_addr().unwrap_or(config.controller.listen);
     let server = admin::serve(listener, state.clone(), shutdown.clone());
     tracing::info!(listen = %listen, interval = %humantime::format_duration(config.controller.interval), config = %config.path.display(), "ipdrift controller started");
@@ -458,6 +472,11 @@ pub async fn run(config: Arc<Config>, wiring: Wiring) -> anyhow::Result<()> {
     let mut first_pass = true;
     let mut shutdown_rx = shutdown.clone();
     loop {
+        let (pass, causes) = triggers.start_pass();
+        if !causes.is_empty() {
+            let causes: Vec<String> = causes.iter().map(ToString::to_string).collect();
+            tracing::info!(pass, trigger = %causes.join(", "), "pass triggered");
+        }
         let started_at = audit::now();
         let started = Instant::now();
         let resting = backoffs.resting(started);
@@ -490,7 +509,7 @@ pub async fn run(config: Arc<Config>, wiring: Wiring) -> anyhow::Result<()> {
         let finished_at = audit::now();
         let mut events =
             tracker.observe(&outcome.report, &outcome.sources, started_at, finished_at);
-        log_pass(&outcome, &events, elapsed);
+        log_pass(&outcome, &events, pass, elapsed);
         record_metrics(
             &metrics,
             &config,
@@ -523,6 +542,7 @@ pub async fn run(config: Arc<Config>, wiring: Wiring) -> anyhow::Result<()> {
         if !outcome.report.failed() {
             state.mark_success();
         }
+        triggers.finish_pass(pass);
         if stopping {
             break;
         }
@@ -530,17 +550,19 @@ pub async fn run(config: Arc<Config>, wiring: Wiring) -> anyhow::Result<()> {
             _ = tokio::time::sleep_until(schedule.next_after(Instant::now())) => {}
             // A newly elected leader repairs at once rather than after the interval.
             _ = fence.until_leader(), if mode == Mode::ReadOnly => {}
+            () = triggers.burst() => {}
             Some(()) = reload.recv() => {
                 match load().and_then(|new| {
+                    let token = new.controller.read_reconcile_token()?;
                     let new = Arc::new(new);
                     build(&new)
                         .map(|parts| {
                             let r = Reconciler::from_parts(new.clone(), parts, false);
-                            (new, r.with_fence(fence.clone()))
+                            (new, r.with_fence(fence.clone()), token)
                         })
                         .map_err(|e| format!("{e:#}"))
                 }) {
-                    Ok((new, new_reconciler)) => {
+                    Ok((new, new_reconciler, token)) => {
                         if new.controller.listen != config.controller.listen
                             || new.controller.audit_log != config.controller.audit_log
                             || new.notify != config.notify
@@ -553,6 +575,10 @@ pub async fn run(config: Arc<Config>, wiring: Wiring) -> anyhow::Result<()> {
                         }
                         config = new;
                         reconciler = new_reconciler;
+                        // The new watches start before the old ones stop: no change is missed.
+                        watches = reconciler.watch(&triggers.trigger());
+                        triggers.set_debounce(config.controller.debounce);
+                        state.set_reconcile_token(token.as_deref());
                         backoffs = Backoffs::new(config.controller.interval);
                         metrics.reconcile_interval.set(config.controller.interval.as_secs_f64());
                         schedule = Schedule::new(Instant::now(), config.controller.interval, jitter());
@@ -568,6 +594,8 @@ pub async fn run(config: Arc<Config>, wiring: Wiring) -> anyhow::Result<()> {
         }
     }
     tracing::info!("ipdrift controller stopping");
+    // The watches ran until here: no trigger is wanted past the last pass.
+    drop(watches);
     if let Some(leadership) = leadership {
         leadership.stop().await;
     }

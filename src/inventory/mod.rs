@@ -22,6 +22,7 @@ use crate::BoxFuture;
 use crate::config::{Fragment, SecretAt};
 use crate::forecast::ScheduledEvent;
 use crate::model::Instance;
+use crate::trigger::{Trigger, Watch};
 
 /// Every kind of source: `kind = "…"` in `[[inventory]]`. Adding a kind is its file, one
 /// line here, and its README section.
@@ -77,6 +78,14 @@ pub trait Inventory: Send + Sync {
     /// How long a listing may take, given the controller's `timeout`.
     fn time_limit(&self, default: Duration) -> Duration {
         default
+    }
+    /// Starts telling `trigger` when the source's instances may have changed (its file was
+    /// replaced, an event arrived on its queue), for a source that can and is set up to;
+    /// dropping the [`Watch`] stops it. `run` polls regardless: a watch only makes a repair
+    /// sooner, and one that fails to start leaves polling.
+    fn watch(&self, trigger: Trigger) -> anyhow::Result<Option<Watch>> {
+        let _ = trigger;
+        Ok(None)
     }
 }
 

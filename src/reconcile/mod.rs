@@ -24,6 +24,7 @@ use crate::lb::{LoadBalancer, ServerChange};
 use crate::model::{DnsName, ObservedServer, RecordKey, RecordSet, ServerAdmin, ServerIntent};
 use crate::plan::reviewed::ReviewedPlan;
 use crate::plan::{Action, Observed, PassReport, Plan, PlanOptions, TargetError, orphans, plan};
+use crate::trigger::{Trigger, Watch};
 
 /// How long ipdrift's own TCP probe of an instance endpoint may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -146,6 +147,25 @@ impl Reconciler {
     pub fn with_fence(mut self, fence: Fence) -> Reconciler {
         self.fence = fence;
         self
+    }
+
+    /// Starts the watch of every source that has one (see [`Inventory::watch`]). A watch
+    /// that cannot start is logged and left out: polling still finds the changes.
+    pub fn watch(&self, trigger: &Trigger) -> Vec<Watch> {
+        let mut watches = Vec::new();
+        for inventory in &self.inventories {
+            match inventory.watch(trigger.clone()) {
+                Ok(Some(watch)) => watches.push(watch),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(
+                        source = inventory.name(),
+                        "{e:#}; its changes are found by polling only"
+                    )
+                }
+            }
+        }
+        watches
     }
 
     pub fn config(&self) -> &Config {

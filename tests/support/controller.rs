@@ -29,22 +29,32 @@ impl Controller {
 
     /// Starts the controller on `config`.
     pub fn start_with(config: &Path) -> Controller {
-        Controller::spawn(config, "json", |_| {})
+        Controller::spawn(config, "json", "1s", |_| {})
+    }
+
+    /// Starts the controller on `config` with `--interval INTERVAL`.
+    pub fn start_every(config: &Path, interval: &str) -> Controller {
+        Controller::spawn(config, "json", interval, |_| {})
     }
 
     /// Starts the controller on `config`, its command first changed by `configure` (e.g.
     /// to set environment variables).
     pub fn start_configured(config: &Path, configure: impl FnOnce(&mut Command)) -> Controller {
-        Controller::spawn(config, "json", configure)
+        Controller::spawn(config, "json", "1s", configure)
     }
 
     /// Starts the controller on the fleet's config with `--log-format text` (the default
     /// format, as an operator's terminal or journal shows it).
     pub fn start_text(fleet: &Fleet) -> Controller {
-        Controller::spawn(&fleet.config_path(), "text", |_| {})
+        Controller::spawn(&fleet.config_path(), "text", "1s", |_| {})
     }
 
-    fn spawn(config: &Path, log_format: &str, configure: impl FnOnce(&mut Command)) -> Controller {
+    fn spawn(
+        config: &Path,
+        log_format: &str,
+        interval: &str,
+        configure: impl FnOnce(&mut Command),
+    ) -> Controller {
         let port = free_port();
         let mut command = Command::new(env!("CARGO_BIN_EXE_ipdrift"));
         command
@@ -55,7 +65,7 @@ impl Controller {
                 log_format,
                 "run",
                 "--interval",
-                "1s",
+                interval,
                 "--listen",
             ])
             .arg(format!("127.0.0.1:{port}"))
