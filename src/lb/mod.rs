@@ -76,6 +76,11 @@ pub trait LoadBalancer: Send + Sync {
     /// Applies all `changes` (HAProxy: on as few connections as its answers allow); any
     /// change the load balancer refuses is an error that quotes its answer.
     fn write<'a>(&'a self, changes: &'a [ServerChange]) -> BoxFuture<'a, anyhow::Result<()>>;
+    /// How long one write may take, given the controller's `timeout` (HAProxy: one
+    /// exchange; nginx: validating, reloading and checking the reload, or rolling back).
+    fn write_time_limit(&self, timeout: Duration) -> Duration {
+        timeout
+    }
     /// The names of all its backends, for `ipdrift init`.
     fn list_backends(&self) -> BoxFuture<'_, anyhow::Result<Vec<String>>> {
         Box::pin(async move {

@@ -32,6 +32,11 @@ impl Controller {
         Controller::spawn(config, "json", |_| {})
     }
 
+    /// Starts the controller on `config` with `run --interval INTERVAL` instead of 1s.
+    pub fn start_with_interval(config: &Path, interval: &str) -> Controller {
+        Controller::spawn_every(config, "json", interval, |_| {})
+    }
+
     /// Starts the controller on `config`, its command first changed by `configure` (e.g.
     /// to set environment variables).
     pub fn start_configured(config: &Path, configure: impl FnOnce(&mut Command)) -> Controller {
@@ -45,6 +50,15 @@ impl Controller {
     }
 
     fn spawn(config: &Path, log_format: &str, configure: impl FnOnce(&mut Command)) -> Controller {
+        Controller::spawn_every(config, log_format, "1s", configure)
+    }
+
+    fn spawn_every(
+        config: &Path,
+        log_format: &str,
+        interval: &str,
+        configure: impl FnOnce(&mut Command),
+    ) -> Controller {
         let port = free_port();
         let mut command = Command::new(env!("CARGO_BIN_EXE_ipdrift"));
         command
@@ -55,7 +69,7 @@ impl Controller {
                 log_format,
                 "run",
                 "--interval",
-                "1s",
+                interval,
                 "--listen",
             ])
             .arg(format!("127.0.0.1:{port}"))

@@ -89,6 +89,12 @@ impl LoadBalancer for NginxClient {
         })
     }
 
+    /// The wait for `min_reload_interval`, then `nginx -t`, the reload and its check, and
+    /// a rollback's reload and check: each bounded by `timeout`.
+    fn write_time_limit(&self, timeout: Duration) -> Duration {
+        self.inner.settings.min_reload_interval + timeout * 5
+    }
+
     fn list_backends(&self) -> BoxFuture<'_, anyhow::Result<Vec<String>>> {
         Box::pin(async move {
             let (_, upstreams) = self.inner.read_file().await?;
