@@ -111,9 +111,16 @@ pub struct RawBackend {
     select: Option<Spanned<RawSelect>>,
     address: Spanned<String>,
     port: Spanned<i64>,
-    server: Spanned<String>,
+    server: Option<Spanned<String>>,
     remove: Option<Spanned<String>>,
     health: Option<Spanned<String>>,
+}
+
+impl RawBackend {
+    /// The backend's name as written, for a kind's own checks of it.
+    pub fn name(&self) -> &Spanned<String> {
+        &self.name
+    }
 }
 
 const POLICIES: [(&str, RecordPolicy); 2] = [
@@ -252,30 +259,60 @@ fn check_record(
     })
 }
 
+/// How a kind names its backends' tables: the key (`backend` for `[[haproxy.backend]]`,
+/// `upstream` for `[[nginx.upstream]]`) and the server template when `server` is left out
+/// (`None`: the key is required).
+#[derive(Debug, Clone, Copy)]
+pub struct BackendTables {
+    pub key: &'static str,
+    pub default_server: Option<&'static str>,
+}
+
 /// The backends of one load balancer (`field` names it, e.g. `haproxy "lb-01"`).
 pub fn check_backends(
     c: &mut Checker<'_>,
     raw: &[Spanned<RawBackend>],
     field: &str,
+    tables: BackendTables,
 ) -> Vec<BackendRule> {
     let mut names = BTreeSet::new();
     raw.iter()
         .filter_map(|be| {
             let b = be.get_ref();
-            let field = format!("{field}.backend \"{}\"", b.name.get_ref());
+            let field = format!("{field}.{} \"{}\"", tables.key, b.name.get_ref());
             if !names.insert(b.name.get_ref().clone()) {
                 c.error(
                     &b.name,
                     format!("{field}.name"),
-                    "this backend is configured twice in the same load balancer; merge the two",
+                    format!(
+                        "this {} is configured twice in the same load balancer; merge the two",
+                        tables.key
+                    ),
                 );
             }
-            check_backend(c, b, &field)
+            let server = match (&b.server, tables.default_server) {
+                (Some(server), _) => server.clone(),
+                (None, Some(default)) => Spanned::new(b.name.span(), default.to_string()),
+                (None, None) => {
+                    c.error(
+                        be,
+                        format!("{field}.server"),
+                        "missing key `server`: the server name in that backend, usually \"{name}\"",
+                    );
+                    return None;
+                }
+            };
+            check_backend(c, b, &server, &field)
         })
         .collect()
 }
 
-fn check_backend(c: &mut Checker<'_>, b: &RawBackend, field: &str) -> Option<BackendRule> {
+fn check_backend(
+    c: &mut Checker<'_>,
+    b: &RawBackend,
+    server: &Spanned<String>,
+    field: &str,
+) -> Option<BackendRule> {
     if let Err(e) = validate::haproxy_name(b.name.get_ref()) {
         c.error(&b.name, format!("{field}.name"), e.0);
     }
@@ -284,9 +321,9 @@ fn check_backend(c: &mut Checker<'_>, b: &RawBackend, field: &str) -> Option<Bac
     let port = validate::port(*b.port.get_ref())
         .map_err(|e| c.error(&b.port, format!("{field}.port"), e.0))
         .ok()?;
-    let server = c.template(&b.server, &format!("{field}.server"))?;
-    if let Err(e) = validate::haproxy_name(&server.render_with("sample", "sample")) {
-        c.error(&b.server, format!("{field}.server"), e.0);
+    let template = c.template(server, &format!("{field}.server"))?;
+    if let Err(e) = validate::haproxy_name(&template.render_with("sample", "sample")) {
+        c.error(server, format!("{field}.server"), e.0);
     }
     let remove = c.choice_or(
         &b.remove,
@@ -307,7 +344,7 @@ fn check_backend(c: &mut Checker<'_>, b: &RawBackend, field: &str) -> Option<Bac
         select,
         address,
         port,
-        server,
+        server: template,
         remove,
         health,
     })

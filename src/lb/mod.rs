@@ -2,9 +2,12 @@
 //! per kind; the reconciler, the planner and the desired state see only the kind-neutral
 //! [`LoadBalancer`] trait and [`ServerChange`].
 //!
-//! Kinds: [`haproxy`] (the runtime API: `protocol` is pure, `client` the socket I/O).
+//! Kinds: [`haproxy`] (the runtime API: `protocol` is pure, `client` the socket I/O) and
+//! [`nginx`] (a file of upstream blocks, validated with `nginx -t` and reloaded: `render` is
+//! pure, `client` the files and processes).
 
 pub mod haproxy;
+pub mod nginx;
 
 use std::any::Any;
 use std::fmt;
@@ -16,9 +19,10 @@ use crate::BoxFuture;
 use crate::config::{BackendRule, Fragment};
 use crate::model::{ObservedServer, ServerAdmin, ServerKey};
 
-/// Every kind of load balancer, each configured in a table of its own (`[[haproxy]]`).
+/// Every kind of load balancer, each configured in a table of its own (`[[haproxy]]`,
+/// `[[nginx]]`).
 /// Adding a kind is its file, one line here, and its README section.
-pub const KINDS: &[LbKind] = &[haproxy::KIND];
+pub const KINDS: &[LbKind] = &[haproxy::KIND, nginx::KIND];
 
 /// A kind of load balancer: the name of its table and the check that turns one (without
 /// `name`) into the backends it manages and a [`LbSpec`].
@@ -72,6 +76,11 @@ pub trait LoadBalancer: Send + Sync {
     /// Applies all `changes` (HAProxy: on as few connections as its answers allow); any
     /// change the load balancer refuses is an error that quotes its answer.
     fn write<'a>(&'a self, changes: &'a [ServerChange]) -> BoxFuture<'a, anyhow::Result<()>>;
+    /// How long one write may take, given the controller's `timeout` (HAProxy: one
+    /// exchange; nginx: validating, reloading and checking the reload, or rolling back).
+    fn write_time_limit(&self, timeout: Duration) -> Duration {
+        timeout
+    }
     /// The names of all its backends, for `ipdrift init`.
     fn list_backends(&self) -> BoxFuture<'_, anyhow::Result<Vec<String>>> {
         Box::pin(async move {

@@ -639,14 +639,16 @@ impl Reconciler {
         let lb_writes = join_all(self.load_balancers.iter().filter_map(|lb| {
             let batch = lb_batches.get(lb.name())?;
             Some(async move {
-                let Ok(deadline) = self.write_deadline(self.timeout) else {
+                let limit = lb.write_time_limit(self.timeout);
+                let Ok(deadline) = self.write_deadline(limit) else {
                     return (lb.name().to_string(), None);
                 };
                 let result = async {
                     let unanswered = || {
                         format!(
-                            "HAProxy did not answer within {}",
-                            humantime::format_duration(self.timeout)
+                            "load balancer {} did not finish the write within {}",
+                            lb.name(),
+                            humantime::format_duration(limit)
                         )
                     };
                     self.timings

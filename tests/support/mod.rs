@@ -1,5 +1,5 @@
 //! Test harness: starts real servers (BIND `named`, Knot `knotd`, PowerDNS `pdns_server`,
-//! `haproxy`, `moto_server`, `etcd`) on free loopback ports in temporary directories, and
+//! `haproxy`, `nginx`, `moto_server`, `etcd`) on free loopback ports in temporary directories, and
 //! stops them when dropped; `fakes`: in-memory sources and targets for testing the pass and
 //! the controller alone.
 #![allow(dead_code)] // each test binary uses a different part of the harness
@@ -14,6 +14,7 @@ pub mod haproxy;
 pub mod knot;
 #[cfg(feature = "aws")]
 pub mod moto;
+pub mod nginx;
 pub mod pdns;
 pub mod webhook;
 

@@ -15,7 +15,7 @@ use toml::Spanned;
 
 use self::client::HaproxyClient;
 use self::protocol::RuntimeApi;
-use crate::config::rules::{RawBackend, check_backends};
+use crate::config::rules::{BackendTables, RawBackend, check_backends};
 use crate::config::{BackendRule, Fragment};
 use crate::lb::{LbKind, LbSpec, LoadBalancer};
 
@@ -72,7 +72,11 @@ fn check(f: &mut Fragment<'_, '_>) -> Option<(Vec<BackendRule>, Arc<dyn LbSpec>)
         None => Some("haproxy".to_string()),
     };
     let field = f.field.clone();
-    let backends = check_backends(f.checker, &raw.backend, &field);
+    let tables = BackendTables {
+        key: KIND.backends,
+        default_server: None,
+    };
+    let backends = check_backends(f.checker, &raw.backend, &field, tables);
     Some((
         backends,
         Arc::new(HaproxyConfig {
