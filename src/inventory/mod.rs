@@ -10,6 +10,7 @@ pub mod exec;
 pub mod file;
 pub mod gcp;
 pub mod hetzner;
+pub mod linode;
 
 use std::any::Any;
 use std::collections::BTreeSet;
@@ -29,6 +30,7 @@ pub const KINDS: &[SourceKind] = &[
     exec::KIND,
     digitalocean::KIND,
     hetzner::KIND,
+    linode::KIND,
     gcp::KIND,
     AWS,
 ];
