@@ -9,6 +9,7 @@
 pub mod cloudflare;
 pub mod digitalocean_dns;
 pub mod gcp_dns;
+pub mod hetzner_dns;
 pub mod http_api;
 pub mod powerdns;
 pub mod rfc2136;
@@ -37,6 +38,7 @@ pub const KINDS: &[TargetKind] = &[
     cloudflare::KIND,
     digitalocean_dns::KIND,
     gcp_dns::KIND,
+    hetzner_dns::KIND,
 ];
 
 #[cfg(feature = "aws")]
