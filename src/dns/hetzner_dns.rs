@@ -679,6 +679,7 @@ mod tests {
                 RecordChange::Create {
                     to: set("new.example.com.", 60, &["192.0.2.3"]),
                     owner: "heritage=ipdrift,owner=x".into(),
+                    proxied: None,
                 },
             ],
         );

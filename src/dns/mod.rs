@@ -166,8 +166,13 @@ pub enum RecordChange {
         to: RecordSet,
     },
     /// Create an RRset that does not exist, with its ownership TXT record (`owner` is the
-    /// [`ownership_text`]).
-    Create { to: RecordSet, owner: String },
+    /// [`ownership_text`]). `proxied` is the rule's Cloudflare `proxied` (only cloudflare
+    /// targets get one; `None`: the provider's default).
+    Create {
+        to: RecordSet,
+        owner: String,
+        proxied: Option<bool>,
+    },
     /// Delete an RRset ipdrift owns, and its ownership TXT record.
     Delete { from: RecordSet },
 }
