@@ -3,6 +3,7 @@
 //!   limits (the headers are read in `ratelimit.rs`), error wording;
 //! - [`paging`]: every page of a listing, by page number or by cursor, or an error;
 //! - [`token`]: the API token, which is never shown;
+//! - [`keystone`]: OpenStack Keystone v3 tokens and the service catalog;
 //! - `aws` (feature `aws`): the AWS SDK set-up and error wording that the EC2 source and
 //!   the Route 53 target share.
 
@@ -10,6 +11,7 @@
 pub(crate) mod aws;
 pub mod gcp;
 pub mod http;
+pub mod keystone;
 pub mod oauth;
 pub mod paging;
 mod ratelimit;

@@ -11,6 +11,7 @@ pub mod file;
 pub mod gcp;
 pub mod hetzner;
 pub mod linode;
+pub mod openstack;
 
 use std::any::Any;
 use std::collections::BTreeSet;
@@ -31,6 +32,7 @@ pub const KINDS: &[SourceKind] = &[
     digitalocean::KIND,
     hetzner::KIND,
     linode::KIND,
+    openstack::KIND,
     gcp::KIND,
     AWS,
 ];
