@@ -44,6 +44,8 @@ pub struct Desired {
     pub empty_records: BTreeMap<String, BTreeSet<RecordKey>>,
     /// Record sets whose rule says `adopt = false`: updated only when ipdrift owns them.
     pub not_adopted: BTreeMap<String, BTreeSet<RecordKey>>,
+    /// Record sets whose rule sets Cloudflare's `proxied`: what a created one gets.
+    pub proxied: BTreeMap<String, BTreeMap<RecordKey, bool>>,
     /// DNS target → per-instance rules with `policy = "sync"`, which may delete what they
     /// no longer produce.
     pub sync_rules: BTreeMap<String, Vec<SyncRule>>,
@@ -200,15 +202,21 @@ fn desire_records(
         .map(|m| m.keys().cloned().collect())
         .unwrap_or_default();
     desire_rule_records(rule, sources, out);
+    let added: Vec<RecordKey> = out
+        .records
+        .get(&rule.dns)
+        .into_iter()
+        .flat_map(|m| m.keys())
+        .filter(|k| !before.contains(k))
+        .cloned()
+        .collect();
+    if let Some(proxied) = rule.proxied {
+        out.proxied
+            .entry(rule.dns.clone())
+            .or_default()
+            .extend(added.iter().map(|k| (k.clone(), proxied)));
+    }
     if !rule.adopt {
-        let added: Vec<RecordKey> = out
-            .records
-            .get(&rule.dns)
-            .into_iter()
-            .flat_map(|m| m.keys())
-            .filter(|k| !before.contains(k))
-            .cloned()
-            .collect();
         out.not_adopted
             .entry(rule.dns.clone())
             .or_default()

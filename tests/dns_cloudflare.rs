@@ -486,6 +486,69 @@ fn a_proxied_record_is_reported_and_not_overwritten() {
 }
 
 #[test]
+fn a_rule_s_proxied_is_set_on_the_records_it_creates_which_stay_managed() {
+    let setup = Setup::start(&format!(
+        "\n[[record]]\ndns = \"cf\"\nname = \"origin.{ZONE}\"\nselect = {{ tags = {{ role = \"lb\" }} }}\naddress = \"public_ipv4\"\nproxied = true\n"
+    ));
+    let origin = |setup: &Setup| -> Vec<(String, bool, u64)> {
+        let state = setup.server.state.lock().unwrap();
+        state
+            .records
+            .iter()
+            .filter(|r| r["name"] == "origin.example.test")
+            .map(|r| {
+                (
+                    r["content"].as_str().unwrap().to_string(),
+                    r["proxied"].as_bool().unwrap_or(false),
+                    r["ttl"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect()
+    };
+    let apply = setup.run(&["apply"]);
+    assert_eq!(apply.status.code(), Some(0), "{}", describe(&apply));
+    assert_eq!(
+        origin(&setup),
+        vec![("127.0.1.1".to_string(), true, 1)],
+        "created proxied, with Cloudflare's automatic TTL"
+    );
+    let owner = setup.server.contents("_ipdrift.origin.example.test");
+    assert!(
+        owner.len() == 1 && owner[0].contains("heritage=ipdrift"),
+        "{owner:?}"
+    );
+
+    // The origin's address changes: ipdrift created it, so it repairs it, still proxied.
+    setup.instances(2, &[1, 2]);
+    let apply = setup.run(&["apply"]);
+    assert_eq!(apply.status.code(), Some(0), "{}", describe(&apply));
+    assert_eq!(origin(&setup), vec![("127.0.2.1".to_string(), true, 1)]);
+    let again = setup.run(&["apply", "--output", "json"]);
+    assert_eq!(changes(&again), 0, "{}", describe(&again));
+
+    // Anywhere but Cloudflare the key is an error.
+    let config = std::fs::read_to_string(setup.dir.path().join("ipdrift.toml")).unwrap();
+    let config = config.replacen(
+        "kind = \"cloudflare\"",
+        "kind = \"webhook\"\nurl = \"http://127.0.0.1:1\"",
+        1,
+    );
+    let config = config
+        .lines()
+        .filter(|l| !l.starts_with("token_file") && !l.starts_with("endpoint"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(setup.dir.path().join("ipdrift.toml"), config).unwrap();
+    let check = setup.run(&["check-config"]);
+    assert_eq!(check.status.code(), Some(1), "{}", describe(&check));
+    assert!(
+        describe(&check).contains("proxied") && describe(&check).contains("only cloudflare"),
+        "{}",
+        describe(&check)
+    );
+}
+
+#[test]
 fn created_records_carry_ownership_and_only_those_are_deleted() {
     let setup = Setup::start("policy = \"sync\"");
     setup.instances(1, &[1, 2, 3]);

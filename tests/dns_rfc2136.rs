@@ -131,6 +131,7 @@ fn create(to: RecordSet) -> RecordChange {
     RecordChange::Create {
         to,
         owner: ownership_text(OWNER_ID),
+        proxied: None,
     }
 }
 

@@ -387,6 +387,20 @@ impl ApiClient {
         Ok(())
     }
 
+    /// Sends `token` as it is in the header `header` from now on (a fresh Keystone token
+    /// in `X-Auth-Token`).
+    pub fn set_token_header(&self, header: &'static str, token: Token) -> anyhow::Result<()> {
+        let mut value = HeaderValue::from_str(token.expose()).map_err(|_| {
+            anyhow!(
+                "{}: the token cannot be sent in an HTTP header (not shown)",
+                self.owner
+            )
+        })?;
+        value.set_sensitive(true);
+        self.set_credential(HeaderName::from_static(header), value, token);
+        Ok(())
+    }
+
     fn set_credential(&self, header: HeaderName, value: HeaderValue, token: Token) {
         *self
             .credential
@@ -462,6 +476,28 @@ impl ApiClient {
         self.send(Method::POST, url, Some((body, FORM)), call).await
     }
 
+    /// POSTs `body` as JSON; the answer, and the value of its header `header` (Keystone
+    /// answers a token request with the token in `X-Subject-Token`).
+    pub async fn post_json_with_header<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        url: &Url,
+        body: &B,
+        call: &Call<'_>,
+        header: &str,
+    ) -> anyhow::Result<(T, Option<String>)> {
+        let context = self.context(&Method::POST, url, call);
+        let body = serde_json::to_vec(body)
+            .map_err(|e| anyhow!("{context}: cannot encode the request as JSON: {e}"))?;
+        let (answer, headers) = self
+            .exchange(Method::POST, url, Some((body, self.media_type)), call)
+            .await?;
+        let value = headers
+            .get(header)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        Ok((self.decode(&answer, &context)?, value))
+    }
+
     /// PUTs `body` as JSON.
     pub async fn put_json<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
@@ -519,6 +555,19 @@ impl ApiClient {
         call: &Call<'_>,
     ) -> anyhow::Result<T> {
         let context = self.context(&method, url, call);
+        let (answer, _) = self.exchange(method, url, body, call).await?;
+        self.decode(&answer, &context)
+    }
+
+    /// Sends the request, retrying as the module doc says: the answer's body and headers.
+    async fn exchange(
+        &self,
+        method: Method,
+        url: &Url,
+        body: Option<(Vec<u8>, &'static str)>,
+        call: &Call<'_>,
+    ) -> anyhow::Result<(Vec<u8>, HeaderMap)> {
+        let context = self.context(&method, url, call);
         let deadline = call
             .deadline
             .unwrap_or_else(|| deadline_after(self.options.listing_limit()));
@@ -569,7 +618,7 @@ impl ApiClient {
             tokio::time::sleep(wait).await;
             attempt += 1;
         };
-        self.decode(&answer, &context)
+        Ok(answer)
     }
 
     /// When the API said its request budget is used up, waits for the reset as
@@ -617,7 +666,7 @@ impl ApiClient {
         url: &Url,
         body: Option<&(Vec<u8>, &'static str)>,
         call: &Call<'_>,
-    ) -> Result<Vec<u8>, Failure> {
+    ) -> Result<(Vec<u8>, HeaderMap), Failure> {
         let needs = call.needs;
         let mut request = self
             .client
@@ -642,8 +691,9 @@ impl ApiClient {
         self.note_budget(response.headers());
         let status = response.status();
         if status.is_success() {
+            let headers = response.headers().clone();
             return match response.bytes().await {
-                Ok(body) => Ok(body.to_vec()),
+                Ok(body) => Ok((body.to_vec(), headers)),
                 Err(e) if e.is_timeout() => Err(Failure::Final(format!(
                     "the answer did not arrive within {}",
                     humantime::format_duration(self.options.timeout)

@@ -4,6 +4,7 @@
 //! - [`paging`]: every page of a listing, by page number or by cursor, or an error;
 //! - [`token`]: the API token, which is never shown;
 //! - `gcp`, `azure`: the Google and Azure credential chains ([`oauth`]: their token cache);
+//! - [`keystone`]: OpenStack Keystone v3 tokens and the service catalog;
 //! - `aws` (feature `aws`): the AWS SDK set-up and error wording that the EC2 source and
 //!   the Route 53 target share.
 
@@ -12,6 +13,7 @@ pub(crate) mod aws;
 pub mod azure;
 pub mod gcp;
 pub mod http;
+pub mod keystone;
 pub mod oauth;
 pub mod paging;
 mod ratelimit;

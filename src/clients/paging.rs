@@ -9,6 +9,7 @@
 use std::collections::BTreeSet;
 
 use anyhow::anyhow;
+use reqwest::header::HeaderName;
 use reqwest::{Method, Url};
 use serde::de::DeserializeOwned;
 
@@ -88,6 +89,21 @@ impl ApiClient {
         &self,
         listing: &Listing<'_, T>,
         page_url: impl Fn(u32) -> Url,
+        read: impl FnMut(P, &Url) -> Result<Page<T>, String>,
+    ) -> anyhow::Result<Vec<T>>
+    where
+        P: DeserializeOwned,
+    {
+        self.list_pages_with(listing, None, page_url, read).await
+    }
+
+    /// [`Self::list_pages`], sending `header` (name, value) with every page: APIs that take
+    /// their filter in a header (Linode's `X-Filter`).
+    pub async fn list_pages_with<P, T>(
+        &self,
+        listing: &Listing<'_, T>,
+        header: Option<(HeaderName, &str)>,
+        page_url: impl Fn(u32) -> Url,
         mut read: impl FnMut(P, &Url) -> Result<Page<T>, String>,
     ) -> anyhow::Result<Vec<T>>
     where
@@ -100,7 +116,10 @@ impl ApiClient {
         let mut totals = Vec::new();
         let (mut number, mut url) = (1, first.clone());
         loop {
-            let call = Call::new(format!("page {number}"), listing.needs).until(deadline);
+            let mut call = Call::new(format!("page {number}"), listing.needs).until(deadline);
+            if let Some((name, value)) = &header {
+                call = call.header(name.clone(), value);
+            }
             let body: P = self.get_json(&url, &call).await?;
             let context = self.context(&Method::GET, &url, &call);
             let page =

@@ -39,6 +39,9 @@ pub struct RecordRule {
     /// with check-names (BIND's default) demand of A and AAAA owners; `check_names = false`
     /// lets names with `_` through.
     pub check_names: bool,
+    /// Cloudflare's `proxied` for the record sets the rule creates (`proxied`); only
+    /// cloudflare targets take it. `None`: Cloudflare's default (not proxied).
+    pub proxied: Option<bool>,
 }
 
 /// Whether a rule may delete what it no longer selects.
@@ -101,6 +104,7 @@ pub(super) struct RawRecord {
     policy: Option<Spanned<String>>,
     adopt: Option<bool>,
     check_names: Option<bool>,
+    proxied: Option<Spanned<bool>>,
 }
 
 /// The keys of one backend, as a load-balancer kind's serde struct embeds them.
@@ -180,11 +184,33 @@ fn check_record(
 ) -> Option<RecordRule> {
     let address = c.address_kind(&r.address, &format!("{field}.address"));
     let select = c.selector(&r.select, &format!("{field}.select"));
-    let ttl = check_ttl(c, &r.ttl, field);
-    let zone = dns
-        .iter()
-        .find(|d| &d.name == r.dns.get_ref())
-        .map(|d| d.zone.clone());
+    let mut ttl = check_ttl(c, &r.ttl, field);
+    // A proxied record's TTL is Cloudflare's "automatic", written 1.
+    if r.proxied.as_ref().is_some_and(|p| *p.get_ref()) {
+        match &r.ttl {
+            None => ttl = 1,
+            Some(t) if *t.get_ref() != 1 => c.error(
+                t,
+                format!("{field}.ttl"),
+                "a proxied record's TTL is Cloudflare's automatic one: leave ttl out (or write ttl = 1)",
+            ),
+            Some(_) => {}
+        }
+    }
+    let target = dns.iter().find(|d| &d.name == r.dns.get_ref());
+    let zone = target.map(|d| d.zone.clone());
+    if let (Some(proxied), Some(target)) = (&r.proxied, target)
+        && target.kind != crate::dns::cloudflare::KIND.name
+    {
+        c.error(
+            proxied,
+            format!("{field}.proxied"),
+            format!(
+                "only cloudflare targets take `proxied`; dns target {:?} is kind {:?}: remove the key",
+                target.name, target.kind
+            ),
+        );
+    }
     if zone.is_none() && !c.dns_names.contains(r.dns.get_ref()) {
         c.error(
             &r.dns,
@@ -256,6 +282,7 @@ fn check_record(
         policy,
         adopt: r.adopt.unwrap_or(true),
         check_names: r.check_names.unwrap_or(true),
+        proxied: r.proxied.as_ref().map(|p| *p.get_ref()),
     })
 }
 

@@ -803,3 +803,43 @@ fn a_fixed_name_that_is_no_host_name_needs_check_names_false() {
     assert!(!c.records[0].check_names);
     assert!(c.records[1].check_names);
 }
+
+#[test]
+fn proxied_is_a_cloudflare_rule_key_with_the_automatic_ttl() {
+    let base = |target: &str, rule: &str| {
+        format!(
+            "[[inventory]]\nname = \"f\"\nkind = \"file\"\npath = \"i.json\"\n\n{target}\n[[record]]\ndns = \"d\"\nname = \"www.example.com.\"\naddress = \"public_ipv4\"\n{rule}\n"
+        )
+    };
+    let cloudflare = "[[dns]]\nname = \"d\"\nkind = \"cloudflare\"\nzone = \"example.com.\"\ntoken_env = \"CF_TOKEN\"\n";
+    let config = parse(&base(cloudflare, "proxied = true"), Path::new("c.toml")).unwrap();
+    assert_eq!(
+        (config.records[0].proxied, config.records[0].ttl),
+        (Some(true), 1)
+    );
+    let config = parse(
+        &base(cloudflare, "proxied = false\nttl = 300"),
+        Path::new("c.toml"),
+    )
+    .unwrap();
+    assert_eq!(
+        (config.records[0].proxied, config.records[0].ttl),
+        (Some(false), 300)
+    );
+    let errors = errors_of(&base(cloudflare, "proxied = true\nttl = 300"));
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.to_string().contains("ttl") && e.to_string().contains("automatic")),
+        "{errors:?}"
+    );
+    let rfc2136 = "[[dns]]\nname = \"d\"\nkind = \"rfc2136\"\nzone = \"example.com.\"\nserver = \"127.0.0.1:53\"\ntsig = { key_file = \"k.key\" }\n";
+    let errors = errors_of(&base(rfc2136, "proxied = false"));
+    let shown: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+    assert!(
+        shown.iter().any(|e| e.contains("record[0].proxied")
+            && e.contains("only cloudflare")
+            && e.contains("rfc2136")),
+        "{shown:?}"
+    );
+}

@@ -9,9 +9,11 @@
 //!   `POST /zones/{id}/dns_records/batch` — deletes, patches, posts — which Cloudflare
 //!   executes in one database transaction. An update patches `content` and `ttl` only, so
 //!   every other field of the record (`proxied`, comment, tags) is kept; created records
-//!   are not proxied.
-//! - A record set with a proxied record is reported and never overwritten: its TTL and
-//!   answers are Cloudflare's, not the record's.
+//!   are proxied as their rule's `proxied` says (not proxied without it).
+//! - A record set with a proxied record is reported and never overwritten — its TTL and
+//!   answers are Cloudflare's, not the record's — unless ipdrift created it (its
+//!   `_ipdrift.<name>` ownership record is there): then a rule with `proxied = true` made
+//!   it so, and its origin addresses are kept up to date like any other.
 //!
 //! Errors name the target, the zone, the call, and the token permission (`Zone.DNS Read`
 //! or `Zone.DNS Edit`) — never the token.
@@ -347,7 +349,19 @@ impl CloudflareTarget {
     }
 }
 
-/// Records grouped into record sets; a set with a proxied record is special.
+/// Whether ipdrift created the record set at `name`: an ownership record of ipdrift's is
+/// there (which controller's, the plan's guards decide).
+fn created_by_ipdrift(records: &[DnsRecord], name: &str) -> bool {
+    let Ok(name) = crate::validate::dns_name(name) else {
+        return false;
+    };
+    at(records, &ownership_name(&name), "TXT")
+        .iter()
+        .any(|r| http_api::unquote_txt(&r.content).starts_with("heritage=ipdrift,"))
+}
+
+/// Records grouped into record sets; a set with a proxied record that ipdrift did not
+/// create is special.
 fn grouped(records: &[DnsRecord]) -> Vec<ListedSet> {
     let mut sets: BTreeMap<(String, String), ListedSet> = BTreeMap::new();
     for r in records {
@@ -364,7 +378,7 @@ fn grouped(records: &[DnsRecord]) -> Vec<ListedSet> {
         });
         set.values.push(r.content.clone());
         set.ttl = set.ttl.min(r.ttl);
-        if r.proxied {
+        if r.proxied && !created_by_ipdrift(records, &r.name) {
             set.special = Some("is proxied by Cloudflare".into());
         }
     }
@@ -388,7 +402,7 @@ fn batch(changes: &[RecordChange], records: &[DnsRecord]) -> Result<Batch, Strin
         let key = change.key();
         let rtype = http_api::type_word(key.rtype);
         let current = at(records, &key.name, rtype);
-        if current.iter().any(|r| r.proxied) {
+        if current.iter().any(|r| r.proxied) && !created_by_ipdrift(records, key.name.as_str()) {
             return Err(format!(
                 "{key} is proxied by Cloudflare now, which ipdrift does not overwrite"
             ));
@@ -398,6 +412,10 @@ fn batch(changes: &[RecordChange], records: &[DnsRecord]) -> Result<Batch, Strin
                 (to.addrs.clone(), to.ttl)
             }
             RecordChange::Delete { .. } => (BTreeSet::new(), 0),
+        };
+        let proxied = match change {
+            RecordChange::Create { proxied, .. } => proxied.unwrap_or(false),
+            RecordChange::Replace { .. } | RecordChange::Delete { .. } => false,
         };
         let mut left: Vec<IpAddr> = to
             .iter()
@@ -435,7 +453,7 @@ fn batch(changes: &[RecordChange], records: &[DnsRecord]) -> Result<Batch, Strin
                 rtype,
                 content: addr.to_string(),
                 ttl,
-                proxied: false,
+                proxied,
             });
         }
     }
@@ -563,5 +581,43 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("proxied"), "{e}");
+    }
+
+    #[test]
+    fn a_rule_s_proxied_reaches_created_records_and_keeps_them_managed() {
+        let create = RecordChange::Create {
+            to: RecordSet {
+                ttl: 1,
+                ..set(&["192.0.2.1"])
+            },
+            owner: "heritage=ipdrift,owner=a".into(),
+            proxied: Some(true),
+        };
+        let posts = batch(&[create], &[]).unwrap().posts;
+        assert_eq!(posts.len(), 2);
+        assert!(posts[0].proxied && posts[0].rtype == "A" && posts[0].ttl == 1);
+        assert!(!posts[1].proxied && posts[1].rtype == "TXT", "{posts:?}");
+
+        // Created by ipdrift, proxied by its rule: read and repaired like any other.
+        let mut records = vec![record("a1", "www.example.com", "192.0.2.1", true)];
+        records.push(DnsRecord {
+            rtype: "TXT".into(),
+            ..record(
+                "t1",
+                "_ipdrift.www.example.com",
+                "\"heritage=ipdrift,owner=a\"",
+                false,
+            )
+        });
+        assert!(grouped(&records).iter().all(|s| s.special.is_none()));
+        let repair = batch(
+            &[RecordChange::Replace {
+                from: None,
+                to: set(&["192.0.2.9"]),
+            }],
+            &records,
+        )
+        .unwrap();
+        assert_eq!(repair.patches[0].content, "192.0.2.9");
     }
 }

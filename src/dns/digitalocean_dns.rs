@@ -519,6 +519,7 @@ mod tests {
         let change = RecordChange::Create {
             to: set("web-03.example.com.", &["192.0.2.3"]),
             owner: "heritage=ipdrift,owner=x".into(),
+            proxied: None,
         };
         let steps = steps(&zone(), &[change], &[]);
         assert_eq!(

@@ -590,7 +590,7 @@ pub fn plan_change(
                 }
                 body.additions.push(rrset_of(to));
             }
-            RecordChange::Create { to, owner } => {
+            RecordChange::Create { to, owner, .. } => {
                 body.additions.push(rrset_of(to));
                 owners.entry(&key.name).or_insert((owner.as_str(), to.ttl));
             }
@@ -745,6 +745,7 @@ mod tests {
             RecordChange::Create {
                 to: set("web-03.example.com.", RecordType::A, 60, &["198.51.100.3"]),
                 owner: owner.clone(),
+                proxied: None,
             },
             RecordChange::Create {
                 to: set(
@@ -754,6 +755,7 @@ mod tests {
                     &["2001:db8::3"],
                 ),
                 owner,
+                proxied: None,
             },
             RecordChange::Delete {
                 from: set("web-09.example.com.", RecordType::A, 60, &["198.51.100.9"]),

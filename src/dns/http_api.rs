@@ -217,7 +217,7 @@ pub fn ownership_changes(
     let mut deleted = BTreeSet::new();
     for change in changes {
         match change {
-            RecordChange::Create { to, owner } => {
+            RecordChange::Create { to, owner, .. } => {
                 created
                     .entry(to.key.name.clone())
                     .or_insert((owner.clone(), to.ttl));
@@ -338,6 +338,7 @@ mod tests {
             RecordChange::Create {
                 to: set("a.example.com.", RecordType::A, &["192.0.2.1"]),
                 owner: owner.clone(),
+                proxied: None,
             },
             RecordChange::Delete {
                 from: set("a.example.com.", RecordType::Aaaa, &["2001:db8::1"]),

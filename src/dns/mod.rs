@@ -10,6 +10,7 @@ pub mod azure_dns;
 pub mod cloudflare;
 pub mod digitalocean_dns;
 pub mod gcp_dns;
+pub mod hetzner_dns;
 pub mod http_api;
 pub mod powerdns;
 pub mod rfc2136;
@@ -39,6 +40,7 @@ pub const KINDS: &[TargetKind] = &[
     digitalocean_dns::KIND,
     gcp_dns::KIND,
     azure_dns::KIND,
+    hetzner_dns::KIND,
 ];
 
 #[cfg(feature = "aws")]
@@ -166,8 +168,13 @@ pub enum RecordChange {
         to: RecordSet,
     },
     /// Create an RRset that does not exist, with its ownership TXT record (`owner` is the
-    /// [`ownership_text`]).
-    Create { to: RecordSet, owner: String },
+    /// [`ownership_text`]). `proxied` is the rule's Cloudflare `proxied` (only cloudflare
+    /// targets get one; `None`: the provider's default).
+    Create {
+        to: RecordSet,
+        owner: String,
+        proxied: Option<bool>,
+    },
     /// Delete an RRset ipdrift owns, and its ownership TXT record.
     Delete { from: RecordSet },
 }

@@ -395,6 +395,7 @@ mod tests {
             RecordChange::Create {
                 to: set("web-03.example.com.", RecordType::A, &["192.0.2.3"]),
                 owner: "heritage=ipdrift,owner=a".into(),
+                proxied: None,
             },
             RecordChange::Delete {
                 from: set("web-09.example.com.", RecordType::Aaaa, &["2001:db8::9"]),

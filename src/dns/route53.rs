@@ -634,7 +634,7 @@ fn plan_batch(changes: &[RecordChange], zone: &DnsName) -> Result<PlannedBatch, 
             RecordChange::Replace { to, .. } => {
                 upserts.push(change(ChangeAction::Upsert, address_set(to)))
             }
-            RecordChange::Create { to, owner } => {
+            RecordChange::Create { to, owner, .. } => {
                 upserts.push(change(ChangeAction::Upsert, address_set(to)));
                 owners.entry(&key.name).or_insert((owner.as_str(), to.ttl));
             }
@@ -836,6 +836,7 @@ mod tests {
         let create = |to| RecordChange::Create {
             to,
             owner: owner.clone(),
+            proxied: None,
         };
         let changes = vec![
             RecordChange::Replace {

@@ -11,6 +11,8 @@ pub mod exec;
 pub mod file;
 pub mod gcp;
 pub mod hetzner;
+pub mod linode;
+pub mod openstack;
 
 use std::any::Any;
 use std::collections::BTreeSet;
@@ -31,6 +33,8 @@ pub const KINDS: &[SourceKind] = &[
     exec::KIND,
     digitalocean::KIND,
     hetzner::KIND,
+    linode::KIND,
+    openstack::KIND,
     gcp::KIND,
     azure::KIND,
     AWS,

@@ -286,6 +286,11 @@ fn plan_zone(
                 action: Action::Dns(RecordChange::Create {
                     to: want.clone(),
                     owner: ours.clone(),
+                    proxied: desired
+                        .proxied
+                        .get(target)
+                        .and_then(|sets| sets.get(key))
+                        .copied(),
                 }),
                 removes: 0,
             });

@@ -118,7 +118,7 @@ fn written(observed: &Observed, plan: &Plan) -> Observed {
                 let ownership = after.ownership.entry(change.target.clone()).or_default();
                 match c {
                     RecordChange::Replace { to, .. } => zone.push(to.clone()),
-                    RecordChange::Create { to, owner } => {
+                    RecordChange::Create { to, owner, .. } => {
                         zone.push(to.clone());
                         ownership.insert(to.key.name.clone(), owner.clone());
                     }

@@ -312,7 +312,7 @@ impl DnsTarget for FakeDns {
                     RecordChange::Replace { to, .. } => {
                         state.rrsets.insert(to.key.clone(), to.clone());
                     }
-                    RecordChange::Create { to, owner } => {
+                    RecordChange::Create { to, owner, .. } => {
                         state.rrsets.insert(to.key.clone(), to.clone());
                         state.ownership.insert(to.key.name.clone(), owner.clone());
                     }

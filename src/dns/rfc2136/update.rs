@@ -243,6 +243,7 @@ impl Endpoint {
             RecordChange::Create {
                 to,
                 owner: ownership_text,
+                ..
             } => {
                 if to.addrs.is_empty() {
                     return Err(refuse(validate::Invalid(
@@ -487,6 +488,7 @@ mod tests {
         let mut sections = one_message(&[RecordChange::Create {
             to,
             owner: "heritage=ipdrift,owner=test".into(),
+            proxied: None,
         }]);
         let updates = sections.updates();
 
@@ -534,6 +536,7 @@ mod tests {
             RecordChange::Create {
                 to: rrset("www.example.test.", RecordType::Aaaa, 60, &["2001:db8::1"]),
                 owner: "heritage=ipdrift,owner=test".into(),
+                proxied: None,
             },
             RecordChange::Delete {
                 from: rrset("www.example.test.", RecordType::A, 60, &["192.0.2.1"]),
@@ -596,6 +599,7 @@ mod tests {
         let empty_create = RecordChange::Create {
             to: rrset("www.example.test.", RecordType::A, 60, &[]),
             owner: "heritage=ipdrift,owner=test".into(),
+            proxied: None,
         };
         let text = messages(&endpoint, &[empty_create], MAX_UPDATE_BYTES)
             .unwrap_err()
@@ -672,6 +676,7 @@ mod tests {
             RecordChange::Create {
                 to: rrset("www.example.test.", RecordType::Aaaa, 60, &["2001:db8::1"]),
                 owner: "heritage=ipdrift,owner=test".into(),
+                proxied: None,
             },
             RecordChange::Replace {
                 from: None,
