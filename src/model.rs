@@ -141,8 +141,8 @@ pub struct RecordSet {
     pub addrs: BTreeSet<IpAddr>,
 }
 
-/// Whether HAProxy sends traffic to a server (`ready`) or not (`maint`).
-/// Drain is an operator's choice and is reported but never set by ipdrift.
+/// Whether the load balancer sends a server traffic (`ready`), only its existing
+/// connections (`drain`, set by ipdrift only under `remove = "drain"`), or none (`maint`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ServerAdmin {

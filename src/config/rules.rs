@@ -61,6 +61,9 @@ pub enum ServerRemoval {
     Maint,
     /// Put it in maintenance, then delete it (servers from haproxy.cfg come back on reload).
     Delete,
+    /// Drain it: no new connections, those it holds finish (HAProxy `state drain`; nginx
+    /// writes it `down` and its old workers finish their connections).
+    Drain,
 }
 
 /// Who decides that a newly added or re-enabled server may take traffic.
@@ -131,8 +134,9 @@ const POLICIES: [(&str, RecordPolicy); 2] = [
     ("upsert-only", RecordPolicy::UpsertOnly),
     ("sync", RecordPolicy::Sync),
 ];
-const REMOVALS: [(&str, ServerRemoval); 2] = [
+const REMOVALS: [(&str, ServerRemoval); 3] = [
     ("maint", ServerRemoval::Maint),
+    ("drain", ServerRemoval::Drain),
     ("delete", ServerRemoval::Delete),
 ];
 const HEALTH_GATES: [(&str, HealthGate); 2] = [

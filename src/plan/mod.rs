@@ -633,6 +633,22 @@ fn take_out(
 ) -> Vec<Change> {
     let mut changes = Vec::new();
     let key = &have.key;
+    if remove == ServerRemoval::Drain {
+        // Already draining or in maintenance: nothing more to take away.
+        if have.admin == ServerAdmin::Ready {
+            changes.push(change(
+                Op::Disable,
+                key,
+                Some(have.admin.to_string()),
+                Some(ServerAdmin::Drain.to_string()),
+                ServerChange::SetAdmin {
+                    key: key.clone(),
+                    admin: ServerAdmin::Drain,
+                },
+            ));
+        }
+        return changes;
+    }
     if have.admin != ServerAdmin::Maint {
         changes.push(change(
             Op::Disable,

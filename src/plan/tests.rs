@@ -336,7 +336,7 @@ fn a_server_missing_from_its_backend_is_added_and_enabled_once_it_answers() {
 }
 
 #[test]
-fn a_server_whose_instance_vanished_goes_to_maintenance_or_is_deleted() {
+fn a_server_whose_instance_vanished_goes_to_maintenance_or_is_deleted_or_drained() {
     let observed = converged(fleet(1));
     let mut instances = fleet(1);
     instances.retain(|i| i.name != "web-02");
@@ -370,6 +370,26 @@ fn a_server_whose_instance_vanished_goes_to_maintenance_or_is_deleted() {
         ops,
         vec![(Op::Disable, "web/web-02"), (Op::Delete, "web/web-02")]
     );
+
+    let draining = config::parse(
+        &CONFIG.replace(
+            "server = \"{name}\"",
+            "server = \"{name}\"\nremove = \"drain\"",
+        ),
+        Path::new("c.toml"),
+    )
+    .unwrap();
+    let p = plan(&desired(&draining, &listed(instances.clone())), &observed, &opts());
+    let summary: Vec<_> = p
+        .changes
+        .iter()
+        .map(|c| (c.op, c.object.as_str(), c.to.as_deref()))
+        .collect();
+    assert_eq!(summary, vec![(Op::Disable, "web/web-02", Some("drain"))]);
+    let mut drained = observed.clone();
+    drained.servers.get_mut("lb-01").unwrap()[1].admin = ServerAdmin::Drain;
+    let p = plan(&desired(&draining, &listed(instances)), &drained, &opts());
+    assert!(p.changes.is_empty(), "a drained server stays drained: {:?}", p.changes);
 }
 
 #[test]
