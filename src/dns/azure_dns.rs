@@ -813,6 +813,7 @@ mod tests {
             RecordChange::Create {
                 to: set("web-03.example.com.", RecordType::A, &["198.51.100.3"]),
                 owner: owner.clone(),
+                proxied: None,
             },
             RecordChange::Delete {
                 from: set("web-01.example.com.", RecordType::Aaaa, &["2001:db8::1"]),
@@ -862,6 +863,7 @@ mod tests {
         let foreign = RecordChange::Create {
             to: set("web-01.example.com.", RecordType::A, &["192.0.2.1"]),
             owner: "heritage=ipdrift,owner=other".into(),
+            proxied: None,
         };
         assert!(
             plan_writes(&[foreign], &zone, &listing())

@@ -360,7 +360,11 @@ fn a_server_whose_instance_vanished_goes_to_maintenance_or_is_deleted_or_drained
         Path::new("c.toml"),
     )
     .unwrap();
-    let p = plan(&desired(&deleting, &listed(instances)), &observed, &opts());
+    let p = plan(
+        &desired(&deleting, &listed(instances.clone())),
+        &observed,
+        &opts(),
+    );
     let ops: Vec<(Op, &str)> = p
         .changes
         .iter()
@@ -379,7 +383,11 @@ fn a_server_whose_instance_vanished_goes_to_maintenance_or_is_deleted_or_drained
         Path::new("c.toml"),
     )
     .unwrap();
-    let p = plan(&desired(&draining, &listed(instances.clone())), &observed, &opts());
+    let p = plan(
+        &desired(&draining, &listed(instances.clone())),
+        &observed,
+        &opts(),
+    );
     let summary: Vec<_> = p
         .changes
         .iter()
@@ -389,7 +397,11 @@ fn a_server_whose_instance_vanished_goes_to_maintenance_or_is_deleted_or_drained
     let mut drained = observed.clone();
     drained.servers.get_mut("lb-01").unwrap()[1].admin = ServerAdmin::Drain;
     let p = plan(&desired(&draining, &listed(instances)), &drained, &opts());
-    assert!(p.changes.is_empty(), "a drained server stays drained: {:?}", p.changes);
+    assert!(
+        p.changes.is_empty(),
+        "a drained server stays drained: {:?}",
+        p.changes
+    );
 }
 
 #[test]

@@ -67,6 +67,7 @@ impl Upstreams {
                 addr: Some(s.addr),
                 port: s.port,
                 admin: s.admin,
+                durable: true,
             })
             .collect()
     }
