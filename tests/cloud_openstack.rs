@@ -15,7 +15,9 @@ use ipdrift::inventory::openstack::OpenStackInventory;
 use ipdrift::model::InstanceState;
 use reqwest::Url;
 use serde_json::{Value, json};
-use wiremock::matchers::{body_partial_json, header, method, path, query_param, query_param_is_missing};
+use wiremock::matchers::{
+    body_partial_json, header, method, path, query_param, query_param_is_missing,
+};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const SUBJECT_TOKEN: &str = "gAAAAABpNx1fZ8kQfakeKeystoneFernetToken0123456789abcdefABCDEF_-";
@@ -112,7 +114,12 @@ fn nova(n: u32, status: &str, fixed: &[&str], floating: Option<&str>) -> Value {
 }
 
 fn web(n: u32) -> Value {
-    nova(n, "ACTIVE", &[&format!("10.0.0.{n}")], Some(&format!("203.0.113.{n}")))
+    nova(
+        n,
+        "ACTIVE",
+        &[&format!("10.0.0.{n}")],
+        Some(&format!("203.0.113.{n}")),
+    )
 }
 
 /// A page; `next` is the marker of the next one (Nova's next link, on the catalog's host).
@@ -136,11 +143,17 @@ fn on_page(marker: Option<&str>) -> wiremock::MockBuilder {
 }
 
 async fn error_of(source: &dyn Inventory) -> String {
-    let error = format!("{:#}", source.list().await.expect_err("the listing should fail"));
+    let error = format!(
+        "{:#}",
+        source.list().await.expect_err("the listing should fail")
+    );
     for secret in [SUBJECT_TOKEN, APP_SECRET] {
         assert!(!error.contains(secret), "a secret leaked into: {error}");
     }
-    assert!(error.contains("inventory \"os\""), "names the source: {error}");
+    assert!(
+        error.contains("inventory \"os\""),
+        "names the source: {error}"
+    );
     error
 }
 
@@ -155,12 +168,20 @@ async fn pages_are_followed_and_mapped_with_one_token() {
         .await;
     // No public address; then an IPv6-only one.
     on_page(Some("m2"))
-        .respond_with(page(&server, vec![nova(3, "SHUTOFF", &["10.0.0.3"], None)], Some("m3")))
+        .respond_with(page(
+            &server,
+            vec![nova(3, "SHUTOFF", &["10.0.0.3"], None)],
+            Some("m3"),
+        ))
         .expect(1)
         .mount(&server)
         .await;
     on_page(Some("m3"))
-        .respond_with(page(&server, vec![nova(4, "BUILD", &["2001:db8::4"], None)], None))
+        .respond_with(page(
+            &server,
+            vec![nova(4, "BUILD", &["2001:db8::4"], None)],
+            None,
+        ))
         .expect(1)
         .mount(&server)
         .await;
@@ -214,9 +235,15 @@ async fn a_password_token_is_scoped_and_tags_are_pushed_down_with_the_microversi
         username: "ipdrift".into(),
         user_domain: "Default".into(),
         password: Secret::new("hunter2-but-longer"),
-        project: Project::Name { name: "web".into(), domain: "Default".into() },
+        project: Project::Name {
+            name: "web".into(),
+            domain: "Default".into(),
+        },
     };
-    let list = source(&server, password, &["web", "prod"]).list().await.unwrap();
+    let list = source(&server, password, &["web", "prod"])
+        .list()
+        .await
+        .unwrap();
     assert_eq!(list.len(), 1);
 }
 
@@ -239,7 +266,9 @@ async fn a_429_waits_for_retry_after_and_a_500_is_retried() {
         .mount(&server)
         .await;
     on_page(None)
-        .respond_with(ResponseTemplate::new(503).set_body_json(json!({"computeFault": {"code": 503, "message": "Service Unavailable"}})))
+        .respond_with(ResponseTemplate::new(503).set_body_json(
+            json!({"computeFault": {"code": 503, "message": "Service Unavailable"}}),
+        ))
         .up_to_n_times(1)
         .expect(1)
         .mount(&server)
@@ -250,8 +279,19 @@ async fn a_429_waits_for_retry_after_and_a_500_is_retried() {
         .mount(&server)
         .await;
     let started = Instant::now();
-    assert_eq!(source(&server, app_credential(), &[]).list().await.unwrap().len(), 1);
-    assert!(started.elapsed() >= Duration::from_millis(280), "{:?}", started.elapsed());
+    assert_eq!(
+        source(&server, app_credential(), &[])
+            .list()
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(280),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -277,9 +317,15 @@ async fn failing_and_malformed_pages_fail_the_listing() {
             .respond_with(page(&server, vec![web(1)], Some("m2")))
             .mount(&server)
             .await;
-        on_page(Some("m2")).respond_with(second).mount(&server).await;
+        on_page(Some("m2"))
+            .respond_with(second)
+            .mount(&server)
+            .await;
         let error = error_of(&source(&server, app_credential(), &[])).await;
-        assert!(error.contains("OpenStack Nova page 2") && error.contains(needle), "{needle}: {error}");
+        assert!(
+            error.contains("OpenStack Nova page 2") && error.contains(needle),
+            "{needle}: {error}"
+        );
     }
 }
 
@@ -294,7 +340,9 @@ async fn a_refused_credential_or_token_is_a_clear_error_without_secrets() {
         .await;
     let error = error_of(&source(&server, app_credential(), &[])).await;
     assert!(
-        error.contains("HTTP 401") && error.contains(&format!("application credential {APP_ID}")) && error.contains("clouds.yaml"),
+        error.contains("HTTP 401")
+            && error.contains(&format!("application credential {APP_ID}"))
+            && error.contains("clouds.yaml"),
         "{error}"
     );
 
@@ -306,7 +354,10 @@ async fn a_refused_credential_or_token_is_a_clear_error_without_secrets() {
         .mount(&server)
         .await;
     let error = error_of(&source(&server, app_credential(), &[])).await;
-    assert!(error.contains("HTTP 403") && error.contains("reader or member"), "{error}");
+    assert!(
+        error.contains("HTTP 403") && error.contains("reader or member"),
+        "{error}"
+    );
 
     // A catalog without the configured region names the ones it has.
     let server = MockServer::start().await;
@@ -348,7 +399,10 @@ async fn serve_generation(server: &MockServer, fleet: &Fleet, g: u8) {
         .respond_with(token_answer(&server.uri()))
         .mount(server)
         .await;
-    on_page(None).respond_with(fleet_page(server, fleet, g)).mount(server).await;
+    on_page(None)
+        .respond_with(fleet_page(server, fleet, g))
+        .mount(server)
+        .await;
 }
 
 async fn ipdrift(fleet: &Fleet, args: &'static [&'static str]) -> std::process::Output {
@@ -368,15 +422,22 @@ async fn one_apply_repairs_dns_and_haproxy_after_every_server_address_changed() 
         format!("clouds:\n  test:\n    auth:\n      auth_url: {}/identity\n      application_credential_id: {APP_ID}\n      application_credential_secret: {APP_SECRET}\n    region_name: RegionOne\n    auth_type: v3applicationcredential\n", server.uri()),
     )
     .unwrap();
-    let config = std::fs::read_to_string(fleet.config_path()).unwrap().replace(
-        "kind = \"file\"\npath = \"instances.json\"\n",
-        "kind = \"openstack\"\ncloud = \"test\"\nclouds_file = \"clouds.yaml\"\n",
-    );
+    let config = std::fs::read_to_string(fleet.config_path())
+        .unwrap()
+        .replace(
+            "kind = \"file\"\npath = \"instances.json\"\n",
+            "kind = \"openstack\"\ncloud = \"test\"\nclouds_file = \"clouds.yaml\"\n",
+        );
     assert!(config.contains("kind = \"openstack\""));
     std::fs::write(fleet.config_path(), config).unwrap();
     serve_generation(&server, &fleet, 1).await;
     let diff = ipdrift(&fleet, &["diff"]).await;
-    assert_eq!(diff.status.code(), Some(0), "in sync at first:\n{}", describe(&diff));
+    assert_eq!(
+        diff.status.code(),
+        Some(0),
+        "in sync at first:\n{}",
+        describe(&diff)
+    );
 
     fleet.move_web_servers_to(2);
     serve_generation(&server, &fleet, 2).await;
@@ -391,16 +452,34 @@ async fn one_apply_repairs_dns_and_haproxy_after_every_server_address_changed() 
     let (status, body) = http_get(fleet.haproxy.frontend_port()).expect("haproxy answers");
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("gen 2"), "{body}");
-    assert_eq!(fleet.bind.query(&format!("static.{ZONE}"), "A"), vec!["192.0.2.99"]);
-    assert_eq!(fleet.bind.query(&format!("www.{ZONE}"), "A"), vec![lb_public(2)]);
-    assert_eq!(fleet.bind.query(&format!("web-01.{ZONE}"), "A"), vec![web_public(2, 1)]);
+    assert_eq!(
+        fleet.bind.query(&format!("static.{ZONE}"), "A"),
+        vec!["192.0.2.99"]
+    );
+    assert_eq!(
+        fleet.bind.query(&format!("www.{ZONE}"), "A"),
+        vec![lb_public(2)]
+    );
+    assert_eq!(
+        fleet.bind.query(&format!("web-01.{ZONE}"), "A"),
+        vec![web_public(2, 1)]
+    );
     assert_eq!(
         fleet.haproxy_servers()[0].1,
         format!("{}:{}", web_private(2, 1), fleet.web_port)
     );
     let again = ipdrift(&fleet, &["apply", "--output", "json"]).await;
-    let json: Value = serde_json::from_slice(&again.stdout).unwrap_or_else(|e| panic!("{e}: {}", describe(&again)));
-    assert_eq!(json["changes"].as_array().map(Vec::len), Some(0), "{}", describe(&again));
+    let json: Value = serde_json::from_slice(&again.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", describe(&again)));
+    assert_eq!(
+        json["changes"].as_array().map(Vec::len),
+        Some(0),
+        "{}",
+        describe(&again)
+    );
     let all = format!("{}{}", describe(&apply), describe(&again));
-    assert!(!all.contains(APP_SECRET) && !all.contains(SUBJECT_TOKEN), "{all}");
+    assert!(
+        !all.contains(APP_SECRET) && !all.contains(SUBJECT_TOKEN),
+        "{all}"
+    );
 }
