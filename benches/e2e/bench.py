@@ -236,7 +236,7 @@ class Fleet:
     """N web servers, each with a record `web-NNNNN.ZONE` (public address) and a server
     `web/web-NNNNN` (private address:WEB_PORT) at generation 0, and an ipdrift config."""
 
-    def __init__(self, ipdrift, size, interval="10s"):
+    def __init__(self, ipdrift, size, interval="10s", watch=False):
         self.ipdrift = ipdrift
         self.size = size
         self.workdir = Path(tempfile.mkdtemp(prefix="ipdrift-e2e-"))
@@ -248,7 +248,8 @@ class Fleet:
         self.config = self.workdir / "ipdrift.toml"
         self.config.write_text(
             f'[controller]\ninterval = "{interval}"\nlisten = "127.0.0.1:{self.metrics_port}"\n\n'
-            '[[inventory]]\nname = "local"\nkind = "file"\npath = "instances.json"\n\n'
+            '[[inventory]]\nname = "local"\nkind = "file"\npath = "instances.json"\n'
+            f'watch = {"true" if watch else "false"}\n\n'
             f'[[dns]]\nname = "ns1"\nkind = "rfc2136"\nserver = "127.0.0.1:{self.bind.port}"\nzone = "{ZONE}"\n'
             f'tsig = {{ key_file = "{self.bind.key_file}" }}\n\n'
             f'[[record]]\ndns = "ns1"\nname = "{{name}}.{ZONE}"\nselect = {{ tags = {{ role = "web" }} }}\n'
@@ -410,8 +411,8 @@ def wait_ready(fleet, seconds):
     wait_until(ready, seconds, "ipdrift /readyz")
 
 
-def bench_repair_ipdrift(ipdrift, size, interval_s, repetitions):
-    fleet = Fleet(ipdrift, size, interval=f"{interval_s}s")
+def bench_repair_ipdrift(ipdrift, size, interval_s, repetitions, watch=False):
+    fleet = Fleet(ipdrift, size, interval=f"{interval_s}s", watch=watch)
     log = open(fleet.workdir / "ipdrift.log", "w")
     run = subprocess.Popen(fleet.ipdrift_command("run"), stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -427,7 +428,8 @@ def bench_repair_ipdrift(ipdrift, size, interval_s, repetitions):
         run.wait(timeout=30)
         log.close()
         fleet.stop()
-    return repair_row(f"`ipdrift run --interval {interval_s}s`", interval_s, samples)
+    how = "watching instances.json" if watch else "polling only (`watch = false`)"
+    return repair_row(f"`ipdrift run --interval {interval_s}s`, {how}", interval_s, samples)
 
 
 def bench_repair_cron(ipdrift, size, interval_s, repetitions):
@@ -621,6 +623,7 @@ def main():
         print(f"\n| time to repair ({args.repair_size} records + servers all changed) | repetitions | p50 | p99 |\n|---|---|---|---|", flush=True)
         for interval_s in [int(s) for s in args.repair_intervals.split(",")]:
             results.append(bench_repair_ipdrift(args.ipdrift, args.repair_size, interval_s, args.repair_repetitions))
+            results.append(bench_repair_ipdrift(args.ipdrift, args.repair_size, interval_s, args.repair_repetitions, watch=True))
             results.append(bench_repair_cron(args.ipdrift, args.repair_size, interval_s, args.repair_repetitions))
         for hold_valid_s in [None, 1]:
             results.append(bench_repair_haproxy_dns(args.repair_size, hold_valid_s, args.repair_repetitions))
