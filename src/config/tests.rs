@@ -575,15 +575,43 @@ fn aws_sources_take_a_region_filters_an_endpoint_and_a_profile() {
                 ),
                 ("tag:env".into(), vec!["prod".into()]),
             ]),
+            events_queue: None,
         })
     );
     let c = parse(AWS_SOURCE, Path::new("c.toml")).unwrap();
-    let AwsConfig { access, filters } = c.inventories[0].settings().unwrap();
+    let AwsConfig {
+        access,
+        filters,
+        events_queue,
+    } = c.inventories[0].settings().unwrap();
     assert_eq!(
         (access.endpoint.as_ref(), access.profile.as_ref()),
         (None, None)
     );
     assert!(filters.is_empty());
+    assert_eq!(events_queue, &None, "no events without a queue");
+}
+
+#[cfg(feature = "aws")]
+#[test]
+fn an_events_queue_is_a_queue_url_of_the_sources_region() {
+    let queue = "https://sqs.eu-west-1.amazonaws.com/123456789012/ipdrift-events";
+    let c = parse(
+        &format!("{AWS_SOURCE}events_queue = \"{queue}\"\n"),
+        Path::new("c.toml"),
+    )
+    .unwrap();
+    let settings: &AwsConfig = c.inventories[0].settings().unwrap();
+    assert_eq!(settings.events_queue.as_deref(), Some(queue));
+    let e = errors_of(&format!(
+        "{AWS_SOURCE}events_queue = \"https://sqs.us-east-1.amazonaws.com/1/q\"\n"
+    ));
+    assert!(
+        e[0].field.ends_with(".events_queue") && e[0].message.contains("own region"),
+        "{e:?}"
+    );
+    let e = errors_of(&format!("{AWS_SOURCE}events_queue = \"ipdrift-events\"\n"));
+    assert!(e[0].message.contains("queue's URL"), "{e:?}");
 }
 
 #[cfg(feature = "aws")]

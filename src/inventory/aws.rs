@@ -9,6 +9,9 @@
 //!   public address unless that address is an Elastic IP; the instances with such events
 //!   are described once more to tell which.
 //!
+//! - Events: with `events_queue`, EC2 state-change notifications from EventBridge start a
+//!   pass at once (see [`super::aws_events`]; sqs:ReceiveMessage, sqs:DeleteMessage).
+//!
 //! The SDK client is built on first use (its config loading is async), so building the
 //! source stays synchronous and cheap.
 
@@ -26,6 +29,7 @@ use serde::Deserialize;
 use tokio::sync::OnceCell;
 use toml::Spanned;
 
+use super::aws_events::{self, EventQueue};
 use super::{Inventory, SourceKind, SourceSpec};
 use crate::BoxFuture;
 use crate::clients::aws::{AwsAccess, check_access, explain, sdk_config};
@@ -34,6 +38,7 @@ use crate::clients::paging::MAX_PAGES;
 use crate::config::Fragment;
 use crate::forecast::ScheduledEvent;
 use crate::model::{Instance, InstanceState};
+use crate::trigger::{Trigger, Watch};
 
 /// The most instances DescribeInstances returns per page.
 const PAGE_SIZE: i32 = 1000;
@@ -46,6 +51,8 @@ pub struct AwsConfig {
     pub access: AwsAccess,
     /// EC2 filter name → values, sent with DescribeInstances (`filters`).
     pub filters: BTreeMap<String, Vec<String>>,
+    /// The SQS queue EventBridge delivers the instances' state changes to (`events_queue`).
+    pub events_queue: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -55,6 +62,7 @@ struct RawAws {
     endpoint: Option<Spanned<String>>,
     filters: Option<Spanned<BTreeMap<String, Vec<String>>>>,
     profile: Option<Spanned<String>>,
+    events_queue: Option<Spanned<String>>,
 }
 
 fn check(f: &mut Fragment<'_, '_>) -> Option<Arc<dyn SourceSpec>> {
@@ -99,17 +107,36 @@ fn check(f: &mut Fragment<'_, '_>) -> Option<Arc<dyn SourceSpec>> {
             }
         }
     }
-    Some(Arc::new(AwsConfig { access, filters }))
+    let events_queue =
+        raw.events_queue.as_ref().and_then(|queue| {
+            match aws_events::check_queue_url(queue.get_ref(), &access.region) {
+                Ok(()) => Some(queue.get_ref().clone()),
+                Err(message) => {
+                    f.error_at(queue, "events_queue", message);
+                    None
+                }
+            }
+        });
+    if raw.events_queue.is_some() && events_queue.is_none() {
+        return None;
+    }
+    Some(Arc::new(AwsConfig {
+        access,
+        filters,
+        events_queue,
+    }))
 }
 
 impl SourceSpec for AwsConfig {
     fn build(&self, name: &str, timeout: Duration) -> anyhow::Result<Box<dyn Inventory>> {
-        Ok(Box::new(AwsInventory::new(
+        let mut inventory = AwsInventory::new(
             name.to_string(),
             self.access.clone(),
             self.filters.clone(),
             HttpOptions::new(timeout),
-        )))
+        );
+        inventory.events_queue = self.events_queue.clone();
+        Ok(Box::new(inventory))
     }
 }
 
@@ -124,6 +151,7 @@ pub struct AwsInventory {
     filters: BTreeMap<String, Vec<String>>,
     options: HttpOptions,
     client: OnceCell<Client>,
+    events_queue: Option<String>,
 }
 
 impl std::fmt::Debug for AwsInventory {
@@ -132,6 +160,7 @@ impl std::fmt::Debug for AwsInventory {
             .field("name", &self.name)
             .field("access", &self.access)
             .field("filters", &self.filters)
+            .field("events_queue", &self.events_queue)
             .finish()
     }
 }
@@ -150,6 +179,7 @@ impl AwsInventory {
             filters,
             options,
             client: OnceCell::new(),
+            events_queue: None,
         }
     }
 
@@ -320,6 +350,19 @@ impl Inventory for AwsInventory {
 
     fn scheduled_events(&self) -> BoxFuture<'_, anyhow::Result<Vec<ScheduledEvent>>> {
         Box::pin(self.events())
+    }
+
+    fn watch(&self, trigger: Trigger) -> anyhow::Result<Option<Watch>> {
+        let Some(queue_url) = &self.events_queue else {
+            return Ok(None);
+        };
+        let queue = EventQueue {
+            source: self.name.clone(),
+            queue_url: queue_url.clone(),
+            access: self.access.clone(),
+            timeout: self.options.timeout,
+        };
+        Ok(Some(Watch::task(tokio::spawn(queue.consume(trigger)))))
     }
 }
 

@@ -5,6 +5,8 @@
 
 #[cfg(feature = "aws")]
 pub mod aws;
+#[cfg(feature = "aws")]
+pub mod aws_events;
 pub mod azure;
 pub mod digitalocean;
 pub mod exec;

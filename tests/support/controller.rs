@@ -37,6 +37,15 @@ impl Controller {
         Controller::spawn(config, "json", interval, |_| {})
     }
 
+    /// [`Controller::start_every`], its command first changed by `configure`.
+    pub fn start_every_configured(
+        config: &Path,
+        interval: &str,
+        configure: impl FnOnce(&mut Command),
+    ) -> Controller {
+        Controller::spawn(config, "json", interval, configure)
+    }
+
     /// Starts the controller on `config`, its command first changed by `configure` (e.g.
     /// to set environment variables).
     pub fn start_configured(config: &Path, configure: impl FnOnce(&mut Command)) -> Controller {

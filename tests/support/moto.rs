@@ -123,6 +123,10 @@ impl Moto {
     pub async fn route53(&self) -> aws_sdk_route53::Client {
         aws_sdk_route53::Client::new(&self.sdk_config().await)
     }
+
+    pub async fn sqs(&self) -> aws_sdk_sqs::Client {
+        aws_sdk_sqs::Client::new(&self.sdk_config().await)
+    }
 }
 
 impl Drop for Moto {
