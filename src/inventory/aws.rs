@@ -107,19 +107,16 @@ fn check(f: &mut Fragment<'_, '_>) -> Option<Arc<dyn SourceSpec>> {
             }
         }
     }
-    let events_queue =
-        raw.events_queue.as_ref().and_then(|queue| {
-            match aws_events::check_queue_url(queue.get_ref(), &access.region) {
-                Ok(()) => Some(queue.get_ref().clone()),
-                Err(message) => {
-                    f.error_at(queue, "events_queue", message);
-                    None
-                }
+    let events_queue = match &raw.events_queue {
+        None => None,
+        Some(queue) => match aws_events::check_queue_url(queue.get_ref(), &access.region) {
+            Ok(()) => Some(queue.get_ref().clone()),
+            Err(message) => {
+                f.error_at(queue, "events_queue", message);
+                return None;
             }
-        });
-    if raw.events_queue.is_some() && events_queue.is_none() {
-        return None;
-    }
+        },
+    };
     Some(Arc::new(AwsConfig {
         access,
         filters,

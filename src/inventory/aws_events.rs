@@ -249,12 +249,10 @@ impl EventQueue {
         let deadline = Instant::now() + SETTLE_LIMIT;
         let mut pause = Duration::from_millis(200);
         loop {
-            let waiting: Vec<String> = match self.described(ec2, &ids).await {
-                Ok(described) => unsettled(&latest, &described)
-                    .into_iter()
-                    .map(str::to_string)
-                    .collect(),
-                Err(e) => vec![e],
+            // What is still waited for, in words for the warning at the limit.
+            let waiting = match self.described(ec2, &ids).await {
+                Ok(described) => unsettled(&latest, &described).join(", "),
+                Err(e) => format!("{} ({e})", ids.join(", ")),
             };
             if waiting.is_empty() {
                 return;
@@ -262,8 +260,7 @@ impl EventQueue {
             if Instant::now() + pause > deadline {
                 tracing::warn!(
                     source = %self.source,
-                    "events_queue: EC2 does not show the announced state of {} after {}; the pass runs anyway",
-                    waiting.join(", "),
+                    "events_queue: EC2 does not show the announced state of {waiting} after {}; the pass runs anyway",
                     humantime::format_duration(SETTLE_LIMIT)
                 );
                 return;
