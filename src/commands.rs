@@ -101,15 +101,15 @@ pub async fn execute(cli: Cli) -> Outcome {
                         }
                     },
                 };
-                println!(
-                    "{}: valid ({} inventory source(s), {} DNS target(s), {} record rule(s), {} HAProxy target(s){election})",
+                let verdict = format!(
+                    "{}: valid ({} inventory source(s), {} DNS target(s), {} record rule(s), {} HAProxy target(s){election})\n",
                     config.path.display(),
                     config.inventories.len(),
                     config.dns.len(),
                     config.records.len(),
                     config.load_balancers.len()
                 );
-                Outcome::Success
+                write_stdout(verdict.as_bytes())
             }
             Err(errors) => {
                 eprintln!("{errors}");
@@ -353,13 +353,11 @@ async fn explain(config: config::Config, name: &str, output: OutputFormat) -> Ou
         OutputFormat::Text => explain::text(&explained),
         OutputFormat::Json => format!("{}\n", serde_json::json!(explained)),
     };
-    let mut stdout = std::io::stdout().lock();
-    let _ = stdout.write_all(text.as_bytes());
-    let _ = stdout.flush();
+    let written = write_stdout(text.as_bytes());
     for error in &outcome.report.errors {
         eprintln!("ipdrift: {}: {}", error.target, error.message);
     }
-    if explained.managed_by.is_empty() {
+    if written != Outcome::Success || explained.managed_by.is_empty() {
         Outcome::Error
     } else {
         Outcome::Success
@@ -400,7 +398,8 @@ async fn one_pass(
         Some((path, reviewed)) => {
             let (outcome, differences) = reconciler.pass_as_reviewed(reviewed).await;
             if !differences.is_empty() {
-                print_report(&outcome.report, output);
+                // Nothing was written, so a lost report changes nothing: the refusal wins.
+                let _ = print_report(&outcome.report, output);
                 eprintln!(
                     "ipdrift: the plan made now differs from {} ({} reviewed change(s)); nothing was written:",
                     path.display(),
@@ -417,12 +416,17 @@ async fn one_pass(
             outcome
         }
     };
-    print_report(&outcome.report, output);
+    let printed = print_report(&outcome.report, output);
     let result = outcome_of(&outcome.report, mode);
+    // The audit record is written even when the report could not be: apply's changes happened.
     if mode == Mode::Apply
         && let Err(e) = controller::audit_one_pass(&config, &outcome, started_at, started.elapsed())
     {
         eprintln!("ipdrift: {e:#}");
+        return Outcome::Error;
+    }
+    // An unread report must not pass for "in sync" (exit 0) or for drift (exit 2).
+    if printed != Outcome::Success {
         return Outcome::Error;
     }
     result
@@ -464,10 +468,7 @@ fn print_timeline(
         TimelineFormat::Json => format!("{}\n", timeline_render::json(&built)),
         TimelineFormat::Markdown => timeline_render::markdown(&built),
     };
-    let mut stdout = std::io::stdout().lock();
-    let _ = stdout.write_all(text.as_bytes());
-    let _ = stdout.flush();
-    Outcome::Success
+    write_stdout(text.as_bytes())
 }
 
 /// Writes the completion script for `shell` to stdout.
@@ -513,6 +514,8 @@ fn print_man_page(subcommand: Option<&str>) -> Outcome {
     }
 }
 
+/// Writes a command's output. A full disk or a closed pipe is reported and exits 1: a report
+/// nobody received must not end as if it had been read.
 fn write_stdout(bytes: &[u8]) -> Outcome {
     let mut stdout = std::io::stdout().lock();
     match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
@@ -524,14 +527,12 @@ fn write_stdout(bytes: &[u8]) -> Outcome {
     }
 }
 
-fn print_report(report: &PassReport, output: OutputFormat) {
+fn print_report(report: &PassReport, output: OutputFormat) -> Outcome {
     let text = match output {
         OutputFormat::Text => render::text(report),
         OutputFormat::Json => format!("{}\n", render::json(report)),
     };
-    let mut stdout = std::io::stdout().lock();
-    let _ = stdout.write_all(text.as_bytes());
-    let _ = stdout.flush();
+    write_stdout(text.as_bytes())
 }
 
 /// The exit code of `diff` or `apply`. Errors come first: a partial view is never "in sync".

@@ -648,3 +648,49 @@ fn each_subcommand_named_in_the_man_page_has_its_own_page() {
         describe(&output)
     );
 }
+
+/// A world with nothing to repair: one source, no target, so `diff` is in sync (exit 0).
+const INVENTORY_ONLY: &str = r#"[[inventory]]
+name = "local"
+kind = "file"
+path = "instances.json"
+"#;
+
+#[test]
+fn a_report_that_cannot_be_written_to_stdout_exits_1_and_says_so() {
+    let dir = ConfigDir::new(INVENTORY_ONLY);
+    let config = dir.config_path();
+    let config = config.to_str().unwrap();
+    let audit_log = dir.dir.path().join("audit.jsonl");
+    std::fs::write(&audit_log, "").unwrap();
+    let audit_log = audit_log.to_str().unwrap();
+    let in_sync = ipdrift_command()
+        .args(["--config", config, "diff"])
+        .output()
+        .unwrap();
+    assert_eq!(in_sync.status.code(), Some(0), "{}", describe(&in_sync));
+    assert!(!in_sync.stdout.is_empty(), "diff reports on stdout");
+    for args in [
+        vec!["--config", config, "check-config"],
+        vec!["--config", config, "diff"],
+        vec!["--config", config, "diff", "--output", "json"],
+        vec!["--config", config, "apply"],
+        vec!["--config", config, "explain", "www.example.com."],
+        vec!["timeline", "--audit-log", audit_log],
+        vec!["completions", "bash"],
+        vec!["man"],
+    ] {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let out = ipdrift_command().args(&args).stdout(full).output().unwrap();
+        let stderr = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}:\n{}", describe(&out));
+        assert!(
+            stderr.contains("cannot write to stdout: No space left on device"),
+            "{args:?}:\n{stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{args:?}:\n{stderr}");
+    }
+}
