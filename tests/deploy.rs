@@ -1,10 +1,13 @@
-//! deploy/ipdrift.service keeps its hardening: read as systemd's INI-like format, the unit
-//! runs `ipdrift --config … run` unprivileged and sandboxed. `systemd-analyze verify` checks
-//! the syntax; this test stops a setting from being dropped or weakened unnoticed.
+//! deploy/ipdrift.service and the Debian package's deploy/debian/ipdrift.service keep their
+//! hardening: read as systemd's INI-like format, each unit runs `ipdrift --config … run`
+//! unprivileged and sandboxed, and the two differ only in the binary's path and the user.
+//! `systemd-analyze verify` checks the syntax (tests/package_deb.rs, on the installed unit);
+//! these tests stop a setting from being dropped or weakened unnoticed.
 
 use std::collections::BTreeMap;
 
 const UNIT: &str = include_str!("../deploy/ipdrift.service");
+const PACKAGED_UNIT: &str = include_str!("../deploy/debian/ipdrift.service");
 
 /// Every assignment in the unit: (section, key) → values in file order. Comments and blank
 /// lines are skipped; a key may be assigned more than once (systemd appends list settings).
@@ -37,10 +40,15 @@ struct Service {
 }
 
 impl Service {
-    fn parse() -> Service {
+    fn parse(text: &str) -> Service {
         Service {
-            settings: assignments(UNIT),
+            settings: assignments(text),
         }
+    }
+
+    /// Both units: the one to install by hand and the Debian package's.
+    fn both() -> [Service; 2] {
+        [Service::parse(UNIT), Service::parse(PACKAGED_UNIT)]
     }
 
     fn values(&self, key: &str) -> &[String] {
@@ -72,9 +80,17 @@ impl Service {
 
 #[test]
 fn exec_start_runs_the_controller_with_an_explicit_config() {
-    let service = Service::parse();
+    for (service, binary) in Service::both()
+        .iter()
+        .zip(["/usr/local/bin/ipdrift", "/usr/bin/ipdrift"])
+    {
+        assert_exec_start(service, binary);
+    }
+}
+
+fn assert_exec_start(service: &Service, binary: &str) {
     let exec_start: Vec<&str> = service.single("ExecStart").split_whitespace().collect();
-    assert_eq!(exec_start.first(), Some(&"/usr/local/bin/ipdrift"));
+    assert_eq!(exec_start.first(), Some(&binary));
     let config_flag = exec_start
         .iter()
         .position(|arg| *arg == "--config")
@@ -88,88 +104,144 @@ fn exec_start_runs_the_controller_with_an_explicit_config() {
 
 #[test]
 fn restarts_on_failure_and_reloads_with_sighup() {
-    let service = Service::parse();
-    assert_eq!(service.single("Restart"), "on-failure");
-    assert_eq!(service.single("ExecReload"), "/bin/kill -HUP $MAINPID");
+    for service in Service::both() {
+        assert_eq!(service.single("Restart"), "on-failure");
+        assert_eq!(service.single("ExecReload"), "/bin/kill -HUP $MAINPID");
+    }
 }
 
 #[test]
 fn runs_as_an_unprivileged_user() {
-    let service = Service::parse();
-    let dynamic_user = service
-        .settings
-        .contains_key(&("Service".into(), "DynamicUser".into()));
-    if dynamic_user {
-        service.assert_enabled("DynamicUser");
-    } else {
-        assert_eq!(service.single("User"), "ipdrift");
+    for service in Service::both() {
+        let dynamic_user = service
+            .settings
+            .contains_key(&("Service".into(), "DynamicUser".into()));
+        if dynamic_user {
+            service.assert_enabled("DynamicUser");
+        } else {
+            assert_eq!(service.single("User"), "ipdrift");
+        }
+        assert_eq!(service.single("CapabilityBoundingSet"), "");
+        service.assert_enabled("NoNewPrivileges");
     }
-    assert_eq!(service.single("CapabilityBoundingSet"), "");
-    service.assert_enabled("NoNewPrivileges");
 }
 
 #[test]
 fn the_filesystem_is_read_only_and_private() {
-    let service = Service::parse();
-    assert_eq!(service.single("ProtectSystem"), "strict");
-    assert_eq!(service.single("ReadOnlyPaths"), "/etc/ipdrift");
-    assert_eq!(service.single("UMask"), "0077");
-    for key in ["ProtectHome", "PrivateTmp", "PrivateDevices"] {
-        service.assert_enabled(key);
+    for service in Service::both() {
+        assert_eq!(service.single("ProtectSystem"), "strict");
+        assert_eq!(service.single("ReadOnlyPaths"), "/etc/ipdrift");
+        assert_eq!(service.single("UMask"), "0077");
+        for key in ["ProtectHome", "PrivateTmp", "PrivateDevices"] {
+            service.assert_enabled(key);
+        }
     }
 }
 
 #[test]
 fn kernel_and_system_state_are_protected() {
-    let service = Service::parse();
-    for key in [
-        "ProtectKernelTunables",
-        "ProtectKernelModules",
-        "ProtectKernelLogs",
-        "ProtectControlGroups",
-        "ProtectClock",
-        "ProtectHostname",
-        "RestrictNamespaces",
-        "MemoryDenyWriteExecute",
-        "LockPersonality",
-    ] {
-        service.assert_enabled(key);
+    for service in Service::both() {
+        for key in [
+            "ProtectKernelTunables",
+            "ProtectKernelModules",
+            "ProtectKernelLogs",
+            "ProtectControlGroups",
+            "ProtectClock",
+            "ProtectHostname",
+            "RestrictNamespaces",
+            "MemoryDenyWriteExecute",
+            "LockPersonality",
+        ] {
+            service.assert_enabled(key);
+        }
     }
 }
 
 #[test]
 fn sockets_and_system_calls_are_restricted() {
-    let service = Service::parse();
-    let mut families: Vec<&str> = service
-        .single("RestrictAddressFamilies")
-        .split_whitespace()
-        .collect();
-    families.sort();
-    assert_eq!(families, ["AF_INET", "AF_INET6", "AF_UNIX"]);
-    let filters = service.values("SystemCallFilter");
-    assert!(
-        filters.first().map(String::as_str) == Some("@system-service"),
-        "the first SystemCallFilter= must allow only @system-service: {filters:?}"
-    );
-    // An empty assignment would reset the filter to allow everything.
-    assert!(filters.iter().all(|f| !f.is_empty()), "{filters:?}");
+    for service in Service::both() {
+        let mut families: Vec<&str> = service
+            .single("RestrictAddressFamilies")
+            .split_whitespace()
+            .collect();
+        families.sort();
+        assert_eq!(families, ["AF_INET", "AF_INET6", "AF_UNIX"]);
+        let filters = service.values("SystemCallFilter");
+        assert!(
+            filters.first().map(String::as_str) == Some("@system-service"),
+            "the first SystemCallFilter= must allow only @system-service: {filters:?}"
+        );
+        // An empty assignment would reset the filter to allow everything.
+        assert!(filters.iter().all(|f| !f.is_empty()), "{filters:?}");
+    }
 }
 
 #[test]
 fn comments_explain_the_haproxy_socket_and_the_tsig_credential() {
-    let comments: Vec<&str> = UNIT
-        .lines()
-        .filter(|l| l.trim_start().starts_with('#'))
+    for unit in [UNIT, PACKAGED_UNIT] {
+        let comments: Vec<&str> = unit
+            .lines()
+            .filter(|l| l.trim_start().starts_with('#'))
+            .collect();
+        for hint in [
+            "SupplementaryGroups=haproxy",
+            "admin.sock",
+            "LoadCredential=",
+            "/run/credentials/ipdrift.service/",
+        ] {
+            assert!(
+                comments.iter().any(|l| l.contains(hint)),
+                "no comment mentions {hint}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_packaged_unit_differs_only_in_the_binary_and_the_user() {
+    let mut by_hand = assignments(UNIT);
+    let mut packaged = assignments(PACKAGED_UNIT);
+    let key = |name: &str| ("Service".to_string(), name.to_string());
+    assert_eq!(
+        by_hand.remove(&key("DynamicUser")),
+        Some(vec!["yes".into()])
+    );
+    assert_eq!(packaged.remove(&key("User")), Some(vec!["ipdrift".into()]));
+    assert_eq!(packaged.remove(&key("Group")), Some(vec!["ipdrift".into()]));
+    let exec_start = |settings: &mut BTreeMap<_, Vec<String>>| {
+        let line = settings.remove(&key("ExecStart")).unwrap().join(" ");
+        line.split_once(' ').unwrap().1.to_string()
+    };
+    assert_eq!(exec_start(&mut by_hand), exec_start(&mut packaged));
+    assert_eq!(by_hand, packaged);
+}
+
+/// The table headers of a config, written or commented out: `[controller]`, `[[dns]]`, ….
+fn config_sections(text: &str) -> std::collections::BTreeSet<&str> {
+    text.lines()
+        .map(|l| l.trim_start_matches(['#', ' ']))
+        .filter(|l| l.starts_with('['))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect()
+}
+
+#[test]
+fn the_packaged_config_shows_every_section_of_the_example() {
+    let example = include_str!("../config/ipdrift.example.toml");
+    let packaged = include_str!("../deploy/debian/ipdrift.toml");
+    let missing: Vec<_> = config_sections(example)
+        .difference(&config_sections(packaged))
+        .copied()
         .collect();
-    for hint in [
-        "SupplementaryGroups=haproxy",
-        "admin.sock",
-        "LoadCredential=",
-        "/run/credentials/ipdrift.service/",
-    ] {
+    assert!(
+        missing.is_empty(),
+        "deploy/debian/ipdrift.toml lacks {missing:?}"
+    );
+    // As installed it writes nowhere: no target is configured until the operator adds one.
+    for written in packaged.lines().filter(|l| l.starts_with('[')) {
         assert!(
-            comments.iter().any(|l| l.contains(hint)),
-            "no comment mentions {hint}"
+            ["[controller]", "[[inventory]]"].contains(&written.trim()),
+            "the packaged config configures {written}"
         );
     }
 }
