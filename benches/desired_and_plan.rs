@@ -6,6 +6,11 @@
 //! (`web/{name}`). Target: 10 000 instances derived and planned in under 20 ms on one core,
 //! growing linearly. Run with
 //! `cargo bench --bench desired_and_plan -- --warm-up-time 1 --measurement-time 3`.
+//!
+//! Instruction counts, stable on a shared machine: `IPDRIFT_BENCH_ONE_PASS=N` makes the
+//! binary run desired + plan once for N instances with every address changed, in
+//! [`one_pass`], and exit; under
+//! `valgrind --tool=callgrind --toggle-collect=*one_pass*` only that call is counted.
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -13,7 +18,7 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::Duration;
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use ipdrift::config::{self, Config};
 use ipdrift::desired::{Desired, SourceSnapshot, desired};
 use ipdrift::model::{Instance, InstanceState, ObservedServer, ServerAdmin, ServerIntent};
@@ -165,9 +170,36 @@ fn bench_fleet_sizes(c: &mut Criterion) {
     group.finish();
 }
 
+/// What a pass computes between reading and writing, once: the unit callgrind counts.
+#[inline(never)]
+fn one_pass(
+    config: &Config,
+    current: &BTreeMap<String, SourceSnapshot>,
+    stale: &Observed,
+) -> usize {
+    let options = PlanOptions::default();
+    plan(&desired(config, current), stale, &options)
+        .changes
+        .len()
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_secs(1));
     targets = bench_fleet_sizes
 }
-criterion_main!(benches);
+
+fn main() {
+    if let Ok(count) = std::env::var("IPDRIFT_BENCH_ONE_PASS") {
+        let count: u32 = count.parse().expect("IPDRIFT_BENCH_ONE_PASS=N instances");
+        let config = config();
+        let current = sources(fleet(count, 1));
+        let stale = observed_as(&desired(&config, &sources(fleet(count, 0))));
+        let changes = one_pass(&config, black_box(&current), black_box(&stale));
+        assert_eq!(changes, 2 * count as usize);
+        println!("{count} instances: {changes} changes");
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

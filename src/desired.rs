@@ -183,6 +183,17 @@ pub fn desired(config: &Config, sources: &BTreeMap<String, SourceSnapshot>) -> D
     out
 }
 
+/// How many instances the sources listed: room enough for what one rule selects.
+fn listed(sources: &BTreeMap<String, SourceSnapshot>) -> usize {
+    sources
+        .values()
+        .map(|snapshot| match snapshot {
+            SourceSnapshot::Listed(list) => list.len(),
+            SourceSnapshot::Failed => 0,
+        })
+        .sum()
+}
+
 fn instance_label(instance: &Instance) -> String {
     format!(
         "instance {} ({})",
@@ -196,20 +207,7 @@ fn desire_records(
     sources: &BTreeMap<String, SourceSnapshot>,
     out: &mut Desired,
 ) {
-    let before: BTreeSet<RecordKey> = out
-        .records
-        .get(&rule.dns)
-        .map(|m| m.keys().cloned().collect())
-        .unwrap_or_default();
-    desire_rule_records(rule, sources, out);
-    let added: Vec<RecordKey> = out
-        .records
-        .get(&rule.dns)
-        .into_iter()
-        .flat_map(|m| m.keys())
-        .filter(|k| !before.contains(k))
-        .cloned()
-        .collect();
+    let added = desire_rule_records(rule, sources, out);
     if let Some(proxied) = rule.proxied {
         out.proxied
             .entry(rule.dns.clone())
@@ -224,11 +222,15 @@ fn desire_records(
     }
 }
 
+/// Adds the rule's record sets to `out`; returns the keys it added that no earlier rule
+/// had, when the rule's `proxied` or `adopt = false` needs them (else none, to save the copies).
 fn desire_rule_records(
     rule: &RecordRule,
     sources: &BTreeMap<String, SourceSnapshot>,
     out: &mut Desired,
-) {
+) -> Vec<RecordKey> {
+    let track_added = rule.proxied.is_some() || !rule.adopt;
+    let mut added = Vec::new();
     let rtype = rule.address.record_type();
     let failed = rule.select.failed_sources(sources);
     let running = rule
@@ -248,7 +250,7 @@ fn desire_rule_records(
                     failed.join(", ")
                 ),
             });
-            return;
+            return added;
         }
         let mut addrs = BTreeSet::new();
         for instance in running {
@@ -270,22 +272,24 @@ fn desire_rule_records(
                 .or_default()
                 .insert(key);
         } else {
-            insert_record(
-                out,
-                &rule.dns,
-                RecordSet {
-                    key,
-                    ttl: rule.ttl,
-                    addrs,
-                },
-            );
+            let zone = out.records.entry(rule.dns.clone()).or_default();
+            let set = RecordSet {
+                key,
+                ttl: rule.ttl,
+                addrs,
+            };
+            let key = track_added.then(|| set.key.clone());
+            if insert_record(zone, &mut out.conflicts, &rule.dns, set) {
+                added.extend(key);
+            }
         }
-        return;
+        return added;
     }
 
     // Per-instance records: each depends only on its own instance, so a failed source
-    // elsewhere does not hold them back.
-    let mut rendered: BTreeMap<RecordKey, Vec<(&Instance, IpAddr)>> = BTreeMap::new();
+    // elsewhere does not hold them back. Sorted by name, then grouped: a name rendered
+    // by more than one running instance is contested.
+    let mut rendered: Vec<(RecordKey, &Instance, IpAddr)> = Vec::with_capacity(listed(sources));
     for instance in running {
         let Some(addr) = instance.address(rule.address) else {
             continue;
@@ -300,10 +304,7 @@ fn desire_rule_records(
             })
             .and_then(|name| validate::target_addr(addr).map(|addr| (name, addr)));
         match checked {
-            Ok((name, addr)) => rendered
-                .entry(RecordKey { name, rtype })
-                .or_default()
-                .push((instance, addr)),
+            Ok((name, addr)) => rendered.push((RecordKey { name, rtype }, instance, addr)),
             Err(e) => out.problems.push(Problem {
                 target: Some(rule.dns.clone()),
                 object: instance_label(instance),
@@ -311,48 +312,82 @@ fn desire_rule_records(
             }),
         }
     }
-    for (key, owners) in rendered {
-        if let [(_, addr)] = owners.as_slice() {
-            let addrs = BTreeSet::from([*addr]);
-            insert_record(
-                out,
-                &rule.dns,
-                RecordSet {
-                    key,
-                    ttl: rule.ttl,
-                    addrs,
-                },
-            );
+    // Stable: a contested name lists its instances in the sources' order.
+    rendered.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut singles = Vec::with_capacity(rendered.len());
+    let mut rendered = rendered.into_iter().peekable();
+    while let Some((key, instance, addr)) = rendered.next() {
+        let mut twins = Vec::new();
+        while let Some(twin) = rendered.next_if(|(next, ..)| *next == key) {
+            twins.push(twin.1);
+        }
+        if twins.is_empty() {
+            singles.push(RecordSet {
+                key,
+                ttl: rule.ttl,
+                addrs: BTreeSet::from([addr]),
+            });
         } else {
-            let names: Vec<String> = owners.iter().map(|(i, _)| instance_label(i)).collect();
+            let names: Vec<String> = std::iter::once(instance)
+                .chain(twins)
+                .map(instance_label)
+                .collect();
             out.contested.insert(contested_record(&rule.dns, &key));
             out.conflicts.push(Problem {
                 target: Some(rule.dns.clone()),
                 object: key.to_string(),
                 message: format!(
                     "skipped: {} running instances render to this name ({}); make names unique or use {{id}}",
-                    owners.len(),
+                    names.len(),
                     names.join(", ")
                 ),
             });
         }
     }
+    let zone = out.records.entry(rule.dns.clone()).or_default();
+    if zone.is_empty() {
+        // The first rule of its target (the common case): nothing to conflict with, and
+        // the sets are sorted and unique, so the map is built in one go.
+        if track_added {
+            added.extend(singles.iter().map(|set| set.key.clone()));
+        }
+        *zone = singles
+            .into_iter()
+            .map(|set| (set.key.clone(), set))
+            .collect();
+    } else {
+        for set in singles {
+            let key = track_added.then(|| set.key.clone());
+            if insert_record(zone, &mut out.conflicts, &rule.dns, set) {
+                added.extend(key);
+            }
+        }
+    }
+    added
 }
 
-/// Adds a record set; a second rule producing the same RRset with other data is a conflict.
-fn insert_record(out: &mut Desired, dns: &str, set: RecordSet) {
-    let zone = out.records.entry(dns.to_string()).or_default();
+/// Adds a record set to its zone; a second rule producing the same RRset with other data is
+/// a conflict. True when the set is new in the zone.
+fn insert_record(
+    zone: &mut BTreeMap<RecordKey, RecordSet>,
+    conflicts: &mut Vec<Problem>,
+    dns: &str,
+    set: RecordSet,
+) -> bool {
     match zone.get(&set.key) {
         Some(existing) if existing != &set => {
-            out.conflicts.push(Problem {
+            conflicts.push(Problem {
                 target: Some(dns.to_string()),
                 object: set.key.to_string(),
                 message: "skipped: two [[record]] rules produce this record set with different contents; make them select different names".into(),
             });
             zone.remove(&set.key);
+            false
         }
-        _ => {
+        Some(_) => false,
+        None => {
             zone.insert(set.key.clone(), set);
+            true
         }
     }
 }
@@ -376,8 +411,14 @@ fn desire_backend(
     contested: &mut BTreeSet<String>,
     conflicts: &mut Vec<Problem>,
 ) {
-    // Server name → intents from every instance that renders to it.
-    let mut candidates: BTreeMap<String, Vec<(&Instance, ServerIntent)>> = BTreeMap::new();
+    // (server name, instance, intent) of every instance that renders to a server; sorted
+    // by name, then grouped.
+    let mut candidates: Vec<(String, &Instance, ServerIntent)> =
+        Vec::with_capacity(listed(sources));
+    let key_of = |server: String| ServerKey {
+        backend: rule.name.clone(),
+        server,
+    };
     for instance in rule.select.selected(sources) {
         let server = rule.server.render(instance);
         if let Err(e) = validate::haproxy_name(&server) {
@@ -388,10 +429,6 @@ fn desire_backend(
             });
             continue;
         }
-        let key = ServerKey {
-            backend: rule.name.clone(),
-            server: server.clone(),
-        };
         let intent = match (
             instance.state,
             instance.address(rule.address).map(validate::target_addr),
@@ -406,53 +443,70 @@ fn desire_backend(
                     object: instance_label(instance),
                     message: format!("skipped: {}", e.0),
                 });
-                contested.insert(contested_server(lb, &key));
+                contested.insert(contested_server(lb, &key_of(server)));
                 continue;
             }
             // Running without the wanted address, or still starting: nothing to set, but
             // its server must not be taken out as if the instance were gone.
             (InstanceState::Running | InstanceState::Pending, _) => {
-                contested.insert(contested_server(lb, &key));
+                contested.insert(contested_server(lb, &key_of(server)));
                 continue;
             }
             (InstanceState::Stopping | InstanceState::Stopped | InstanceState::Terminated, _) => {
                 ServerIntent::Maint
             }
         };
-        candidates
-            .entry(server)
-            .or_default()
-            .push((instance, intent));
+        candidates.push((server, instance, intent));
     }
-    for (server, owners) in candidates {
-        let key = ServerKey {
-            backend: rule.name.clone(),
-            server,
-        };
+    // Stable: a contested name lists its instances in the sources' order.
+    candidates.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut wanted = Vec::with_capacity(candidates.len());
+    let mut candidates = candidates.into_iter().peekable();
+    while let Some((server, instance, intent)) = candidates.next() {
+        let mut twins = Vec::new();
+        while let Some((_, twin, intent)) = candidates.next_if(|(next, ..)| *next == server) {
+            twins.push((twin, intent));
+        }
+        let key = key_of(server);
         // A stopped or terminated twin (common: clouds keep terminated instances listed for
         // a while) never outvotes a running instance of the same name.
-        let serving: Vec<_> = owners
-            .iter()
-            .filter(|(_, intent)| matches!(intent, ServerIntent::Serve { .. }))
-            .collect();
-        let intent = match serving.as_slice() {
-            [] => ServerIntent::Maint,
-            [(_, intent)] => *intent,
-            many => {
-                let names: Vec<String> = many.iter().map(|(i, _)| instance_label(i)).collect();
+        let serving = || {
+            std::iter::once((instance, intent))
+                .chain(twins.iter().copied())
+                .filter(|(_, intent)| matches!(intent, ServerIntent::Serve { .. }))
+        };
+        let mut first_two = serving();
+        let intent = match (first_two.next(), first_two.next()) {
+            (None, _) => ServerIntent::Maint,
+            (Some((_, intent)), None) => intent,
+            (Some(_), Some(_)) => {
+                let names: Vec<String> = serving().map(|(i, _)| instance_label(i)).collect();
                 contested.insert(contested_server(lb, &key));
                 conflicts.push(Problem {
                     target: Some(lb.to_string()),
                     object: key.to_string(),
                     message: format!(
                         "skipped: {} running instances render to this server name ({}); make names unique or use {{id}}",
-                        many.len(),
+                        names.len(),
                         names.join(", ")
                     ),
                 });
                 continue;
             }
         };
-        servers.insert(key.clone(), DesiredServer { key, intent });
+        wanted.push(DesiredServer { key, intent });
+    }
+    if servers.is_empty() {
+        // As for record sets: sorted and unique, so built in one go.
+        *servers = wanted
+            .into_iter()
+            .map(|server| (server.key.clone(), server))
+            .collect();
+    } else {
+        servers.extend(
+            wanted
+                .into_iter()
+                .map(|server| (server.key.clone(), server)),
+        );
     }
 }

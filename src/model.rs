@@ -207,7 +207,126 @@ fn durable_by_default() -> bool {
     true
 }
 
-/// `ip:port`, with brackets for IPv6.
+/// `ip:port`, with brackets for IPv6: what `SocketAddr` displays, made without the
+/// formatting machinery for IPv4 (see [`push_addr`]).
 pub fn socket_text(addr: IpAddr, port: u16) -> String {
-    std::net::SocketAddr::new(addr, port).to_string()
+    let mut text = String::with_capacity(22);
+    match addr {
+        IpAddr::V4(_) => push_addr(&mut text, addr),
+        IpAddr::V6(v6) => {
+            use std::fmt::Write as _;
+            let _ = write!(text, "[{v6}]");
+        }
+    }
+    text.push(':');
+    push_decimal(&mut text, u32::from(port));
+    text
+}
+
+/// Appends `addr` as `Display` writes it. IPv4, the common case, is written digit by digit:
+/// the formatting machinery was a third of the planner's time for 10 000 changed addresses.
+pub fn push_addr(text: &mut String, addr: IpAddr) {
+    match addr {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    text.push('.');
+                }
+                if octet >= 100 {
+                    text.push(char::from(b'0' + octet / 100));
+                }
+                if octet >= 10 {
+                    text.push(char::from(b'0' + octet / 10 % 10));
+                }
+                text.push(char::from(b'0' + octet % 10));
+            }
+        }
+        IpAddr::V6(v6) => {
+            use std::fmt::Write as _;
+            let _ = write!(text, "{v6}");
+        }
+    }
+}
+
+/// Appends `n` in decimal.
+pub fn push_decimal(text: &mut String, mut n: u32) {
+    let mut digits = [0u8; 10];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &digit in &digits[start..] {
+        text.push(char::from(digit));
+    }
+}
+
+impl RecordKey {
+    /// `name TYPE`, as `Display` writes it, in one allocation.
+    pub fn text(&self) -> String {
+        let rtype = match self.rtype {
+            RecordType::A => "A",
+            RecordType::Aaaa => "AAAA",
+        };
+        let mut text = String::with_capacity(self.name.0.len() + 1 + rtype.len());
+        text.push_str(&self.name.0);
+        text.push(' ');
+        text.push_str(rtype);
+        text
+    }
+}
+
+impl ServerKey {
+    /// `backend/server`, as `Display` writes it, in one allocation.
+    pub fn text(&self) -> String {
+        let mut text = String::with_capacity(self.backend.len() + 1 + self.server.len());
+        text.push_str(&self.backend);
+        text.push('/');
+        text.push_str(&self.server);
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn addresses_and_sockets_read_as_display_writes_them(
+            v4 in any::<u32>(),
+            v6 in any::<u128>(),
+            port in any::<u16>(),
+        ) {
+            for addr in [IpAddr::V4(Ipv4Addr::from(v4)), IpAddr::V6(Ipv6Addr::from(v6))] {
+                let mut text = String::new();
+                push_addr(&mut text, addr);
+                prop_assert_eq!(text, addr.to_string());
+                prop_assert_eq!(socket_text(addr, port), SocketAddr::new(addr, port).to_string());
+            }
+        }
+
+        #[test]
+        fn decimals_read_as_display_writes_them(n in any::<u32>()) {
+            let mut text = String::new();
+            push_decimal(&mut text, n);
+            prop_assert_eq!(text, n.to_string());
+        }
+
+        #[test]
+        fn key_texts_are_what_display_writes(name in "[a-z0-9.-]{1,40}", server in "[a-z0-9_]{1,20}") {
+            let key = RecordKey { name: DnsName(name.clone()), rtype: RecordType::Aaaa };
+            prop_assert_eq!(key.text(), key.to_string());
+            let key = ServerKey { backend: name, server };
+            prop_assert_eq!(key.text(), key.to_string());
+        }
+    }
 }

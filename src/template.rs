@@ -71,14 +71,20 @@ impl NameTemplate {
 
     /// Fills the placeholders with the given values (used to check templates in config).
     pub fn render_with(&self, name: &str, id: &str) -> String {
-        self.parts
-            .iter()
-            .map(|p| match p {
+        fn text_of<'a>(part: &'a Part, name: &'a str, id: &'a str) -> &'a str {
+            match part {
                 Part::Literal(text) => text.as_str(),
                 Part::Name => name,
                 Part::Id => id,
-            })
-            .collect()
+            }
+        }
+        let part = |p| text_of(p, name, id);
+        // Sized first: one allocation per rendered name (this runs once per instance and rule).
+        let mut text = String::with_capacity(self.parts.iter().map(|p| part(p).len()).sum());
+        for p in &self.parts {
+            text.push_str(part(p));
+        }
+        text
     }
 }
 

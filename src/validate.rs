@@ -66,7 +66,12 @@ pub fn dns_name(text: &str) -> Result<DnsName, Invalid> {
             Invalid(format!("DNS name {} is invalid: {why}", printable(text)))
         })?;
     }
-    Ok(DnsName(format!("{}.", trimmed.to_ascii_lowercase())))
+    // One allocation: this runs once per instance and record rule.
+    let mut name = String::with_capacity(trimmed.len() + 1);
+    name.push_str(trimmed);
+    name.make_ascii_lowercase();
+    name.push('.');
+    Ok(DnsName(name))
 }
 
 /// A host name (RFC 952, RFC 1123 §2.1): every label of letters, digits and hyphens. DNS

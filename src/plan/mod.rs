@@ -16,6 +16,7 @@ pub mod render;
 pub mod reviewed;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::marker::PhantomData;
 use std::net::{IpAddr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
@@ -25,8 +26,8 @@ use crate::desired::{Desired, Problem, contested_record, contested_server};
 use crate::dns::{Claim, RecordChange, claim, controller_ownership_text};
 use crate::lb::ServerChange;
 use crate::model::{
-    DnsName, ObservedServer, RecordKey, RecordSet, ServerAdmin, ServerIntent, ServerKey,
-    socket_text,
+    DnsName, ObservedServer, RecordKey, RecordSet, ServerAdmin, ServerIntent, ServerKey, push_addr,
+    push_decimal, socket_text,
 };
 
 /// What a change does, as shown in `diff` and counted in `ipdrift_changes_total{op}`.
@@ -177,12 +178,88 @@ pub struct Observed {
 }
 
 fn addrs_text(set: &RecordSet) -> String {
-    let addrs: Vec<String> = set.addrs.iter().map(|a| a.to_string()).collect();
-    addrs.join(",")
+    let mut text = String::new();
+    write_addrs(&mut text, set);
+    text
 }
 
+fn write_addrs(text: &mut String, set: &RecordSet) {
+    for (i, addr) in set.addrs.iter().enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        push_addr(text, *addr);
+    }
+}
+
+/// `addr,addr ttl=N`: two per changed record set, so made in one allocation.
 fn record_text(set: &RecordSet) -> String {
-    format!("{} ttl={}", addrs_text(set), set.ttl)
+    let mut text = String::with_capacity(16 * set.addrs.len() + 16);
+    write_addrs(&mut text, set);
+    text.push_str(" ttl=");
+    push_decimal(&mut text, set.ttl);
+    text
+}
+
+/// What a target reported, indexed by key for the planner's lookups: positions sorted by
+/// key. The desired state is walked in key order, so [`SortedByKey::seek`] finds each key
+/// by stepping forward (one comparison per key, where hashing long names cost several
+/// hundred instructions); other lookups search. Sorting is nearly free when the target
+/// listed them in order.
+struct SortedByKey<'a, T, K: Ord> {
+    items: &'a [T],
+    order: Vec<usize>,
+    key: fn(&T) -> &K,
+    /// Where [`SortedByKey::seek`] goes on from: `order[..cursor]` are below the last key sought.
+    cursor: usize,
+    keys: PhantomData<K>,
+}
+
+impl<'a, T, K: Ord> SortedByKey<'a, T, K> {
+    fn new(items: &'a [T], key: fn(&T) -> &K) -> Self {
+        let mut order: Vec<usize> = (0..items.len()).collect();
+        // Stable: among equal keys the first listed comes first.
+        order.sort_by(|&a, &b| key(&items[a]).cmp(key(&items[b])));
+        SortedByKey {
+            items,
+            order,
+            key,
+            cursor: 0,
+            keys: PhantomData,
+        }
+    }
+
+    /// As [`SortedByKey::position`], for keys sought in ascending order (else it searches).
+    fn seek(&mut self, wanted: &K) -> Option<usize> {
+        if let Some(&last) = self.cursor.checked_sub(1).and_then(|c| self.order.get(c))
+            && (self.key)(&self.items[last]) >= wanted
+        {
+            return self.position(wanted);
+        }
+        while let Some(&i) = self.order.get(self.cursor) {
+            match (self.key)(&self.items[i]).cmp(wanted) {
+                std::cmp::Ordering::Less => self.cursor += 1,
+                std::cmp::Ordering::Equal => return Some(i),
+                std::cmp::Ordering::Greater => return None,
+            }
+        }
+        None
+    }
+
+    /// The position in `items` of the item with this key (the first, if several have it).
+    fn position(&self, wanted: &K) -> Option<usize> {
+        let first = self
+            .order
+            .partition_point(|&i| (self.key)(&self.items[i]) < wanted);
+        self.order
+            .get(first)
+            .copied()
+            .filter(|&i| (self.key)(&self.items[i]) == wanted)
+    }
+
+    fn get(&self, wanted: &K) -> Option<&'a T> {
+        self.position(wanted).map(|i| &self.items[i])
+    }
 }
 
 /// Plans every target that was observed.
@@ -211,9 +288,17 @@ pub fn plan(desired: &Desired, observed: &Observed, options: &PlanOptions) -> Pl
 }
 
 fn merge(out: &mut Plan, part: Plan) {
-    out.changes.extend(part.changes);
-    out.refusals.extend(part.refusals);
-    out.unrepairable.extend(part.unrepairable);
+    // Moved, not copied, into an empty plan: the first target's changes are most of them.
+    fn append<T>(to: &mut Vec<T>, from: Vec<T>) {
+        if to.is_empty() {
+            *to = from;
+        } else {
+            to.extend(from);
+        }
+    }
+    append(&mut out.changes, part.changes);
+    append(&mut out.refusals, part.refusals);
+    append(&mut out.unrepairable, part.unrepairable);
 }
 
 /// Guard `max-remove-fraction`: when a target's changes would take away more than the
@@ -257,13 +342,18 @@ fn plan_zone(
             .and_then(|o| o.get(name))
             .is_some_and(|text| options.claim(text) == Claim::Ours)
     };
-    let current: BTreeMap<&RecordKey, &RecordSet> = current.iter().map(|s| (&s.key, s)).collect();
+    let mut current = SortedByKey::new(current, |set| &set.key);
     let wanted = desired.records.get(target);
     let not_adopted = desired.not_adopted.get(target);
-    for (key, want) in wanted.into_iter().flatten() {
-        let have = current.get(key).copied();
+    let wanted_count = wanted.map_or(0, BTreeMap::len);
+    for (index, (key, want)) in wanted.into_iter().flatten().enumerate() {
+        let have = current.seek(key).map(|i| &current.items[i]);
         if have == Some(want) {
             continue;
+        }
+        if out.changes.is_empty() {
+            // At most one change per wanted set; in sync, nothing is reserved at all.
+            out.changes.reserve(wanted_count - index);
         }
         if zone_own.is_some_and(|names| names.contains(&key.name)) && !owned_by_us(&key.name) {
             out.unrepairable.push(Problem {
@@ -280,7 +370,7 @@ fn plan_zone(
             out.changes.push(Change {
                 target: target.to_string(),
                 op: Op::Create,
-                object: key.to_string(),
+                object: key.text(),
                 from: None,
                 to: Some(record_text(want)),
                 action: Action::Dns(RecordChange::Create {
@@ -312,7 +402,7 @@ fn plan_zone(
         out.changes.push(Change {
             target: target.to_string(),
             op: Op::Update,
-            object: key.to_string(),
+            object: key.text(),
             from: Some(record_text(have)),
             to: Some(record_text(want)),
             action: Action::Dns(RecordChange::Replace {
@@ -419,24 +509,26 @@ pub fn orphans(
 }
 
 /// Servers whose instance is gone from a (healthy) listing: matched by the backend's
-/// template, not desired, not contested.
+/// template, not desired (`wanted[i]` is false for `current[i]`), not contested.
 fn vanished<'a>(
     target: &str,
     desired: &Desired,
     current: &'a [ObservedServer],
+    wanted: &[bool],
 ) -> Vec<&'a ObservedServer> {
-    let wanted = desired.servers.get(target);
     current
         .iter()
-        .filter(|s| {
-            desired
-                .backend_policy(target, &s.key.backend)
-                .is_some_and(|p| p.template.matches(&s.key.server))
-                && !wanted.is_some_and(|w| w.contains_key(&s.key))
+        .zip(wanted)
+        .filter(|(s, wanted)| {
+            !**wanted
+                && desired
+                    .backend_policy(target, &s.key.backend)
+                    .is_some_and(|p| p.template.matches(&s.key.server))
                 && !desired
                     .contested
                     .contains(&contested_server(target, &s.key))
         })
+        .map(|(s, _)| s)
         .collect()
 }
 
@@ -447,16 +539,15 @@ fn plan_servers(
     reachable: &BTreeSet<SocketAddr>,
 ) -> Plan {
     let mut out = Plan::default();
-    let current_by_key: BTreeMap<&ServerKey, &ObservedServer> =
-        current.iter().map(|s| (&s.key, s)).collect();
+    let mut current_by_key = SortedByKey::new(current, |server| &server.key);
+    // Which observed servers some desired server claims; the others may have vanished.
+    let mut wanted = vec![false; current.len()];
     let mut removals: BTreeMap<&str, Vec<Change>> = BTreeMap::new();
-    let mut in_service: BTreeMap<&str, BTreeSet<&ServerKey>> = BTreeMap::new();
+    // Backend → servers in service (not in maintenance), counting those this plan enables.
+    let mut in_service: BTreeMap<&str, usize> = BTreeMap::new();
     for server in current {
         if server.admin != ServerAdmin::Maint {
-            in_service
-                .entry(&server.key.backend)
-                .or_default()
-                .insert(&server.key);
+            *in_service.entry(&server.key.backend).or_default() += 1;
         }
     }
     let change = |op: Op,
@@ -466,17 +557,38 @@ fn plan_servers(
                   action: ServerChange| Change {
         target: target.to_string(),
         op,
-        object: key.to_string(),
+        object: key.text(),
         from,
         to,
         action: Action::Lb(action),
         removes: usize::from(matches!(op, Op::Disable | Op::Delete)),
     };
-    for (key, want) in desired.servers.get(target).into_iter().flatten() {
+    let wanted_count = desired.servers.get(target).map_or(0, BTreeMap::len);
+    for (index, (key, want)) in desired
+        .servers
+        .get(target)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let have = current_by_key.seek(key).map(|i| {
+            wanted[i] = true;
+            &current[i]
+        });
+        let in_place = matches!(
+            (want.intent, have),
+            (ServerIntent::Serve { addr, port }, Some(have))
+                if have.addr == Some(addr) && have.port == port && have.durable
+                    && have.admin == ServerAdmin::Ready
+        );
+        if !in_place && out.changes.is_empty() {
+            // About one change per server from here on, when addresses moved; in sync,
+            // nothing is reserved at all.
+            out.changes.reserve(wanted_count - index);
+        }
         let Some(policy) = desired.backend_policy(target, &key.backend) else {
             continue;
         };
-        let have = current_by_key.get(key);
         match (want.intent, have) {
             (ServerIntent::Serve { addr, port }, None) => {
                 let check = policy.health == HealthGate::Haproxy;
@@ -496,7 +608,7 @@ fn plan_servers(
                     out.unrepairable
                         .push(awaiting_probe(target, key, addr, port));
                 } else {
-                    in_service.entry(&key.backend).or_default().insert(key);
+                    *in_service.entry(&key.backend).or_default() += 1;
                     out.changes.push(change(
                         Op::Enable,
                         key,
@@ -538,7 +650,10 @@ fn plan_servers(
                         .push(awaiting_probe(target, key, addr, port));
                 } else if have.admin != ServerAdmin::Ready {
                     // In maintenance, or draining while its instance runs: both are drift.
-                    in_service.entry(&key.backend).or_default().insert(key);
+                    // A draining server is already counted as in service.
+                    if have.admin == ServerAdmin::Maint {
+                        *in_service.entry(&key.backend).or_default() += 1;
+                    }
                     out.changes.push(change(
                         Op::Enable,
                         key,
@@ -561,7 +676,7 @@ fn plan_servers(
             (ServerIntent::Maint, None) => {}
         }
     }
-    for have in vanished(target, desired, current) {
+    for have in vanished(target, desired, current, &wanted) {
         let policy = desired
             .backend_policy(target, &have.key.backend)
             .expect("vanished() checked it");
@@ -591,7 +706,8 @@ fn plan_servers(
             .collect();
         let left = in_service
             .get(backend)
-            .map_or(0, |s| s.len())
+            .copied()
+            .unwrap_or(0)
             .saturating_sub(disabling.len());
         if left == 0 && !disabling.is_empty() {
             for change in changes {

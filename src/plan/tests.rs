@@ -835,3 +835,25 @@ fn a_name_the_zone_uses_itself_is_never_taken_over() {
                 && u.message.contains("a name the zone uses itself"))
     );
 }
+
+proptest! {
+    /// The planner's index finds what a linear scan finds, whether keys are sought in
+    /// ascending order (the walk) or not (the search), with duplicates and gaps.
+    #[test]
+    fn the_sorted_index_finds_what_a_scan_finds(
+        items in proptest::collection::vec(0u8..40, 0..60),
+        sought in proptest::collection::vec(0u8..48, 0..60),
+        ascending in any::<bool>(),
+    ) {
+        let mut sought = sought;
+        if ascending {
+            sought.sort_unstable();
+        }
+        let mut index = super::SortedByKey::new(&items, |item| item);
+        for wanted in &sought {
+            let first = items.iter().position(|item| item == wanted);
+            prop_assert_eq!(index.position(wanted), first);
+            prop_assert_eq!(index.seek(wanted).map(|i| items[i]), first.map(|i| items[i]));
+        }
+    }
+}
