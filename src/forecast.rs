@@ -1,7 +1,8 @@
 //! Forewarning: which records and servers an announced maintenance will leave pointing at
-//! a dead address. Pure. Sources that know about scheduled events (AWS) report them; an
-//! event that will give an instance a new address is matched against the desired state:
-//! everything that points at one of the instance's current addresses depends on it.
+//! a dead address. Pure. Sources that know about scheduled events (AWS, Azure, Google Cloud,
+//! Linode) report them; an event that will give an instance a new address is matched against
+//! the desired state: everything that points at one of the instance's current addresses
+//! depends on it.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
