@@ -1062,3 +1062,41 @@ every_server! {
         );
     }
 }
+
+every_server! {
+    /// A CNAME at a managed name and a delegation in the zone are what make a server refuse
+    /// or ignore an address there: a read shows both, whether by queries or by a zone
+    /// transfer, so that the plan reports those names instead of writing them.
+    async fn the_cnames_and_delegations_at_managed_names_are_read_by_queries_and_transfer(
+        server: Server,
+    ) {
+        let mut records = RECORDS.to_vec();
+        records.extend([("sub", "NS", "ns.sub"), ("ns.sub", "A", "192.0.2.53")]);
+        let dns = server.start(&records, Grants::UpdateAndTransfer);
+        let target = target(&*dns);
+        let keys = [
+            key("alias.example.test.", RecordType::A),
+            key("sub.example.test.", RecordType::A),
+            key("x.sub.example.test.", RecordType::A),
+            key("www.example.test.", RecordType::A),
+        ];
+        let by_queries = target.read_zone(&keys).await.unwrap();
+        assert_eq!(
+            by_queries.rrsets,
+            [rrset("www.example.test.", RecordType::A, ZONE_TTL, &["127.0.1.10"])]
+        );
+        let cnames = BTreeMap::from([(name("alias.example.test."), name("www.example.test."))]);
+        let cuts = BTreeSet::from([name("sub.example.test.")]);
+        assert_eq!(by_queries.obstacles.cnames, cnames);
+        assert_eq!(by_queries.obstacles.cuts, cuts);
+        assert_eq!(dns.transfers_started(), 0, "a few RRsets are queried");
+        let listing = target.read_listing().await.unwrap();
+        assert_eq!(listing.obstacles.cnames, cnames);
+        assert_eq!(listing.obstacles.cuts, cuts);
+        for key in &keys[..3] {
+            let obstacle = listing.obstacles.at(&key.name);
+            assert!(obstacle.is_some(), "{key}: {:?}", listing.obstacles);
+        }
+        assert_eq!(listing.obstacles.at(&keys[3].name), None);
+    }
+}

@@ -339,3 +339,60 @@ fn an_instance_named_like_the_zones_name_server_never_takes_it_over() {
         vec!["127.0.0.1"]
     );
 }
+
+#[test]
+fn instances_named_like_a_cname_or_a_delegation_make_diff_exit_2_and_the_rest_is_repaired() {
+    let mut fleet = Fleet::start();
+    // A hand-made CNAME and a delegation in the zone, added the way an operator would.
+    let updates = format!(
+        "server 127.0.0.1 {port}\nzone {ZONE}\nupdate add alias.{ZONE} 300 CNAME www.{ZONE}\nupdate add sub.{ZONE} 300 NS ns.example.net.\nsend\n",
+        port = fleet.bind.addr().port()
+    );
+    let mut nsupdate = std::process::Command::new("nsupdate")
+        .arg("-y")
+        .arg(format!(
+            "hmac-sha256:{}:{}",
+            fleet.bind.key_name(),
+            fleet.bind.secret_base64()
+        ))
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    nsupdate
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(updates.as_bytes())
+        .unwrap();
+    assert!(nsupdate.wait().unwrap().success());
+    fleet.move_to(2);
+    let mut instances = fleet.instances_at(2);
+    for (n, name) in [(5, "alias"), (6, "sub")] {
+        let mut odd = fleet::web_instance(2, n);
+        odd["name"] = name.into();
+        instances.push(odd);
+    }
+    fleet.write_instances(&instances);
+    let diff = fleet.ipdrift(&["diff"]);
+    assert_eq!(diff.status.code(), Some(2), "{}", describe(&diff));
+    let text = String::from_utf8_lossy(&diff.stdout);
+    for line in [
+        format!("cannot   ns1: alias.{ZONE} A  alias.{ZONE} holds a CNAME (to www.{ZONE})"),
+        format!("cannot   ns1: sub.{ZONE} A  sub.{ZONE} is delegated"),
+    ] {
+        assert!(text.contains(&line), "{line}\n{text}");
+    }
+    let apply = fleet.ipdrift(&["apply"]);
+    assert_eq!(apply.status.code(), Some(0), "{}", describe(&apply));
+    assert!(
+        fleet.dns_at(2),
+        "every other record repaired: {}",
+        describe(&apply)
+    );
+    assert_eq!(
+        fleet.bind.query(&format!("alias.{ZONE}"), "CNAME"),
+        [format!("www.{ZONE}")]
+    );
+    assert!(fleet.bind.query(&format!("sub.{ZONE}"), "A").is_empty());
+}

@@ -175,6 +175,7 @@ pub fn zone_contents(listing: &[ListedSet]) -> ZoneContents {
     ZoneContents {
         ownership: ownership_records(listing),
         rrsets,
+        ..ZoneContents::default()
     }
 }
 

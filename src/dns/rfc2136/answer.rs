@@ -12,7 +12,7 @@ use hickory_proto::rr::{Name, RData, TSigVerifier};
 use super::explain::{answer_mnemonic, explain_rcode, explain_tsig_error, rcode_mnemonic, some_of};
 use super::message::Endpoint;
 use super::update::{Label, UpdatePart};
-use crate::model::{DnsName, RecordKey, RecordSet, RecordType};
+use crate::model::{DnsName, Obstacles, RecordKey, RecordSet, RecordType};
 use crate::validate;
 
 /// The server answered with an error: it refused the request or did not accept the key.
@@ -343,23 +343,26 @@ pub struct NotAuthoritative;
 
 impl Endpoint {
     /// The RRset of `key` from the answer to a signed query for it, as the network
-    /// delivered it: checked ([`Self::check_answer`]), then read ([`queried_rrset`]).
+    /// delivered it: checked ([`Self::check_answer`]), then read ([`queried_rrset`]), with
+    /// the CNAME or delegation the answer shows at the name ([`answer_obstacles`]).
     pub fn read_query_answer(
         &self,
         key: &RecordKey,
         answer: &[u8],
         verifier: &mut TSigVerifier,
-    ) -> anyhow::Result<Option<RecordSet>> {
+    ) -> anyhow::Result<(Option<RecordSet>, Obstacles)> {
         let request = Request::Query(key);
         let message = self.check_answer(request, answer, verifier)?;
         let owner = self.owner_name(&key.name)?;
-        queried_rrset(&self.zone, key, &owner, &message).map_err(|NotAuthoritative| {
-            anyhow!(
-                "{} answered {request} without authority: it does not serve zone {}; point the target at the zone's primary, not a resolver",
-                self.who(),
-                self.zone
-            )
-        })
+        let rrset =
+            queried_rrset(&self.zone, key, &owner, &message).map_err(|NotAuthoritative| {
+                anyhow!(
+                    "{} answered {request} without authority: it does not serve zone {}; point the target at the zone's primary, not a resolver",
+                    self.who(),
+                    self.zone
+                )
+            })?;
+        Ok((rrset, answer_obstacles(&self.zone, &key.name, &message)))
     }
 
     /// Whether the server applied the UPDATE `part`, from its answer as the network
@@ -373,6 +376,27 @@ impl Endpoint {
         self.check_answer(Request::Update(part), answer, verifier)
             .map(drop)
     }
+}
+
+/// What a verified answer to a query for `name` shows about it: the CNAME it holds (the
+/// servers add the records it leads to after it), or the delegation inside `zone` it lies at or below (a referral, RFC 1034 §4.3.2).
+pub fn answer_obstacles(zone: &DnsName, name: &DnsName, answer: &Message) -> Obstacles {
+    let mut obstacles = Obstacles::default();
+    for record in &answer.answers {
+        if let RData::CNAME(target) = &record.data
+            && dns_name_of(&record.name).as_ref() == Some(name)
+            && let Some(target) = dns_name_of(&target.0)
+        {
+            obstacles.cnames.insert(name.clone(), target);
+        }
+    }
+    if let Some(cut) = referral_cut(answer)
+        && cut != *zone
+        && cut.is_in_zone(zone)
+    {
+        obstacles.cuts.insert(cut);
+    }
+    obstacles
 }
 
 /// The RRset of `key` (at `owner`) that a verified answer holds.

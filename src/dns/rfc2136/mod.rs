@@ -40,7 +40,7 @@ use tokio::io::AsyncWriteExt as _;
 
 use crate::BoxFuture;
 use crate::dns::tsig::TsigKey;
-use crate::dns::{DnsTarget, RecordChange, ZoneContents};
+use crate::dns::{DnsTarget, RecordChange, ZoneContents, ZoneRead};
 use crate::model::{DnsName, RecordKey, RecordSet};
 use answer::{Diagnosis, Refusal, Request, diagnose, name_cause};
 use explain::{
@@ -133,7 +133,7 @@ impl Rfc2136Target {
 
     /// The RRsets of `keys`: from one zone transfer when there are many, compared with the
     /// zone's size, and the server allows transfers; otherwise with one query each.
-    async fn read_rrsets(&self, keys: &[RecordKey]) -> anyhow::Result<Vec<RecordSet>> {
+    async fn read_rrsets(&self, keys: &[RecordKey]) -> anyhow::Result<ZoneRead> {
         let keys: BTreeSet<&RecordKey> = keys.iter().collect();
         for key in &keys {
             self.endpoint.owner_name(&key.name)?;
@@ -179,15 +179,18 @@ impl Rfc2136Target {
     }
 
     /// The RRsets of `keys` with one signed query each, pipelined on one connection.
-    async fn query_rrsets(&self, keys: &BTreeSet<&RecordKey>) -> anyhow::Result<Vec<RecordSet>> {
-        let mut rrsets = Vec::new();
+    async fn query_rrsets(&self, keys: &BTreeSet<&RecordKey>) -> anyhow::Result<ZoneRead> {
+        let mut read = ZoneRead::default();
         for (key, answer, mut verifier) in self.exchange_queries(keys).await? {
             match self.endpoint.read_query_answer(key, &answer, &mut verifier) {
-                Ok(rrset) => rrsets.extend(rrset),
+                Ok((rrset, obstacles)) => {
+                    read.rrsets.extend(rrset);
+                    read.obstacles.extend(obstacles);
+                }
                 Err(error) => return Err(self.explained(error).await),
             }
         }
-        Ok(rrsets)
+        Ok(read)
     }
 
     /// The apex's SOA, NS and MX, with one signed query each on one connection.
@@ -571,6 +574,10 @@ impl DnsTarget for Rfc2136Target {
     }
 
     fn read<'a>(&'a self, keys: &'a [RecordKey]) -> BoxFuture<'a, anyhow::Result<Vec<RecordSet>>> {
+        Box::pin(async move { Ok(self.read_rrsets(keys).await?.rrsets) })
+    }
+
+    fn read_zone<'a>(&'a self, keys: &'a [RecordKey]) -> BoxFuture<'a, anyhow::Result<ZoneRead>> {
         Box::pin(self.read_rrsets(keys))
     }
 

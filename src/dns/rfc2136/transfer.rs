@@ -10,8 +10,8 @@ use hickory_proto::rr::{Name, RData, Record, TSigVerifier};
 use super::answer::Request;
 use super::message::Endpoint;
 
-use crate::dns::{OWNERSHIP_LABEL, ZoneContents};
-use crate::model::{DnsName, RecordKey, RecordSet, RecordType};
+use crate::dns::{OWNERSHIP_LABEL, ZoneContents, ZoneRead};
+use crate::model::{DnsName, Obstacles, RecordKey, RecordSet, RecordType};
 use crate::validate;
 
 /// The records of a zone transfer as its messages arrive, keeping the ownership records and
@@ -32,6 +32,8 @@ pub struct ZoneListing {
     /// them are glue, not the zone's own data (RFC 1034 §4.2.1), and a query for them gets
     /// a referral, not an answer.
     cuts: Vec<DnsName>,
+    /// Name → the target of its CNAME.
+    cnames: BTreeMap<DnsName, DnsName>,
 }
 
 impl ZoneListing {
@@ -44,6 +46,7 @@ impl ZoneListing {
             ownership: BTreeMap::new(),
             rrsets: BTreeMap::new(),
             cuts: Vec::new(),
+            cnames: BTreeMap::new(),
         }
     }
 
@@ -107,7 +110,8 @@ impl ZoneListing {
         Ok(false)
     }
 
-    /// Keeps `record` if it is an ownership record, an address record or a zone cut.
+    /// Keeps `record` if it is an ownership record, an address record, a zone cut or a
+    /// CNAME.
     pub fn keep(&mut self, record: &Record) {
         if let Some((name, text)) = ownership_entry(record) {
             self.ownership.entry(name).or_default().insert(text);
@@ -125,18 +129,39 @@ impl ZoneListing {
             && let Ok(cut) = validate::dns_name(&record.name.to_ascii())
         {
             self.cuts.push(cut);
+        } else if let RData::CNAME(target) = &record.data
+            && let Ok(name) = validate::dns_name(&record.name.to_ascii())
+            && let Ok(target) = validate::dns_name(&target.0.to_ascii())
+        {
+            self.cnames.insert(name, target);
         }
     }
 
-    /// The RRsets of `keys` that the zone holds.
-    pub fn rrsets_of(self, keys: &BTreeSet<&RecordKey>) -> Vec<RecordSet> {
+    /// The zone's CNAMEs and delegations.
+    fn obstacles(cuts: Vec<DnsName>, cnames: BTreeMap<DnsName, DnsName>) -> Obstacles {
+        Obstacles {
+            cnames,
+            cuts: cuts.into_iter().collect(),
+        }
+    }
+
+    /// The RRsets of `keys` that the zone holds, and its CNAMEs and delegations.
+    pub fn rrsets_of(self, keys: &BTreeSet<&RecordKey>) -> ZoneRead {
         let Self {
-            mut rrsets, cuts, ..
+            mut rrsets,
+            cuts,
+            cnames,
+            ..
         } = self;
-        keys.iter()
-            .filter(|key| !is_glue(&cuts, key))
-            .filter_map(|key| rrsets.remove(*key))
-            .collect()
+        ZoneRead {
+            rrsets: keys
+                .iter()
+                .filter(|key| !is_glue(&cuts, key))
+                .filter_map(|key| rrsets.remove(*key))
+                .collect(),
+            obstacles: Self::obstacles(cuts, cnames),
+            zone_own: BTreeSet::new(),
+        }
     }
 
     /// Every ownership record and address RRset. A name with several ownership records gets
@@ -147,6 +172,7 @@ impl ZoneListing {
             ownership,
             rrsets,
             cuts,
+            cnames,
             ..
         } = self;
         let rrsets = rrsets
@@ -160,6 +186,8 @@ impl ZoneListing {
         ZoneContents {
             ownership,
             rrsets: Some(rrsets),
+            obstacles: Self::obstacles(cuts, cnames),
+            zone_own: BTreeSet::new(),
         }
     }
 }
@@ -293,10 +321,15 @@ mod tests {
             record("sub.example.test.", 300, ns("ns.sub.example.test.")),
             record("ns.sub.example.test.", 300, RData::A(A::new(192, 0, 2, 53))),
             record("*.example.test.", 300, RData::A(A::new(192, 0, 2, 9))),
+            record(
+                "Alias.example.test.",
+                300,
+                RData::CNAME(hickory_proto::rr::rdata::CNAME(www())),
+            ),
             soa(),
         ];
         assert_eq!(listing.take(&records), Ok(true));
-        assert_eq!(listing.records, 8, "the records between the two SOAs");
+        assert_eq!(listing.records, 9, "the records between the two SOAs");
         let contents = listing.into_contents();
         assert_eq!(
             contents.rrsets,
@@ -326,8 +359,17 @@ mod tests {
             name: name("nothing.example.test."),
             rtype: RecordType::A,
         };
+        let read = listing.rrsets_of(&BTreeSet::from([&www_a, &glue, &absent]));
         assert_eq!(
-            listing.rrsets_of(&BTreeSet::from([&www_a, &glue, &absent])),
+            read.obstacles.cuts,
+            BTreeSet::from([name("sub.example.test.")])
+        );
+        assert_eq!(
+            read.obstacles.cnames,
+            BTreeMap::from([(name("alias.example.test."), name("www.example.test."))])
+        );
+        assert_eq!(
+            read.rrsets,
             [rrset(
                 "www.example.test.",
                 RecordType::A,
