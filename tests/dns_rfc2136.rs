@@ -1100,3 +1100,46 @@ every_server! {
         assert_eq!(listing.obstacles.at(&keys[3].name), None);
     }
 }
+
+every_server! {
+    /// Mail exchangers, SRV targets and the name servers of delegations are names the zone
+    /// uses itself too. Queries find the ones at known names (the apex, well-known services,
+    /// the delegations managed names lie under); a zone transfer finds them all.
+    async fn srv_targets_and_delegations_name_servers_are_names_the_zone_uses_itself(
+        server: Server,
+    ) {
+        let mut records = RECORDS.to_vec();
+        records.extend([
+            ("@", "MX", "10 mail"),
+            ("mail", "A", "192.0.2.25"),
+            ("_sip._tcp", "SRV", "0 5 5060 sip"),
+            ("sip", "A", "192.0.2.26"),
+            ("_game._udp", "SRV", "0 5 27015 game"),
+            ("game", "A", "192.0.2.27"),
+            ("sub", "NS", "ns-sub"),
+            ("ns-sub", "A", "192.0.2.53"),
+            ("other", "SRV", "0 0 1 outside.example.net."),
+        ]);
+        let dns = server.start(&records, Grants::UpdateAndTransfer);
+        let target = target(&*dns);
+        let names = |texts: &[&str]| -> BTreeSet<DnsName> {
+            texts.iter().map(|t| name(&format!("{t}.{ZONE}"))).collect()
+        };
+        assert_eq!(
+            target.read_zone_own_names().await.unwrap(),
+            names(&["ns1", "mail", "sip"]),
+            "by queries: the apex and the well-known services"
+        );
+        let below = target
+            .read_zone(&[key("x.sub.example.test.", RecordType::A)])
+            .await
+            .unwrap();
+        assert_eq!(below.zone_own, names(&["ns-sub"]), "from the referral");
+        let listing = target.read_listing().await.unwrap();
+        assert_eq!(
+            listing.zone_own,
+            names(&["ns1", "mail", "sip", "game", "ns-sub"]),
+            "by zone transfer: every SRV target and the delegation's name server"
+        );
+    }
+}

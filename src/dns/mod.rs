@@ -226,8 +226,8 @@ pub trait DnsTarget: Send + Sync {
         })
     }
 
-    /// Names inside the zone that the zone uses itself (its SOA primary, name servers and
-    /// mail exchangers): no rule takes them over. Providers whose zones cannot hold such
+    /// Names inside the zone that the zone uses itself (its SOA primary, name servers,
+    /// mail exchangers and SRV targets): no rule takes them over. Providers whose zones cannot hold such
     /// names, or cannot tell, return none.
     fn read_zone_own_names(&self) -> BoxFuture<'_, anyhow::Result<BTreeSet<DnsName>>> {
         Box::pin(async { Ok(BTreeSet::new()) })

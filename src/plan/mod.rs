@@ -167,8 +167,8 @@ pub struct Observed {
     /// DNS target → its ownership records (managed name → TXT text), for the targets
     /// where some rule needs them (`adopt = false`, `policy = "sync"`).
     pub ownership: BTreeMap<String, BTreeMap<DnsName, String>>,
-    /// DNS target → the names its zone uses itself (SOA primary, name servers, mail
-    /// exchangers): never taken over by a rule.
+    /// DNS target → the names its zone uses itself (SOA primary, name servers of the apex
+    /// and of delegations, mail exchangers, SRV targets): never taken over by a rule.
     pub zone_own: BTreeMap<String, BTreeSet<DnsName>>,
     /// DNS target → the CNAMEs and delegations its read came across: names there cannot
     /// hold address records, and are reported instead of written.
@@ -307,7 +307,7 @@ fn plan_zone(
                 target: Some(target.to_string()),
                 object: key.to_string(),
                 message: format!(
-                    "{} is a name the zone uses itself (its SOA primary, a name server or a mail exchanger); no rule takes it over, whatever an instance is named: rename the instance or the rule",
+                    "{} is a name the zone uses itself (its SOA primary, a name server, a mail exchanger or an SRV target); no rule takes it over, whatever an instance is named: rename the instance or the rule",
                     key.name
                 ),
             });

@@ -414,7 +414,7 @@ impl Reconciler {
                 .await
                 .map_err(|_| {
                     anyhow!(
-                        "DNS target {:?} did not say within {} which names its zone uses itself (SOA, NS, MX)",
+                        "DNS target {:?} did not say within {} which names its zone uses itself (SOA, NS, MX, SRV)",
                         target.name(),
                         humantime::format_duration(self.timeout)
                     )

@@ -148,7 +148,8 @@ pub fn diagnose(
 #[derive(Debug, Clone, Copy)]
 pub enum Request<'a> {
     Query(&'a RecordKey),
-    /// A query for the apex's SOA, NS or MX records: the names the zone uses itself.
+    /// A query for the apex's SOA, NS or MX records, or a well-known service's SRV
+    /// records: the names the zone uses itself.
     ZoneOwn,
     Update(&'a UpdatePart),
     /// Message `message` (counting from 1) of the answer to the AXFR query.
@@ -171,7 +172,7 @@ impl std::fmt::Display for Request<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Request::Query(key) => write!(f, "the query for {key}"),
-            Request::ZoneOwn => f.write_str("the query for the zone's SOA, NS and MX records"),
+            Request::ZoneOwn => f.write_str("the query for the zone's SOA, NS, MX or SRV records"),
             Request::Update(part) => match part.label {
                 Label::Only => f.write_str("the update"),
                 Label::Message { number, count } => write!(
@@ -225,7 +226,8 @@ impl Endpoint {
             .into());
         }
         let succeeded = rcode == ResponseCode::NoError
-            || (rcode == ResponseCode::NXDomain && matches!(request, Request::Query(_)));
+            || (rcode == ResponseCode::NXDomain
+                && matches!(request, Request::Query(_) | Request::ZoneOwn));
         if message.signature().is_some() {
             verifier.verify(answer).map_err(|why| {
                 anyhow!(
@@ -316,20 +318,29 @@ pub fn referral_cut(answer: &Message) -> Option<DnsName> {
         .and_then(|record| dns_name_of(&record.name))
 }
 
-/// The names inside `zone` that an answer about its apex says the zone uses itself: the
-/// SOA's primary, the name servers, the mail exchangers.
+/// The names inside `zone` that an answer's records say the zone uses itself: the SOA's
+/// primary, name servers (of the apex or of a delegation: their addresses are glue), mail
+/// exchangers and SRV targets.
 pub fn zone_own_names(zone: &DnsName, answer: &Message) -> BTreeSet<DnsName> {
     answer
         .answers
         .iter()
-        .filter_map(|record| match &record.data {
-            RData::SOA(soa) => dns_name_of(&soa.mname),
-            RData::NS(ns) => dns_name_of(&ns.0),
-            RData::MX(mx) => dns_name_of(&mx.exchange),
-            _ => None,
-        })
-        .filter(|name| name.is_in_zone(zone))
+        .chain(&answer.authorities)
+        .filter_map(|record| zone_own_name(zone, record))
         .collect()
+}
+
+/// The name inside `zone` that `record` says the zone uses itself, if it says one: the
+/// target of an SOA (its primary), NS, MX or SRV record.
+pub fn zone_own_name(zone: &DnsName, record: &hickory_proto::rr::Record) -> Option<DnsName> {
+    match &record.data {
+        RData::SOA(soa) => dns_name_of(&soa.mname),
+        RData::NS(ns) => dns_name_of(&ns.0),
+        RData::MX(mx) => dns_name_of(&mx.exchange),
+        RData::SRV(srv) => dns_name_of(&srv.target),
+        _ => None,
+    }
+    .filter(|name| name.is_in_zone(zone))
 }
 
 fn dns_name_of(name: &Name) -> Option<DnsName> {
@@ -344,13 +355,14 @@ pub struct NotAuthoritative;
 impl Endpoint {
     /// The RRset of `key` from the answer to a signed query for it, as the network
     /// delivered it: checked ([`Self::check_answer`]), then read ([`queried_rrset`]), with
-    /// the CNAME or delegation the answer shows at the name ([`answer_obstacles`]).
+    /// the CNAME or delegation the answer shows at the name ([`answer_obstacles`]) and the
+    /// names it shows the zone uses itself (a referral names the delegation's servers).
     pub fn read_query_answer(
         &self,
         key: &RecordKey,
         answer: &[u8],
         verifier: &mut TSigVerifier,
-    ) -> anyhow::Result<(Option<RecordSet>, Obstacles)> {
+    ) -> anyhow::Result<(Option<RecordSet>, Obstacles, BTreeSet<DnsName>)> {
         let request = Request::Query(key);
         let message = self.check_answer(request, answer, verifier)?;
         let owner = self.owner_name(&key.name)?;
@@ -362,7 +374,11 @@ impl Endpoint {
                     self.zone
                 )
             })?;
-        Ok((rrset, answer_obstacles(&self.zone, &key.name, &message)))
+        Ok((
+            rrset,
+            answer_obstacles(&self.zone, &key.name, &message),
+            zone_own_names(&self.zone, &message),
+        ))
     }
 
     /// Whether the server applied the UPDATE `part`, from its answer as the network

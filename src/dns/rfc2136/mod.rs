@@ -73,6 +73,30 @@ const RECORDS_PER_QUERY: usize = 16;
 /// a transfer again (the operator may allow it meanwhile).
 const TRANSFER_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
+/// The services whose SRV records (`_service._proto` under the apex) are asked for when
+/// reading the names the zone uses itself by queries: the ones mail, chat, telephony,
+/// directory and calendar clients look up (RFC 6186, RFC 6120, RFC 3263, RFC 4120,
+/// RFC 6764, RFC 2782's examples). Other SRV owners are seen only in a zone transfer.
+const WELL_KNOWN_SERVICES: &[&str] = &[
+    "_sip._tcp",
+    "_sip._udp",
+    "_sips._tcp",
+    "_xmpp-client._tcp",
+    "_xmpp-server._tcp",
+    "_ldap._tcp",
+    "_kerberos._tcp",
+    "_kerberos._udp",
+    "_submission._tcp",
+    "_submissions._tcp",
+    "_imap._tcp",
+    "_imaps._tcp",
+    "_pop3s._tcp",
+    "_caldavs._tcp",
+    "_carddavs._tcp",
+    "_autodiscover._tcp",
+    "_matrix._tcp",
+];
+
 /// One zone on one RFC 2136 primary, reached over TCP and authenticated with one TSIG key.
 #[derive(Debug)]
 pub struct Rfc2136Target {
@@ -183,9 +207,10 @@ impl Rfc2136Target {
         let mut read = ZoneRead::default();
         for (key, answer, mut verifier) in self.exchange_queries(keys).await? {
             match self.endpoint.read_query_answer(key, &answer, &mut verifier) {
-                Ok((rrset, obstacles)) => {
+                Ok((rrset, obstacles, own)) => {
                     read.rrsets.extend(rrset);
                     read.obstacles.extend(obstacles);
+                    read.zone_own.extend(own);
                 }
                 Err(error) => return Err(self.explained(error).await),
             }
@@ -193,17 +218,33 @@ impl Rfc2136Target {
         Ok(read)
     }
 
-    /// The apex's SOA, NS and MX, with one signed query each on one connection.
+    /// The names the zone uses itself, from the apex's SOA, NS and MX and the SRV records
+    /// of [`WELL_KNOWN_SERVICES`], with one signed query each on one connection.
+    ///
+    /// Queries can only ask about names known beforehand: SRV records at other names, and
+    /// delegations whose names no managed name lies under, are not seen here. A zone
+    /// transfer sees all of them, and reads that list the zone add what it shows.
     async fn query_zone_own_names(&self) -> anyhow::Result<BTreeSet<DnsName>> {
         use hickory_proto::rr::RecordType as Type;
         let signer = self.endpoint.key.signer();
         let apex = self.endpoint.checked_name(&self.endpoint.zone)?;
+        let mut questions = vec![
+            (apex.clone(), Type::SOA),
+            (apex.clone(), Type::NS),
+            (apex.clone(), Type::MX),
+        ];
+        for service in WELL_KNOWN_SERVICES {
+            let owner = hickory_proto::rr::Name::from_ascii(service)
+                .and_then(|service| service.append_domain(&apex))
+                .context("building an SRV owner name")?;
+            questions.push((owner, Type::SRV));
+        }
         let first_id: u16 = rand::random();
         let mut verifiers = HashMap::new();
         let mut requests = Vec::new();
-        for (n, rtype) in [Type::SOA, Type::NS, Type::MX].into_iter().enumerate() {
+        for (n, (owner, rtype)) in questions.into_iter().enumerate() {
             let id = first_id.wrapping_add(n as u16);
-            let mut query = zone_own_query(id, apex.clone(), rtype);
+            let mut query = zone_own_query(id, owner, rtype);
             verifiers.insert(id, sign(&mut query, &signer)?);
             requests.push(query.to_vec().context("encoding a DNS query")?);
         }

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use anyhow::{anyhow, bail};
 use hickory_proto::rr::{Name, RData, Record, TSigVerifier};
 
-use super::answer::Request;
+use super::answer::{Request, zone_own_name};
 use super::message::Endpoint;
 
 use crate::dns::{OWNERSHIP_LABEL, ZoneContents, ZoneRead};
@@ -34,12 +34,16 @@ pub struct ZoneListing {
     cuts: Vec<DnsName>,
     /// Name → the target of its CNAME.
     cnames: BTreeMap<DnsName, DnsName>,
+    /// The zone's name, to tell which targets lie inside it (`None` if it is no valid
+    /// [`DnsName`], and then the transfer fails at its first SOA anyway).
+    apex: Option<DnsName>,
+    /// The names the zone uses itself: its SOA primary, every NS, MX and SRV target inside it.
+    own: BTreeSet<DnsName>,
 }
 
 impl ZoneListing {
     pub fn new(zone: Name) -> Self {
         Self {
-            zone,
             messages: 0,
             opened: false,
             records: 0,
@@ -47,6 +51,9 @@ impl ZoneListing {
             rrsets: BTreeMap::new(),
             cuts: Vec::new(),
             cnames: BTreeMap::new(),
+            apex: validate::dns_name(&zone.to_ascii()).ok(),
+            own: BTreeSet::new(),
+            zone,
         }
     }
 
@@ -91,6 +98,10 @@ impl ZoneListing {
                     break;
                 }
                 self.opened = true;
+                // The SOA names the zone's primary.
+                if let Some(apex) = &self.apex {
+                    self.own.extend(zone_own_name(apex, record));
+                }
             } else if is_soa {
                 if index + 1 != answers.len() {
                     return Err("has records after its closing SOA record".into());
@@ -111,8 +122,11 @@ impl ZoneListing {
     }
 
     /// Keeps `record` if it is an ownership record, an address record, a zone cut or a
-    /// CNAME.
+    /// CNAME, and the name it says the zone uses itself.
     pub fn keep(&mut self, record: &Record) {
+        if let Some(apex) = &self.apex {
+            self.own.extend(zone_own_name(apex, record));
+        }
         if let Some((name, text)) = ownership_entry(record) {
             self.ownership.entry(name).or_default().insert(text);
         } else if let Some((key, addr)) = address_entry(record) {
@@ -151,6 +165,7 @@ impl ZoneListing {
             mut rrsets,
             cuts,
             cnames,
+            own,
             ..
         } = self;
         ZoneRead {
@@ -160,7 +175,7 @@ impl ZoneListing {
                 .filter_map(|key| rrsets.remove(*key))
                 .collect(),
             obstacles: Self::obstacles(cuts, cnames),
-            zone_own: BTreeSet::new(),
+            zone_own: own,
         }
     }
 
@@ -173,6 +188,7 @@ impl ZoneListing {
             rrsets,
             cuts,
             cnames,
+            own,
             ..
         } = self;
         let rrsets = rrsets
@@ -187,7 +203,7 @@ impl ZoneListing {
             ownership,
             rrsets: Some(rrsets),
             obstacles: Self::obstacles(cuts, cnames),
-            zone_own: BTreeSet::new(),
+            zone_own: own,
         }
     }
 }
@@ -377,6 +393,62 @@ mod tests {
                 &["192.0.2.1", "192.0.2.2"]
             )]
         );
+    }
+
+    #[test]
+    fn a_zone_listing_shows_the_names_the_zone_uses_itself() {
+        let record = |owner: &str, data: RData| {
+            Record::from_rdata(Name::from_ascii(owner).unwrap(), 300, data)
+        };
+        let target = |text: &str| Name::from_ascii(text).unwrap();
+        let mut listing = zone_listing();
+        let records = [
+            soa(),
+            record(
+                "example.test.",
+                RData::NS(hickory_proto::rr::rdata::NS(target("ns1.example.test."))),
+            ),
+            record(
+                "example.test.",
+                RData::MX(hickory_proto::rr::rdata::MX::new(
+                    10,
+                    target("MX.example.test."),
+                )),
+            ),
+            record(
+                "_x._tcp.example.test.",
+                RData::SRV(hickory_proto::rr::rdata::SRV::new(
+                    0,
+                    5,
+                    80,
+                    target("srv.example.test."),
+                )),
+            ),
+            record(
+                "_y._tcp.example.test.",
+                RData::SRV(hickory_proto::rr::rdata::SRV::new(0, 0, 0, Name::root())),
+            ),
+            record(
+                "sub.example.test.",
+                RData::NS(hickory_proto::rr::rdata::NS(target("ns-sub.example.test."))),
+            ),
+            record(
+                "sub.example.test.",
+                RData::NS(hickory_proto::rr::rdata::NS(target("ns.example.net."))),
+            ),
+            soa(),
+        ];
+        assert_eq!(listing.take(&records), Ok(true));
+        let contents = listing.into_contents();
+        let expected: BTreeSet<DnsName> = [
+            "ns1.example.test.",
+            "mx.example.test.",
+            "srv.example.test.",
+            "ns-sub.example.test.",
+        ]
+        .map(name)
+        .into();
+        assert_eq!(contents.zone_own, expected, "the SOA primary is ns1 too");
     }
 
     #[test]
