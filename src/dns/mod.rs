@@ -233,6 +233,13 @@ pub trait DnsTarget: Send + Sync {
         Box::pin(async { Ok(BTreeSet::new()) })
     }
 
+    /// Whether every [`Self::read_zone`] and [`Self::read_listing`] already carries all the
+    /// names [`Self::read_zone_own_names`] would return (they read the whole zone), so that
+    /// a pass need not ask for them separately.
+    fn reads_carry_zone_own_names(&self) -> bool {
+        false
+    }
+
     /// How long writing one batch may take, given the controller's `timeout`.
     fn write_time_limit(&self, default: Duration) -> Duration {
         default

@@ -407,7 +407,7 @@ impl Reconciler {
             .get(target.name())
             .is_some_and(|r| !r.is_empty());
         let zone_own = async {
-            if !wants_any {
+            if !wants_any || target.reads_carry_zone_own_names() {
                 return Ok(BTreeSet::new());
             }
             timeout(self.timeout, target.read_zone_own_names())
