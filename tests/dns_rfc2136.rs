@@ -1143,3 +1143,50 @@ every_server! {
         );
     }
 }
+
+every_server! {
+    /// A wildcard answers a query for a name that does not exist with the query's name,
+    /// like an RRset that exists: reads by queries find out by asking below the name, take
+    /// such a name as absent, and a create writes it with its ownership record. Names that
+    /// exist beside the wildcard still read as they are.
+    async fn a_name_only_a_wildcard_answers_for_reads_as_absent_and_is_created_with_ownership(
+        server: Server,
+    ) {
+        let mut records = RECORDS.to_vec();
+        records.extend([("*", "A", "192.0.2.9"), ("*.deep", "AAAA", "2001:db8::9")]);
+        let dns = server.start(&records, Grants::UpdateAndTransfer);
+        let target = target(&*dns);
+        assert_eq!(
+            dns.query("new.example.test.", "A"),
+            ["192.0.2.9"],
+            "the wildcard answers"
+        );
+        let keys = [
+            key("new.example.test.", RecordType::A),
+            key("x.deep.example.test.", RecordType::Aaaa),
+            key("www.example.test.", RecordType::A),
+            key("v6.example.test.", RecordType::Aaaa),
+        ];
+        let www = rrset("www.example.test.", RecordType::A, ZONE_TTL, &["127.0.1.10"]);
+        let v6 = rrset("v6.example.test.", RecordType::Aaaa, ZONE_TTL, &["2001:db8::1"]);
+        assert_eq!(sorted(target.read(&keys).await.unwrap()), [v6.clone(), www.clone()]);
+        let listed = target.read_listing().await.unwrap().rrsets.unwrap();
+        assert!(
+            !listed.iter().any(|rrset| rrset.key.name.as_str().contains('*')),
+            "{listed:?}"
+        );
+
+        let new = rrset("new.example.test.", RecordType::A, 60, &["192.0.2.140"]);
+        target.write(&[create(new.clone())]).await.unwrap();
+        assert_eq!(
+            sorted(target.read(&keys).await.unwrap()),
+            [new, v6, www],
+            "once it exists, it reads as itself"
+        );
+        assert_eq!(
+            ownership_txt(&*dns, "new.example.test."),
+            [format!("\"{}\"", ownership_text(OWNER_ID))]
+        );
+        assert_eq!(dns.transfers_started(), 1, "the reads were queries");
+    }
+}

@@ -202,19 +202,75 @@ impl Rfc2136Target {
         }
     }
 
-    /// The RRsets of `keys` with one signed query each, pipelined on one connection.
+    /// The RRsets of `keys` with one signed query each, pipelined on one connection; an
+    /// RRset that only a wildcard answers for is left out, as absent.
+    ///
+    /// A query cannot tell an RRset that exists from one a wildcard synthesizes: the answer
+    /// carries the query's name either way (RFC 4592 §2.2.1), and only the RRSIG of a
+    /// signed zone tells them apart. What does tell is a name below: a name that exists is
+    /// the closest encloser of `<random>.<name>`, so that probe gets NXDOMAIN, while below a
+    /// name that does not exist the probe is answered by the same wildcard (RFC 4592 §3.3.1).
+    /// So each read also asks for a random name beside the keys (one per parent and type),
+    /// and only where that is answered — a wildcard is there — asks below each name found.
+    /// A zone with no wildcard costs one query per parent and type; a wildcard `*.<name>`
+    /// below a managed name that exists makes it read as absent, and the create that
+    /// follows is refused as a record set that exists, never written over it. A zone
+    /// transfer shows the `*` owner itself, which is never a managed name.
     async fn query_rrsets(&self, keys: &BTreeSet<&RecordKey>) -> anyhow::Result<ZoneRead> {
+        let label = format!("ipdrift-probe-{:016x}", rand::random::<u64>());
+        let zone = &self.endpoint.zone;
+        let beside: BTreeSet<RecordKey> = keys
+            .iter()
+            .filter_map(|key| probe_beside(&label, zone, key))
+            .filter(|probe| !keys.contains(probe))
+            .collect();
+        let mut asked = keys.clone();
+        asked.extend(&beside);
         let mut read = ZoneRead::default();
-        for (key, answer, mut verifier) in self.exchange_queries(keys).await? {
-            match self.endpoint.read_query_answer(key, &answer, &mut verifier) {
-                Ok((rrset, obstacles, own)) => {
-                    read.rrsets.extend(rrset);
-                    read.obstacles.extend(obstacles);
-                    read.zone_own.extend(own);
+        let mut wildcard_beside = BTreeSet::new();
+        for (key, answer, mut verifier) in self.exchange_queries(&asked).await? {
+            let (rrset, obstacles, own) =
+                match self.endpoint.read_query_answer(key, &answer, &mut verifier) {
+                    Ok(read) => read,
+                    Err(error) => return Err(self.explained(error).await),
+                };
+            if beside.contains(key) {
+                if rrset.is_some() {
+                    wildcard_beside.insert(key.clone());
                 }
+                continue;
+            }
+            read.rrsets.extend(rrset);
+            read.obstacles.extend(obstacles);
+            read.zone_own.extend(own);
+        }
+        let below: BTreeMap<RecordKey, RecordKey> = read
+            .rrsets
+            .iter()
+            .filter(|rrset| {
+                probe_beside(&label, zone, &rrset.key)
+                    .is_some_and(|probe| wildcard_beside.contains(&probe))
+            })
+            .filter_map(|rrset| Some((probe_below(&label, &rrset.key)?, rrset.key.clone())))
+            .collect();
+        if below.is_empty() {
+            return Ok(read);
+        }
+        let mut synthesized = BTreeSet::new();
+        for (probe, answer, mut verifier) in self.exchange_queries(&below.keys().collect()).await? {
+            match self
+                .endpoint
+                .read_query_answer(probe, &answer, &mut verifier)
+            {
+                Ok((Some(_), ..)) => {
+                    synthesized.insert(&below[probe]);
+                }
+                Ok(_) => {}
                 Err(error) => return Err(self.explained(error).await),
             }
         }
+        read.rrsets
+            .retain(|rrset| !synthesized.contains(&rrset.key));
         Ok(read)
     }
 
@@ -605,6 +661,32 @@ impl Rfc2136Target {
     }
 }
 
+/// `<label>.<name>` for the type of `key`: a name no zone holds, asked for to see whether
+/// a wildcard answers below `name`. `None` when it would be too long to be a name.
+fn probe_below(label: &str, key: &RecordKey) -> Option<RecordKey> {
+    let name = crate::validate::dns_name(&format!("{label}.{}", key.name)).ok()?;
+    Some(RecordKey {
+        name,
+        rtype: key.rtype,
+    })
+}
+
+/// [`probe_below`] the parent of `key`'s name, if the parent lies inside `zone`.
+fn probe_beside(label: &str, zone: &DnsName, key: &RecordKey) -> Option<RecordKey> {
+    let (_, parent) = key.name.as_str().split_once('.')?;
+    let parent = crate::validate::dns_name(parent).ok()?;
+    if !parent.is_in_zone(zone) {
+        return None;
+    }
+    probe_below(
+        label,
+        &RecordKey {
+            name: parent,
+            rtype: key.rtype,
+        },
+    )
+}
+
 impl DnsTarget for Rfc2136Target {
     fn name(&self) -> &str {
         &self.endpoint.name
@@ -644,6 +726,31 @@ impl DnsTarget for Rfc2136Target {
 mod tests {
     use super::*;
     use crate::dns::rfc2136::fixtures::*;
+
+    #[test]
+    fn wildcard_probes_ask_below_the_parent_and_below_the_name_inside_the_zone() {
+        let zone = name("example.test.");
+        let key = |text: &str| RecordKey {
+            name: name(text),
+            rtype: crate::model::RecordType::Aaaa,
+        };
+        assert_eq!(
+            probe_beside("p", &zone, &key("www.example.test.")),
+            Some(key("p.example.test."))
+        );
+        assert_eq!(
+            probe_below("p", &key("www.example.test.")),
+            Some(key("p.www.example.test."))
+        );
+        assert_eq!(probe_beside("p", &zone, &key("example.test.")), None);
+        // 251 characters without the trailing dot; 253 is the most a name may have.
+        let long = format!(
+            "{}.{}.example.test.",
+            vec!["a".repeat(60); 3].join("."),
+            "b".repeat(55)
+        );
+        assert_eq!(probe_below("probe", &key(&long)), None, "too long a name");
+    }
 
     #[test]
     fn reads_transfer_for_many_rrsets_compared_with_the_zone_and_retry_after_an_hour() {
