@@ -395,7 +395,8 @@ impl Endpoint {
 }
 
 /// What a verified answer to a query for `name` shows about it: the CNAME it holds (the
-/// servers add the records it leads to after it), or the delegation inside `zone` it lies at or below (a referral, RFC 1034 §4.3.2).
+/// servers add the records it leads to after it), or the delegation inside `zone` it lies
+/// at or below (a referral, RFC 1034 §4.3.2).
 pub fn answer_obstacles(zone: &DnsName, name: &DnsName, answer: &Message) -> Obstacles {
     let mut obstacles = Obstacles::default();
     for record in &answer.answers {
@@ -464,6 +465,7 @@ mod tests {
     use hickory_proto::op::{MessageType, OpCode};
     use hickory_proto::rr::rdata::A;
     use hickory_proto::rr::{Record, TSigner};
+    use std::collections::BTreeMap;
 
     use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -810,6 +812,47 @@ mod tests {
         let empty = Message::new(1, MessageType::Response, OpCode::Query);
         assert_eq!(name_cause(&www_name(), Some(&empty)), NameCause::Unknown);
         assert_eq!(name_cause(&www_name(), None), NameCause::Unknown);
+    }
+
+    #[test]
+    fn an_answer_shows_the_cname_at_the_name_and_the_delegation_it_lies_below() {
+        let zone = name("example.test.");
+        let alias = name("alias.example.test.");
+        let mut answer = Message::new(1, MessageType::Response, OpCode::Query);
+        answer.metadata.authoritative = true;
+        answer.add_answer(Record::from_rdata(
+            Name::from_ascii("ALIAS.example.test.").unwrap(),
+            300,
+            RData::CNAME(hickory_proto::rr::rdata::CNAME(www())),
+        ));
+        // The record the CNAME leads to, which is no obstacle at www.
+        answer.add_answer(Record::from_rdata(
+            www(),
+            300,
+            RData::A(A::new(192, 0, 2, 1)),
+        ));
+        let obstacles = answer_obstacles(&zone, &alias, &answer);
+        assert_eq!(
+            obstacles.cnames,
+            BTreeMap::from([(alias.clone(), www_name())])
+        );
+        assert!(obstacles.cuts.is_empty());
+        assert_eq!(
+            answer_obstacles(&zone, &www_name(), &answer),
+            Obstacles::default()
+        );
+
+        let below = name("x.sub.example.test.");
+        let obstacles = answer_obstacles(&zone, &below, &referral("sub.example.test."));
+        assert_eq!(obstacles.cuts, BTreeSet::from([name("sub.example.test.")]));
+        assert_eq!(
+            zone_own_names(&zone, &referral("sub.example.test.")),
+            BTreeSet::new(),
+            "the delegation's server is outside the zone"
+        );
+        // A resolver's referral to the zone's parent is no delegation inside it.
+        let outside = answer_obstacles(&zone, &below, &referral("test."));
+        assert_eq!(outside, Obstacles::default());
     }
 
     fn www_name() -> DnsName {

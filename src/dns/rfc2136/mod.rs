@@ -256,8 +256,9 @@ impl Rfc2136Target {
         if below.is_empty() {
             return Ok(read);
         }
+        let probes: BTreeSet<&RecordKey> = below.keys().collect();
         let mut synthesized = BTreeSet::new();
-        for (probe, answer, mut verifier) in self.exchange_queries(&below.keys().collect()).await? {
+        for (probe, answer, mut verifier) in self.exchange_queries(&probes).await? {
             match self
                 .endpoint
                 .read_query_answer(probe, &answer, &mut verifier)
