@@ -141,6 +141,45 @@ pub struct RecordSet {
     pub addrs: BTreeSet<IpAddr>,
 }
 
+/// Names of a zone that cannot hold address records, as a read of the zone showed them:
+/// writing there would be refused or ignored by the server, so the plan reports such a name
+/// as unrepairable instead of writing it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Obstacles {
+    /// Name → the target of the CNAME it holds (a CNAME allows no other data, RFC 1034 §3.6.2).
+    pub cnames: BTreeMap<DnsName, DnsName>,
+    /// Delegations inside the zone (names below the apex with NS records): addresses at and
+    /// below them are the delegated zone's, not this one's (RFC 1034 §4.2.1).
+    pub cuts: BTreeSet<DnsName>,
+}
+
+/// Why a name cannot hold address records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Obstacle {
+    /// It holds a CNAME to this name.
+    Cname(DnsName),
+    /// It is at or below this delegation.
+    Delegation(DnsName),
+}
+
+impl Obstacles {
+    /// What keeps `name` from holding address records, if anything.
+    pub fn at(&self, name: &DnsName) -> Option<Obstacle> {
+        if let Some(target) = self.cnames.get(name) {
+            return Some(Obstacle::Cname(target.clone()));
+        }
+        self.cuts
+            .iter()
+            .find(|cut| name.is_in_zone(cut))
+            .map(|cut| Obstacle::Delegation(cut.clone()))
+    }
+
+    pub fn extend(&mut self, other: Obstacles) {
+        self.cnames.extend(other.cnames);
+        self.cuts.extend(other.cuts);
+    }
+}
+
 /// Whether the load balancer sends a server traffic (`ready`), only its existing
 /// connections (`drain`, set by ipdrift only under `remove = "drain"`), or none (`maint`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

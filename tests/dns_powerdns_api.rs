@@ -51,15 +51,21 @@ impl Setup {
 
     /// Like [`Setup::start`] with `webs` web servers `web-0N` at [`web_addr`].
     fn with_webs(policy: &str, webs: u16) -> Setup {
+        Setup::with_records(policy, webs, &[])
+    }
+
+    /// Like [`Setup::with_webs`], the zone also holding `extra` records.
+    fn with_records(policy: &str, webs: u16, extra: &[(&str, &str, &str)]) -> Setup {
         let mut records = vec![
             ("www".to_string(), "127.0.1.1".to_string()),
             ("static".to_string(), "192.0.2.99".to_string()),
         ];
         records.extend((1..=webs).map(|n| (format!("web-0{n}"), web_addr(1, n))));
-        let records: Vec<(&str, &str, &str)> = records
+        let mut records: Vec<(&str, &str, &str)> = records
             .iter()
             .map(|(name, addr)| (name.as_str(), "A", addr.as_str()))
             .collect();
+        records.extend(extra);
         let pdns = PowerDns::with_api(ZONE, &records, Grants::UpdateAndTransfer);
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("pdns.key"), format!("{}\n", pdns.api().key)).unwrap();
@@ -335,4 +341,98 @@ fn an_api_key_pasted_into_api_key_env_is_refused_and_not_shown() {
         "{all}"
     );
     assert!(!all.contains(&key), "{all}");
+}
+
+/// Records the zone uses itself, and names no address can be written to.
+const ZONE_OWN_AND_OBSTACLES: &[(&str, &str, &str)] = &[
+    ("@", "MX", "10 mail"),
+    ("mail", "A", "192.0.2.25"),
+    ("_game._udp", "SRV", "0 5 27015 game"),
+    ("game", "A", "192.0.2.27"),
+    ("sub", "NS", "ns-sub"),
+    ("ns-sub", "A", "192.0.2.53"),
+    ("alias", "CNAME", "www"),
+];
+
+#[tokio::test]
+async fn the_zone_listing_shows_the_names_the_zone_uses_itself_and_its_cnames_and_delegations() {
+    use ipdrift::config::{SecretAt, SecretRef};
+    use ipdrift::dns::TargetSpec as _;
+    use ipdrift::dns::powerdns::PowerDnsConfig;
+    let setup = Setup::with_records("upsert-only", 2, ZONE_OWN_AND_OBSTACLES);
+    let spec = PowerDnsConfig {
+        api_url: setup.pdns.api().url().parse().unwrap(),
+        server_id: "localhost".into(),
+        api_key: SecretAt {
+            field: "dns \"pdns\"".into(),
+            line: 1,
+            secret: SecretRef::File(setup.dir.path().join("pdns.key")),
+        },
+    };
+    let zone = ipdrift::validate::dns_name(ZONE).unwrap();
+    let target = spec
+        .build("pdns", &zone, std::time::Duration::from_secs(5))
+        .unwrap();
+    let name = |label: &str| ipdrift::validate::dns_name(&format!("{label}.{ZONE}")).unwrap();
+    let own = target.read_zone_own_names().await.unwrap();
+    assert_eq!(
+        own,
+        ["ns1", "mail", "game", "ns-sub"].map(name).into(),
+        "the SOA primary and NS, the MX, the SRV target and the delegation's name server"
+    );
+    let keys = [ipdrift::model::RecordKey {
+        name: name("www"),
+        rtype: ipdrift::model::RecordType::A,
+    }];
+    let read = target.read_zone(&keys).await.unwrap();
+    assert_eq!(read.rrsets.len(), 1);
+    assert_eq!(read.zone_own, own);
+    assert_eq!(read.obstacles.cnames, [(name("alias"), name("www"))].into());
+    assert_eq!(read.obstacles.cuts, [name("sub")].into());
+    let listing = target.read_listing().await.unwrap();
+    assert_eq!((listing.obstacles, listing.zone_own), (read.obstacles, own));
+}
+
+#[test]
+fn instances_named_like_the_zones_own_names_or_a_cname_are_reported_and_the_rest_repaired() {
+    let setup = Setup::with_records("upsert-only", 2, ZONE_OWN_AND_OBSTACLES);
+    let mut instances = vec![lb_instance(2), web(2, 1), web(2, 2)];
+    for (n, label) in [(5, "mail"), (6, "alias"), (7, "sub"), (8, "game")] {
+        let mut odd = web(2, n);
+        odd["name"] = label.into();
+        odd["id"] = format!("i-{label}").into();
+        instances.push(odd);
+    }
+    std::fs::write(
+        setup.dir.path().join("instances.json"),
+        serde_json::to_string(&instances).unwrap(),
+    )
+    .unwrap();
+    let diff = setup.run(&["diff"]);
+    assert_eq!(diff.status.code(), Some(2), "{}", describe(&diff));
+    let text = String::from_utf8_lossy(&diff.stdout);
+    for line in [
+        format!("cannot   pdns: mail.{ZONE} A  mail.{ZONE} is a name the zone uses itself"),
+        format!("cannot   pdns: game.{ZONE} A  game.{ZONE} is a name the zone uses itself"),
+        format!("cannot   pdns: alias.{ZONE} A  alias.{ZONE} holds a CNAME (to www.{ZONE})"),
+        format!("cannot   pdns: sub.{ZONE} A  sub.{ZONE} is delegated"),
+    ] {
+        assert!(text.contains(&line), "{line}\n{text}");
+    }
+    let apply = setup.run(&["apply"]);
+    assert_eq!(apply.status.code(), Some(0), "{}", describe(&apply));
+    assert_eq!(setup.answer("www", "A"), vec!["127.0.2.1"]);
+    assert_eq!(setup.answer("web-01", "A"), vec![web_addr(2, 1)]);
+    assert_eq!(setup.answer("mail", "A"), vec!["192.0.2.25"], "left alone");
+    assert_eq!(setup.answer("game", "A"), vec!["192.0.2.27"], "left alone");
+    let zone = format!("/api/v1/servers/localhost/zones/{ZONE}");
+    let requests = api_requests(&setup.log());
+    assert_eq!(
+        requests
+            .iter()
+            .filter(|r| **r == format!("GET {zone}"))
+            .count(),
+        3,
+        "one GET for the diff, one for the apply and its read-back: {requests:?}"
+    );
 }

@@ -1062,3 +1062,131 @@ every_server! {
         );
     }
 }
+
+every_server! {
+    /// A CNAME at a managed name and a delegation in the zone are what make a server refuse
+    /// or ignore an address there: a read shows both, whether by queries or by a zone
+    /// transfer, so that the plan reports those names instead of writing them.
+    async fn the_cnames_and_delegations_at_managed_names_are_read_by_queries_and_transfer(
+        server: Server,
+    ) {
+        let mut records = RECORDS.to_vec();
+        records.extend([("sub", "NS", "ns.sub"), ("ns.sub", "A", "192.0.2.53")]);
+        let dns = server.start(&records, Grants::UpdateAndTransfer);
+        let target = target(&*dns);
+        let keys = [
+            key("alias.example.test.", RecordType::A),
+            key("sub.example.test.", RecordType::A),
+            key("x.sub.example.test.", RecordType::A),
+            key("www.example.test.", RecordType::A),
+        ];
+        let by_queries = target.read_zone(&keys).await.unwrap();
+        assert_eq!(
+            by_queries.rrsets,
+            [rrset("www.example.test.", RecordType::A, ZONE_TTL, &["127.0.1.10"])]
+        );
+        let cnames = BTreeMap::from([(name("alias.example.test."), name("www.example.test."))]);
+        let cuts = BTreeSet::from([name("sub.example.test.")]);
+        assert_eq!(by_queries.obstacles.cnames, cnames);
+        assert_eq!(by_queries.obstacles.cuts, cuts);
+        assert_eq!(dns.transfers_started(), 0, "a few RRsets are queried");
+        let listing = target.read_listing().await.unwrap();
+        assert_eq!(listing.obstacles.cnames, cnames);
+        assert_eq!(listing.obstacles.cuts, cuts);
+        for key in &keys[..3] {
+            let obstacle = listing.obstacles.at(&key.name);
+            assert!(obstacle.is_some(), "{key}: {:?}", listing.obstacles);
+        }
+        assert_eq!(listing.obstacles.at(&keys[3].name), None);
+    }
+}
+
+every_server! {
+    /// Mail exchangers, SRV targets and the name servers of delegations are names the zone
+    /// uses itself too. Queries find the ones at known names (the apex, well-known services,
+    /// the delegations managed names lie under); a zone transfer finds them all.
+    async fn srv_targets_and_delegations_name_servers_are_names_the_zone_uses_itself(
+        server: Server,
+    ) {
+        let mut records = RECORDS.to_vec();
+        records.extend([
+            ("@", "MX", "10 mail"),
+            ("mail", "A", "192.0.2.25"),
+            ("_sip._tcp", "SRV", "0 5 5060 sip"),
+            ("sip", "A", "192.0.2.26"),
+            ("_game._udp", "SRV", "0 5 27015 game"),
+            ("game", "A", "192.0.2.27"),
+            ("sub", "NS", "ns-sub"),
+            ("ns-sub", "A", "192.0.2.53"),
+            ("other", "SRV", "0 0 1 outside.example.net."),
+        ]);
+        let dns = server.start(&records, Grants::UpdateAndTransfer);
+        let target = target(&*dns);
+        let names = |texts: &[&str]| -> BTreeSet<DnsName> {
+            texts.iter().map(|t| name(&format!("{t}.{ZONE}"))).collect()
+        };
+        assert_eq!(
+            target.read_zone_own_names().await.unwrap(),
+            names(&["ns1", "mail", "sip"]),
+            "by queries: the apex and the well-known services"
+        );
+        let below = target
+            .read_zone(&[key("x.sub.example.test.", RecordType::A)])
+            .await
+            .unwrap();
+        assert_eq!(below.zone_own, names(&["ns-sub"]), "from the referral");
+        let listing = target.read_listing().await.unwrap();
+        assert_eq!(
+            listing.zone_own,
+            names(&["ns1", "mail", "sip", "game", "ns-sub"]),
+            "by zone transfer: every SRV target and the delegation's name server"
+        );
+    }
+}
+
+every_server! {
+    /// A wildcard answers a query for a name that does not exist with the query's name,
+    /// like an RRset that exists: reads by queries find out by asking below the name, take
+    /// such a name as absent, and a create writes it with its ownership record. Names that
+    /// exist beside the wildcard still read as they are.
+    async fn a_name_only_a_wildcard_answers_for_reads_as_absent_and_is_created_with_ownership(
+        server: Server,
+    ) {
+        let mut records = RECORDS.to_vec();
+        records.extend([("*", "A", "192.0.2.9"), ("*.deep", "AAAA", "2001:db8::9")]);
+        let dns = server.start(&records, Grants::UpdateAndTransfer);
+        let target = target(&*dns);
+        assert_eq!(
+            dns.query("new.example.test.", "A"),
+            ["192.0.2.9"],
+            "the wildcard answers"
+        );
+        let keys = [
+            key("new.example.test.", RecordType::A),
+            key("x.deep.example.test.", RecordType::Aaaa),
+            key("www.example.test.", RecordType::A),
+            key("v6.example.test.", RecordType::Aaaa),
+        ];
+        let www = rrset("www.example.test.", RecordType::A, ZONE_TTL, &["127.0.1.10"]);
+        let v6 = rrset("v6.example.test.", RecordType::Aaaa, ZONE_TTL, &["2001:db8::1"]);
+        assert_eq!(sorted(target.read(&keys).await.unwrap()), [v6.clone(), www.clone()]);
+        let listed = target.read_listing().await.unwrap().rrsets.unwrap();
+        assert!(
+            !listed.iter().any(|rrset| rrset.key.name.as_str().contains('*')),
+            "{listed:?}"
+        );
+
+        let new = rrset("new.example.test.", RecordType::A, 60, &["192.0.2.140"]);
+        target.write(&[create(new.clone())]).await.unwrap();
+        assert_eq!(
+            sorted(target.read(&keys).await.unwrap()),
+            [new, v6, www],
+            "once it exists, it reads as itself"
+        );
+        assert_eq!(
+            ownership_txt(&*dns, "new.example.test."),
+            [format!("\"{}\"", ownership_text(OWNER_ID))]
+        );
+        assert_eq!(dns.transfers_started(), 1, "the reads were queries");
+    }
+}

@@ -339,3 +339,108 @@ fn an_instance_named_like_the_zones_name_server_never_takes_it_over() {
         vec!["127.0.0.1"]
     );
 }
+
+#[test]
+fn instances_named_like_a_cname_or_a_delegation_make_diff_exit_2_and_the_rest_is_repaired() {
+    let mut fleet = Fleet::start();
+    // A hand-made CNAME and a delegation in the zone.
+    nsupdate(
+        &fleet,
+        &[
+            format!("update add alias.{ZONE} 300 CNAME www.{ZONE}"),
+            format!("update add sub.{ZONE} 300 NS ns.example.net."),
+        ],
+    );
+    fleet.move_to(2);
+    let mut instances = fleet.instances_at(2);
+    for (n, name) in [(5, "alias"), (6, "sub")] {
+        let mut odd = fleet::web_instance(2, n);
+        odd["name"] = name.into();
+        instances.push(odd);
+    }
+    fleet.write_instances(&instances);
+    let diff = fleet.ipdrift(&["diff"]);
+    assert_eq!(diff.status.code(), Some(2), "{}", describe(&diff));
+    let text = String::from_utf8_lossy(&diff.stdout);
+    for line in [
+        format!("cannot   ns1: alias.{ZONE} A  alias.{ZONE} holds a CNAME (to www.{ZONE})"),
+        format!("cannot   ns1: sub.{ZONE} A  sub.{ZONE} is delegated"),
+    ] {
+        assert!(text.contains(&line), "{line}\n{text}");
+    }
+    let apply = fleet.ipdrift(&["apply"]);
+    assert_eq!(apply.status.code(), Some(0), "{}", describe(&apply));
+    assert!(
+        fleet.dns_at(2),
+        "every other record repaired: {}",
+        describe(&apply)
+    );
+    assert_eq!(
+        fleet.bind.query(&format!("alias.{ZONE}"), "CNAME"),
+        [format!("www.{ZONE}")]
+    );
+    assert!(fleet.bind.query(&format!("sub.{ZONE}"), "A").is_empty());
+}
+
+/// Sends `updates` (nsupdate's `update …` lines) to the fleet's BIND in one UPDATE, the way
+/// an operator edits the zone by hand.
+fn nsupdate(fleet: &Fleet, updates: &[String]) {
+    use std::io::Write as _;
+    let script = format!(
+        "server 127.0.0.1 {port}\nzone {ZONE}\n{}\nsend\n",
+        updates.join("\n"),
+        port = fleet.bind.addr().port()
+    );
+    let mut nsupdate = std::process::Command::new("nsupdate")
+        .arg("-y")
+        .arg(format!(
+            "hmac-sha256:{}:{}",
+            fleet.bind.key_name(),
+            fleet.bind.secret_base64()
+        ))
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    nsupdate
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    assert!(nsupdate.wait().unwrap().success());
+}
+
+#[test]
+fn a_name_only_a_wildcard_answers_for_is_created_with_its_ownership_record() {
+    let fleet = Fleet::start();
+    nsupdate(&fleet, &[format!("update add *.{ZONE} 300 A 192.0.2.9")]);
+    let web_03 = format!("web-03.{ZONE}");
+    assert_eq!(
+        fleet.bind.query(&web_03, "A"),
+        ["192.0.2.9"],
+        "the wildcard answers"
+    );
+    let mut instances = fleet.instances_at(1);
+    instances.push(fleet::web_instance(1, 3));
+    fleet.write_instances(&instances);
+    let diff = fleet.ipdrift(&["diff", "--output", "json"]);
+    assert_eq!(diff.status.code(), Some(2), "{}", describe(&diff));
+    let plan = json_of(&diff);
+    let change = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["object"] == format!("{web_03} A"))
+        .unwrap_or_else(|| panic!("web-03 planned: {plan:#}"))
+        .clone();
+    assert_eq!(change["op"], "create", "{change}");
+    assert_eq!(change["from"], Value::Null, "{change}");
+    let apply = fleet.ipdrift(&["apply"]);
+    assert_eq!(apply.status.code(), Some(0), "{}", describe(&apply));
+    assert_eq!(fleet.bind.query(&web_03, "A"), [web_public(1, 3)]);
+    let ownership = fleet.bind.query(&format!("_ipdrift.{web_03}"), "TXT");
+    assert!(
+        ownership.len() == 1 && ownership[0].contains("heritage=ipdrift"),
+        "{ownership:?}"
+    );
+}

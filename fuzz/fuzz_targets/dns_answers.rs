@@ -1,15 +1,16 @@
 //! DNS answers as a server sends them over TCP (RFC 1035 §4.2.2: each message after its
 //! 2-byte length), read the way the RFC 2136 target reads them once their TSIG signature
 //! has been verified: as the messages of a zone transfer of `example.test.` (RFC 5936), and
-//! each as the answer to a query for `www.example.test.` A and AAAA.
+//! each as the answer to a query for `www.example.test.` A and AAAA, with the CNAME,
+//! delegation and names the zone uses itself that it shows.
 //!
 //! The answer parsers are `ipdrift::dns::rfc2136::transfer::ZoneListing` and
-//! `ipdrift::dns::rfc2136::answer::queried_rrset`.
+//! `ipdrift::dns::rfc2136::answer::{queried_rrset, answer_obstacles, zone_own_names}`.
 #![no_main]
 
 use hickory_proto::op::Message;
 use hickory_proto::rr::Name;
-use ipdrift::dns::rfc2136::answer::queried_rrset;
+use ipdrift::dns::rfc2136::answer::{answer_obstacles, queried_rrset, zone_own_names};
 use ipdrift::dns::rfc2136::transfer::ZoneListing;
 use ipdrift::model::{RecordKey, RecordType};
 use libfuzzer_sys::fuzz_target;
@@ -35,6 +36,8 @@ fuzz_target!(|stream: &[u8]| {
         for key in &keys {
             let _ = queried_rrset(&zone_name, key, &owner, &message);
         }
+        let _ = answer_obstacles(&zone_name, &name, &message);
+        let _ = zone_own_names(&zone_name, &message);
         // The transfer ends at its closing SOA or at its first error, as reads do.
         if !matches!(listing.take(&message.answers), Ok(false)) {
             break;

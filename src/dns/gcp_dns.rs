@@ -330,6 +330,7 @@ impl GcpDnsTarget {
         Ok(ZoneContents {
             ownership: ownership_records(&listing),
             rrsets: Some(rrsets),
+            ..ZoneContents::default()
         })
     }
 

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use crate::dns::{OWNERSHIP_LABEL, RecordChange, ZoneContents};
-use crate::model::{DnsName, RecordKey, RecordSet, RecordType};
+use crate::model::{DnsName, Obstacles, RecordKey, RecordSet, RecordType};
 use crate::validate;
 
 /// One record set of a listing, as the provider returns it.
@@ -84,6 +84,49 @@ pub fn pick_rrsets(listing: &[ListedSet], keys: &[RecordKey]) -> Result<Vec<Reco
         found.push(address_set(key, set)?);
     }
     Ok(found)
+}
+
+/// What a listing of `zone` shows besides its address sets: the CNAMEs and delegations (NS
+/// sets below the apex), where no address can be written, and the names the zone uses
+/// itself — the SOA's primary, every NS (so the delegations' glue too), MX and SRV target
+/// inside the zone. Values are read as zone-file rdata (`10 mail.example.com.`); one that
+/// does not read as such names nothing.
+pub fn zone_facts(listing: &[ListedSet], zone: &DnsName) -> (Obstacles, BTreeSet<DnsName>) {
+    let mut obstacles = Obstacles::default();
+    let mut own = BTreeSet::new();
+    for set in listing {
+        let Ok(owner) = validate::dns_name(&set.name) else {
+            continue;
+        };
+        let rtype = set.rtype.to_ascii_uppercase();
+        // Which field of the rdata is a name: SOA MNAME, NS/CNAME target, MX exchange,
+        // SRV target.
+        let field = match rtype.as_str() {
+            "SOA" | "NS" | "CNAME" => 0,
+            "MX" => 1,
+            "SRV" => 3,
+            _ => continue,
+        };
+        let targets = set.values.iter().filter_map(|value| {
+            let target = value.split_whitespace().nth(field)?;
+            validate::dns_name(target).ok()
+        });
+        for target in targets {
+            match rtype.as_str() {
+                "CNAME" => {
+                    obstacles.cnames.insert(owner.clone(), target);
+                }
+                _ if target.is_in_zone(zone) => {
+                    own.insert(target);
+                }
+                _ => {}
+            }
+        }
+        if rtype == "NS" && owner != *zone && owner.is_in_zone(zone) {
+            obstacles.cuts.insert(owner);
+        }
+    }
+    (obstacles, own)
 }
 
 /// A TXT value as APIs write it — one or more `"quoted strings"` with `\"` and `\\`
@@ -175,6 +218,7 @@ pub fn zone_contents(listing: &[ListedSet]) -> ZoneContents {
     ZoneContents {
         ownership: ownership_records(listing),
         rrsets,
+        ..ZoneContents::default()
     }
 }
 
@@ -241,6 +285,50 @@ mod tests {
 
     fn name(text: &str) -> DnsName {
         validate::dns_name(text).unwrap()
+    }
+
+    #[test]
+    fn a_listing_shows_cnames_delegations_and_the_names_the_zone_uses_itself() {
+        let zone = name("example.com.");
+        let listing = [
+            listed(
+                "example.com.",
+                "SOA",
+                &["ns1.example.com. hostmaster.example.com. 1 3600 600 86400 60"],
+            ),
+            listed(
+                "example.com.",
+                "NS",
+                &["ns1.example.com.", "ns.example.net."],
+            ),
+            listed("example.com.", "MX", &["10 Mail.example.com."]),
+            listed(
+                "_sip._tcp.example.com.",
+                "SRV",
+                &["0 5 5060 sip.example.com."],
+            ),
+            listed("_none._tcp.example.com.", "srv", &["0 0 0 ."]),
+            listed("sub.example.com.", "NS", &["ns-sub.example.com."]),
+            listed("alias.example.com.", "CNAME", &["www.example.com."]),
+            listed("odd.example.com.", "MX", &["not rdata"]),
+        ];
+        let (obstacles, own) = zone_facts(&listing, &zone);
+        assert_eq!(
+            own,
+            [
+                "ns1.example.com.",
+                "mail.example.com.",
+                "sip.example.com.",
+                "ns-sub.example.com."
+            ]
+            .map(name)
+            .into()
+        );
+        assert_eq!(
+            obstacles.cnames,
+            [(name("alias.example.com."), name("www.example.com."))].into()
+        );
+        assert_eq!(obstacles.cuts, [name("sub.example.com.")].into());
     }
 
     fn listed(name: &str, rtype: &str, values: &[&str]) -> ListedSet {

@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use crate::BoxFuture;
 use crate::config::{ConfigError, Fragment, SecretAt};
-use crate::model::{DnsName, RecordKey, RecordSet};
+use crate::model::{DnsName, Obstacles, RecordKey, RecordSet};
 
 /// Every kind of DNS target: `kind = "…"` in `[[dns]]`. Adding a kind is its file, one line
 /// here, and its README section.
@@ -203,6 +203,17 @@ pub trait DnsTarget: Send + Sync {
     /// Writes all `changes`, each RRset atomically: for RFC 2136 one UPDATE message, or as
     /// few as fit when one would exceed the DNS message size.
     fn write<'a>(&'a self, changes: &'a [RecordChange]) -> BoxFuture<'a, anyhow::Result<()>>;
+    /// [`Self::read`], with what the read showed about the names: which cannot hold
+    /// address records (a CNAME, a delegation) and which the zone uses itself. The default
+    /// shows nothing about them.
+    fn read_zone<'a>(&'a self, keys: &'a [RecordKey]) -> BoxFuture<'a, anyhow::Result<ZoneRead>> {
+        Box::pin(async move {
+            Ok(ZoneRead {
+                rrsets: self.read(keys).await?,
+                ..ZoneRead::default()
+            })
+        })
+    }
     /// Every ownership record and, where the same listing carries them, every A and AAAA
     /// RRset of the zone, so that a pass that needs both lists the zone once. The default
     /// lists only the ownership records ([`Self::read_ownership`]).
@@ -210,16 +221,23 @@ pub trait DnsTarget: Send + Sync {
         Box::pin(async move {
             Ok(ZoneContents {
                 ownership: self.read_ownership().await?,
-                rrsets: None,
+                ..ZoneContents::default()
             })
         })
     }
 
-    /// Names inside the zone that the zone uses itself (its SOA primary, name servers and
-    /// mail exchangers): no rule takes them over. Providers whose zones cannot hold such
+    /// Names inside the zone that the zone uses itself (its SOA primary, name servers,
+    /// mail exchangers and SRV targets): no rule takes them over. Providers whose zones cannot hold such
     /// names, or cannot tell, return none.
     fn read_zone_own_names(&self) -> BoxFuture<'_, anyhow::Result<BTreeSet<DnsName>>> {
         Box::pin(async { Ok(BTreeSet::new()) })
+    }
+
+    /// Whether every [`Self::read_zone`] and [`Self::read_listing`] already carries all the
+    /// names [`Self::read_zone_own_names`] would return (they read the whole zone), so that
+    /// a pass need not ask for them separately.
+    fn reads_carry_zone_own_names(&self) -> bool {
+        false
     }
 
     /// How long writing one batch may take, given the controller's `timeout`.
@@ -236,6 +254,21 @@ pub struct ZoneContents {
     /// Every A and AAAA RRset of the zone when the listing carried them (a zone transfer
     /// does); `None` when the RRsets a pass needs must be [`DnsTarget::read`] separately.
     pub rrsets: Option<Vec<RecordSet>>,
+    /// The zone's CNAMEs and delegations, where the listing carried them.
+    pub obstacles: Obstacles,
+    /// The names the zone uses itself that the listing showed (a zone transfer shows the
+    /// SOA primary, every NS, MX and SRV target, and so the delegations' glue).
+    pub zone_own: BTreeSet<DnsName>,
+}
+
+/// What one read of a zone's RRsets ([`DnsTarget::read_zone`]) found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ZoneRead {
+    pub rrsets: Vec<RecordSet>,
+    /// The CNAMEs and delegations the read came across.
+    pub obstacles: Obstacles,
+    /// Names the zone uses itself that the read came across.
+    pub zone_own: BTreeSet<DnsName>,
 }
 
 #[cfg(test)]

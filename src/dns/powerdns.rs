@@ -13,7 +13,7 @@
 //!
 //! Errors name the target, the zone, the call and what the key needs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,7 +28,9 @@ use crate::clients::token::Token;
 use crate::config::secret_keys::SecretKeys;
 use crate::config::{Fragment, SecretAt};
 use crate::dns::http_api::{self, ListedSet};
-use crate::dns::{DnsTarget, RecordChange, TargetKind, TargetSpec, ZoneContents, ownership_name};
+use crate::dns::{
+    DnsTarget, RecordChange, TargetKind, TargetSpec, ZoneContents, ZoneRead, ownership_name,
+};
 use crate::model::{DnsName, RecordKey, RecordSet};
 use crate::validate;
 
@@ -241,12 +243,31 @@ impl PowerDnsTarget {
         Ok(zone.rrsets.into_iter().map(listed).collect())
     }
 
-    async fn read_rrsets(&self, keys: &[RecordKey]) -> anyhow::Result<Vec<RecordSet>> {
+    /// The RRsets of `keys`, the zone's CNAMEs and delegations and the names it uses
+    /// itself, all from one GET of the zone.
+    async fn read_rrsets(&self, keys: &[RecordKey]) -> anyhow::Result<ZoneRead> {
         if keys.is_empty() {
-            return Ok(Vec::new());
+            return Ok(ZoneRead::default());
         }
         let listing = self.list().await?;
-        http_api::pick_rrsets(&listing, keys).map_err(|why| anyhow!("{}: {why}", self.who()))
+        let rrsets = http_api::pick_rrsets(&listing, keys)
+            .map_err(|why| anyhow!("{}: {why}", self.who()))?;
+        let (obstacles, zone_own) = http_api::zone_facts(&listing, &self.zone);
+        Ok(ZoneRead {
+            rrsets,
+            obstacles,
+            zone_own,
+        })
+    }
+
+    async fn listing(&self) -> anyhow::Result<ZoneContents> {
+        let listing = self.list().await?;
+        let (obstacles, zone_own) = http_api::zone_facts(&listing, &self.zone);
+        Ok(ZoneContents {
+            obstacles,
+            zone_own,
+            ..http_api::zone_contents(&listing)
+        })
     }
 
     fn who(&self) -> String {
@@ -349,6 +370,10 @@ impl DnsTarget for PowerDnsTarget {
     }
 
     fn read<'a>(&'a self, keys: &'a [RecordKey]) -> BoxFuture<'a, anyhow::Result<Vec<RecordSet>>> {
+        Box::pin(async move { Ok(self.read_rrsets(keys).await?.rrsets) })
+    }
+
+    fn read_zone<'a>(&'a self, keys: &'a [RecordKey]) -> BoxFuture<'a, anyhow::Result<ZoneRead>> {
         Box::pin(self.read_rrsets(keys))
     }
 
@@ -357,7 +382,16 @@ impl DnsTarget for PowerDnsTarget {
     }
 
     fn read_listing(&self) -> BoxFuture<'_, anyhow::Result<ZoneContents>> {
-        Box::pin(async move { Ok(http_api::zone_contents(&self.list().await?)) })
+        Box::pin(self.listing())
+    }
+
+    fn read_zone_own_names(&self) -> BoxFuture<'_, anyhow::Result<BTreeSet<DnsName>>> {
+        Box::pin(async move { Ok(http_api::zone_facts(&self.list().await?, &self.zone).1) })
+    }
+
+    /// The GET that reads the RRsets carries the whole zone.
+    fn reads_carry_zone_own_names(&self) -> bool {
+        true
     }
 
     fn write<'a>(&'a self, changes: &'a [RecordChange]) -> BoxFuture<'a, anyhow::Result<()>> {

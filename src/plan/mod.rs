@@ -26,8 +26,8 @@ use crate::desired::{Desired, Problem, contested_record, contested_server};
 use crate::dns::{Claim, RecordChange, claim, controller_ownership_text};
 use crate::lb::ServerChange;
 use crate::model::{
-    DnsName, ObservedServer, RecordKey, RecordSet, ServerAdmin, ServerIntent, ServerKey, push_addr,
-    push_decimal, socket_text,
+    DnsName, ObservedServer, Obstacle, Obstacles, RecordKey, RecordSet, ServerAdmin, ServerIntent,
+    ServerKey, push_addr, push_decimal, socket_text,
 };
 
 /// What a change does, as shown in `diff` and counted in `ipdrift_changes_total{op}`.
@@ -168,9 +168,12 @@ pub struct Observed {
     /// DNS target → its ownership records (managed name → TXT text), for the targets
     /// where some rule needs them (`adopt = false`, `policy = "sync"`).
     pub ownership: BTreeMap<String, BTreeMap<DnsName, String>>,
-    /// DNS target → the names its zone uses itself (SOA primary, name servers, mail
-    /// exchangers): never taken over by a rule.
+    /// DNS target → the names its zone uses itself (SOA primary, name servers of the apex
+    /// and of delegations, mail exchangers, SRV targets): never taken over by a rule.
     pub zone_own: BTreeMap<String, BTreeSet<DnsName>>,
+    /// DNS target → the CNAMEs and delegations its read came across: names there cannot
+    /// hold address records, and are reported instead of written.
+    pub obstacles: BTreeMap<String, Obstacles>,
     pub servers: BTreeMap<String, Vec<ObservedServer>>,
     /// Instance endpoints that accepted a TCP connection from ipdrift this pass: servers
     /// behind a `health = "probe"` backend are put into service only once theirs did.
@@ -266,9 +269,12 @@ impl<'a, T, K: Ord> SortedByKey<'a, T, K> {
 pub fn plan(desired: &Desired, observed: &Observed, options: &PlanOptions) -> Plan {
     let mut out = Plan::default();
     for (target, current) in &observed.records {
-        let ownership = observed.ownership.get(target);
-        let zone_own = observed.zone_own.get(target);
-        let mut target_plan = plan_zone(target, desired, current, ownership, zone_own, options);
+        let zone = Zone {
+            ownership: observed.ownership.get(target),
+            own: observed.zone_own.get(target),
+            obstacles: observed.obstacles.get(target),
+        };
+        let mut target_plan = plan_zone(target, desired, current, &zone, options);
         let managed = current.iter().map(|s| s.addrs.len()).sum();
         limit_removals(&mut target_plan, managed, options);
         merge(&mut out, target_plan);
@@ -327,14 +333,37 @@ fn limit_removals(target_plan: &mut Plan, managed: usize, options: &PlanOptions)
     }
 }
 
+/// What a read of one zone showed besides its RRsets.
+struct Zone<'a> {
+    ownership: Option<&'a BTreeMap<DnsName, String>>,
+    /// The names the zone uses itself.
+    own: Option<&'a BTreeSet<DnsName>>,
+    obstacles: Option<&'a Obstacles>,
+}
+
+/// Why an address record set at a name cannot be written, in words for `diff`.
+fn obstacle_text(name: &DnsName, obstacle: &Obstacle) -> String {
+    match obstacle {
+        Obstacle::Cname(target) => format!(
+            "{name} holds a CNAME (to {target}), and a name with a CNAME can hold no other data (RFC 1034 §3.6.2); the server would refuse or ignore the write: remove the CNAME, or rename the instance or the rule"
+        ),
+        Obstacle::Delegation(cut) if cut == name => format!(
+            "{name} is delegated (it has NS records in the zone), so its addresses are the delegated zone's, not this zone's (RFC 1034 §4.2.1): manage it in the zone {cut} on its own servers, or remove the delegation"
+        ),
+        Obstacle::Delegation(cut) => format!(
+            "{name} lies below the delegation {cut} (NS records in the zone), so its addresses are the delegated zone's, not this zone's (RFC 1034 §4.2.1): manage it in the zone {cut} on its own servers, or remove the delegation"
+        ),
+    }
+}
+
 fn plan_zone(
     target: &str,
     desired: &Desired,
     current: &[RecordSet],
-    ownership: Option<&BTreeMap<DnsName, String>>,
-    zone_own: Option<&BTreeSet<DnsName>>,
+    zone: &Zone<'_>,
     options: &PlanOptions,
 ) -> Plan {
+    let ownership = zone.ownership;
     let mut out = Plan::default();
     let ours = controller_ownership_text(&options.owner_id, &options.inventory);
     let owned_by_us = |name: &DnsName| {
@@ -355,12 +384,20 @@ fn plan_zone(
             // At most one change per wanted set; in sync, nothing is reserved at all.
             out.changes.reserve(wanted_count - index);
         }
-        if zone_own.is_some_and(|names| names.contains(&key.name)) && !owned_by_us(&key.name) {
+        if let Some(obstacle) = zone.obstacles.and_then(|o| o.at(&key.name)) {
+            out.unrepairable.push(Problem {
+                target: Some(target.to_string()),
+                object: key.to_string(),
+                message: obstacle_text(&key.name, &obstacle),
+            });
+            continue;
+        }
+        if zone.own.is_some_and(|names| names.contains(&key.name)) && !owned_by_us(&key.name) {
             out.unrepairable.push(Problem {
                 target: Some(target.to_string()),
                 object: key.to_string(),
                 message: format!(
-                    "{} is a name the zone uses itself (its SOA primary, a name server or a mail exchanger); no rule takes it over, whatever an instance is named: rename the instance or the rule",
+                    "{} is a name the zone uses itself (its SOA primary, a name server, a mail exchanger or an SRV target); no rule takes it over, whatever an instance is named: rename the instance or the rule",
                     key.name
                 ),
             });

@@ -857,3 +857,78 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_name_at_a_cname_or_a_delegation_is_unrepairable_and_the_rest_of_the_zone_repaired() {
+    let mut instances = fleet(2);
+    instances.push(instance(
+        "alias",
+        "web",
+        InstanceState::Running,
+        [198, 51, 100, 50],
+        [10, 0, 2, 50],
+    ));
+    instances.push(instance(
+        "sub",
+        "web",
+        InstanceState::Running,
+        [198, 51, 100, 51],
+        [10, 0, 2, 51],
+    ));
+    let mut observed = converged(fleet(1));
+    let name = |text: &str| crate::model::DnsName(text.into());
+    observed.obstacles.insert(
+        "ns1".into(),
+        Obstacles {
+            cnames: BTreeMap::from([(name("alias.example.com."), name("www.example.com."))]),
+            cuts: BTreeSet::from([name("sub.example.com.")]),
+        },
+    );
+    let p = plan(&desired(&config(), &listed(instances)), &observed, &opts());
+    let written: BTreeSet<&str> = p
+        .changes
+        .iter()
+        .filter(|c| c.target == "ns1")
+        .map(|c| c.object.as_str())
+        .collect();
+    assert_eq!(
+        written,
+        BTreeSet::from([
+            "www.example.com. A",
+            "web-01.example.com. A",
+            "web-02.example.com. A"
+        ]),
+        "{p:#?}"
+    );
+    let cannot: BTreeMap<&str, &str> = p
+        .unrepairable
+        .iter()
+        .map(|u| (u.object.as_str(), u.message.as_str()))
+        .collect();
+    assert!(
+        cannot["alias.example.com. A"]
+            .starts_with("alias.example.com. holds a CNAME (to www.example.com.)"),
+        "{cannot:#?}"
+    );
+    assert!(
+        cannot["sub.example.com. A"].starts_with("sub.example.com. is delegated"),
+        "{cannot:#?}"
+    );
+    assert!(p.has_drift());
+    assert_eq!(p.drift_objects("ns1"), 5);
+}
+
+#[test]
+fn names_below_a_delegation_are_obstructed_but_not_names_beside_it() {
+    let name = |text: &str| crate::model::DnsName(text.into());
+    let obstacles = Obstacles {
+        cnames: BTreeMap::new(),
+        cuts: BTreeSet::from([name("sub.example.com.")]),
+    };
+    assert_eq!(
+        obstacles.at(&name("x.y.sub.example.com.")),
+        Some(Obstacle::Delegation(name("sub.example.com.")))
+    );
+    assert_eq!(obstacles.at(&name("xsub.example.com.")), None);
+    assert_eq!(obstacles.at(&name("example.com.")), None);
+}

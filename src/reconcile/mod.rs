@@ -16,12 +16,12 @@ use tokio::time::{Instant, timeout, timeout_at};
 
 use crate::config::{Config, HealthGate};
 use crate::desired::{Desired, Problem, SourceSnapshot, desired};
-use crate::dns::{DnsTarget, RecordChange, inventory_fingerprint};
+use crate::dns::{DnsTarget, RecordChange, ZoneRead, inventory_fingerprint};
 use crate::forecast::{ScheduledEvent, forecast};
 use crate::ha::{Fence, NotLeader};
 use crate::inventory::Inventory;
 use crate::lb::{LoadBalancer, ServerChange};
-use crate::model::{DnsName, ObservedServer, RecordKey, RecordSet, ServerAdmin, ServerIntent};
+use crate::model::{DnsName, ObservedServer, RecordKey, ServerAdmin, ServerIntent};
 use crate::plan::reviewed::ReviewedPlan;
 use crate::plan::{Action, Observed, PassReport, Plan, PlanOptions, TargetError, orphans, plan};
 use crate::trigger::{Trigger, Watch};
@@ -358,9 +358,11 @@ impl Reconciler {
         let mut observed = Observed::default();
         for (name, result) in dns_results {
             match result {
-                Ok((sets, ownership, zone_own)) => {
+                Ok((read, ownership, mut zone_own)) => {
+                    zone_own.extend(read.zone_own);
                     observed.zone_own.insert(name.clone(), zone_own);
-                    observed.records.insert(name.clone(), sets);
+                    observed.obstacles.insert(name.clone(), read.obstacles);
+                    observed.records.insert(name.clone(), read.rrsets);
                     if let Some(ownership) = ownership {
                         observed.ownership.insert(name, ownership);
                     }
@@ -396,7 +398,7 @@ impl Reconciler {
         target: &dyn DnsTarget,
         want: &Desired,
     ) -> anyhow::Result<(
-        Vec<RecordSet>,
+        ZoneRead,
         Option<BTreeMap<DnsName, String>>,
         BTreeSet<DnsName>,
     )> {
@@ -405,14 +407,14 @@ impl Reconciler {
             .get(target.name())
             .is_some_and(|r| !r.is_empty());
         let zone_own = async {
-            if !wants_any {
+            if !wants_any || target.reads_carry_zone_own_names() {
                 return Ok(BTreeSet::new());
             }
             timeout(self.timeout, target.read_zone_own_names())
                 .await
                 .map_err(|_| {
                     anyhow!(
-                        "DNS target {:?} did not say within {} which names its zone uses itself (SOA, NS, MX)",
+                        "DNS target {:?} did not say within {} which names its zone uses itself (SOA, NS, MX, SRV)",
                         target.name(),
                         humantime::format_duration(self.timeout)
                     )
@@ -427,7 +429,7 @@ impl Reconciler {
         &self,
         target: &dyn DnsTarget,
         want: &Desired,
-    ) -> anyhow::Result<(Vec<RecordSet>, Option<BTreeMap<DnsName, String>>)> {
+    ) -> anyhow::Result<(ZoneRead, Option<BTreeMap<DnsName, String>>)> {
         let needs_ownership = want.sync_rules.contains_key(target.name())
             || want
                 .not_adopted
@@ -460,26 +462,31 @@ impl Reconciler {
         ));
         keys.sort();
         keys.dedup();
-        let rrsets = match listing.rrsets {
-            Some(zone) => zone
-                .into_iter()
-                .filter(|rrset| keys.binary_search(&rrset.key).is_ok())
-                .collect(),
+        let mut read = match listing.rrsets {
+            Some(zone) => ZoneRead {
+                rrsets: zone
+                    .into_iter()
+                    .filter(|rrset| keys.binary_search(&rrset.key).is_ok())
+                    .collect(),
+                ..ZoneRead::default()
+            },
             None => self.read_dns(target, &keys).await?,
         };
-        Ok((rrsets, Some(listing.ownership)))
+        read.obstacles.extend(listing.obstacles);
+        read.zone_own.extend(listing.zone_own);
+        Ok((read, Some(listing.ownership)))
     }
 
     async fn read_dns(
         &self,
         target: &dyn DnsTarget,
         keys: &[RecordKey],
-    ) -> anyhow::Result<Vec<RecordSet>> {
+    ) -> anyhow::Result<ZoneRead> {
         self.timings
             .time(
                 target.name(),
                 Io::Read,
-                timeout(self.timeout, target.read(keys)),
+                timeout(self.timeout, target.read_zone(keys)),
             )
             .await
             .map_err(|_| {
@@ -618,8 +625,13 @@ impl Reconciler {
                         .read_dns(t.as_ref(), &keys)
                         .await
                         .context("reading back after the update")?;
+                    let mut obstacles = back.obstacles;
+                    if let Some(seen) = observed.obstacles.get(t.name()) {
+                        obstacles.extend(seen.clone());
+                    }
                     let mut after = Observed {
-                        records: BTreeMap::from([(t.name().to_string(), back)]),
+                        records: BTreeMap::from([(t.name().to_string(), back.rrsets)]),
+                        obstacles: BTreeMap::from([(t.name().to_string(), obstacles)]),
                         ..Observed::default()
                     };
                     if let Some(ownership) = observed.ownership.get(t.name()) {

@@ -12,7 +12,7 @@ use hickory_proto::rr::{Name, RData, TSigVerifier};
 use super::explain::{answer_mnemonic, explain_rcode, explain_tsig_error, rcode_mnemonic, some_of};
 use super::message::Endpoint;
 use super::update::{Label, UpdatePart};
-use crate::model::{DnsName, RecordKey, RecordSet, RecordType};
+use crate::model::{DnsName, Obstacles, RecordKey, RecordSet, RecordType};
 use crate::validate;
 
 /// The server answered with an error: it refused the request or did not accept the key.
@@ -148,7 +148,8 @@ pub fn diagnose(
 #[derive(Debug, Clone, Copy)]
 pub enum Request<'a> {
     Query(&'a RecordKey),
-    /// A query for the apex's SOA, NS or MX records: the names the zone uses itself.
+    /// A query for the apex's SOA, NS or MX records, or a well-known service's SRV
+    /// records: the names the zone uses itself.
     ZoneOwn,
     Update(&'a UpdatePart),
     /// Message `message` (counting from 1) of the answer to the AXFR query.
@@ -171,7 +172,7 @@ impl std::fmt::Display for Request<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Request::Query(key) => write!(f, "the query for {key}"),
-            Request::ZoneOwn => f.write_str("the query for the zone's SOA, NS and MX records"),
+            Request::ZoneOwn => f.write_str("the query for the zone's SOA, NS, MX or SRV records"),
             Request::Update(part) => match part.label {
                 Label::Only => f.write_str("the update"),
                 Label::Message { number, count } => write!(
@@ -225,7 +226,8 @@ impl Endpoint {
             .into());
         }
         let succeeded = rcode == ResponseCode::NoError
-            || (rcode == ResponseCode::NXDomain && matches!(request, Request::Query(_)));
+            || (rcode == ResponseCode::NXDomain
+                && matches!(request, Request::Query(_) | Request::ZoneOwn));
         if message.signature().is_some() {
             verifier.verify(answer).map_err(|why| {
                 anyhow!(
@@ -316,20 +318,29 @@ pub fn referral_cut(answer: &Message) -> Option<DnsName> {
         .and_then(|record| dns_name_of(&record.name))
 }
 
-/// The names inside `zone` that an answer about its apex says the zone uses itself: the
-/// SOA's primary, the name servers, the mail exchangers.
+/// The names inside `zone` that an answer's records say the zone uses itself: the SOA's
+/// primary, name servers (of the apex or of a delegation: their addresses are glue), mail
+/// exchangers and SRV targets.
 pub fn zone_own_names(zone: &DnsName, answer: &Message) -> BTreeSet<DnsName> {
     answer
         .answers
         .iter()
-        .filter_map(|record| match &record.data {
-            RData::SOA(soa) => dns_name_of(&soa.mname),
-            RData::NS(ns) => dns_name_of(&ns.0),
-            RData::MX(mx) => dns_name_of(&mx.exchange),
-            _ => None,
-        })
-        .filter(|name| name.is_in_zone(zone))
+        .chain(&answer.authorities)
+        .filter_map(|record| zone_own_name(zone, record))
         .collect()
+}
+
+/// The name inside `zone` that `record` says the zone uses itself, if it says one: the
+/// target of an SOA (its primary), NS, MX or SRV record.
+pub fn zone_own_name(zone: &DnsName, record: &hickory_proto::rr::Record) -> Option<DnsName> {
+    match &record.data {
+        RData::SOA(soa) => dns_name_of(&soa.mname),
+        RData::NS(ns) => dns_name_of(&ns.0),
+        RData::MX(mx) => dns_name_of(&mx.exchange),
+        RData::SRV(srv) => dns_name_of(&srv.target),
+        _ => None,
+    }
+    .filter(|name| name.is_in_zone(zone))
 }
 
 fn dns_name_of(name: &Name) -> Option<DnsName> {
@@ -343,23 +354,31 @@ pub struct NotAuthoritative;
 
 impl Endpoint {
     /// The RRset of `key` from the answer to a signed query for it, as the network
-    /// delivered it: checked ([`Self::check_answer`]), then read ([`queried_rrset`]).
+    /// delivered it: checked ([`Self::check_answer`]), then read ([`queried_rrset`]), with
+    /// the CNAME or delegation the answer shows at the name ([`answer_obstacles`]) and the
+    /// names it shows the zone uses itself (a referral names the delegation's servers).
     pub fn read_query_answer(
         &self,
         key: &RecordKey,
         answer: &[u8],
         verifier: &mut TSigVerifier,
-    ) -> anyhow::Result<Option<RecordSet>> {
+    ) -> anyhow::Result<(Option<RecordSet>, Obstacles, BTreeSet<DnsName>)> {
         let request = Request::Query(key);
         let message = self.check_answer(request, answer, verifier)?;
         let owner = self.owner_name(&key.name)?;
-        queried_rrset(&self.zone, key, &owner, &message).map_err(|NotAuthoritative| {
-            anyhow!(
-                "{} answered {request} without authority: it does not serve zone {}; point the target at the zone's primary, not a resolver",
-                self.who(),
-                self.zone
-            )
-        })
+        let rrset =
+            queried_rrset(&self.zone, key, &owner, &message).map_err(|NotAuthoritative| {
+                anyhow!(
+                    "{} answered {request} without authority: it does not serve zone {}; point the target at the zone's primary, not a resolver",
+                    self.who(),
+                    self.zone
+                )
+            })?;
+        Ok((
+            rrset,
+            answer_obstacles(&self.zone, &key.name, &message),
+            zone_own_names(&self.zone, &message),
+        ))
     }
 
     /// Whether the server applied the UPDATE `part`, from its answer as the network
@@ -373,6 +392,28 @@ impl Endpoint {
         self.check_answer(Request::Update(part), answer, verifier)
             .map(drop)
     }
+}
+
+/// What a verified answer to a query for `name` shows about it: the CNAME it holds (the
+/// servers add the records it leads to after it), or the delegation inside `zone` it lies
+/// at or below (a referral, RFC 1034 §4.3.2).
+pub fn answer_obstacles(zone: &DnsName, name: &DnsName, answer: &Message) -> Obstacles {
+    let mut obstacles = Obstacles::default();
+    for record in &answer.answers {
+        if let RData::CNAME(target) = &record.data
+            && dns_name_of(&record.name).as_ref() == Some(name)
+            && let Some(target) = dns_name_of(&target.0)
+        {
+            obstacles.cnames.insert(name.clone(), target);
+        }
+    }
+    if let Some(cut) = referral_cut(answer)
+        && cut != *zone
+        && cut.is_in_zone(zone)
+    {
+        obstacles.cuts.insert(cut);
+    }
+    obstacles
 }
 
 /// The RRset of `key` (at `owner`) that a verified answer holds.
@@ -424,6 +465,7 @@ mod tests {
     use hickory_proto::op::{MessageType, OpCode};
     use hickory_proto::rr::rdata::A;
     use hickory_proto::rr::{Record, TSigner};
+    use std::collections::BTreeMap;
 
     use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -770,6 +812,47 @@ mod tests {
         let empty = Message::new(1, MessageType::Response, OpCode::Query);
         assert_eq!(name_cause(&www_name(), Some(&empty)), NameCause::Unknown);
         assert_eq!(name_cause(&www_name(), None), NameCause::Unknown);
+    }
+
+    #[test]
+    fn an_answer_shows_the_cname_at_the_name_and_the_delegation_it_lies_below() {
+        let zone = name("example.test.");
+        let alias = name("alias.example.test.");
+        let mut answer = Message::new(1, MessageType::Response, OpCode::Query);
+        answer.metadata.authoritative = true;
+        answer.add_answer(Record::from_rdata(
+            Name::from_ascii("ALIAS.example.test.").unwrap(),
+            300,
+            RData::CNAME(hickory_proto::rr::rdata::CNAME(www())),
+        ));
+        // The record the CNAME leads to, which is no obstacle at www.
+        answer.add_answer(Record::from_rdata(
+            www(),
+            300,
+            RData::A(A::new(192, 0, 2, 1)),
+        ));
+        let obstacles = answer_obstacles(&zone, &alias, &answer);
+        assert_eq!(
+            obstacles.cnames,
+            BTreeMap::from([(alias.clone(), www_name())])
+        );
+        assert!(obstacles.cuts.is_empty());
+        assert_eq!(
+            answer_obstacles(&zone, &www_name(), &answer),
+            Obstacles::default()
+        );
+
+        let below = name("x.sub.example.test.");
+        let obstacles = answer_obstacles(&zone, &below, &referral("sub.example.test."));
+        assert_eq!(obstacles.cuts, BTreeSet::from([name("sub.example.test.")]));
+        assert_eq!(
+            zone_own_names(&zone, &referral("sub.example.test.")),
+            BTreeSet::new(),
+            "the delegation's server is outside the zone"
+        );
+        // A resolver's referral to the zone's parent is no delegation inside it.
+        let outside = answer_obstacles(&zone, &below, &referral("test."));
+        assert_eq!(outside, Obstacles::default());
     }
 
     fn www_name() -> DnsName {

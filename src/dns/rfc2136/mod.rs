@@ -40,7 +40,7 @@ use tokio::io::AsyncWriteExt as _;
 
 use crate::BoxFuture;
 use crate::dns::tsig::TsigKey;
-use crate::dns::{DnsTarget, RecordChange, ZoneContents};
+use crate::dns::{DnsTarget, RecordChange, ZoneContents, ZoneRead};
 use crate::model::{DnsName, RecordKey, RecordSet};
 use answer::{Diagnosis, Refusal, Request, diagnose, name_cause};
 use explain::{
@@ -72,6 +72,30 @@ const RECORDS_PER_QUERY: usize = 16;
 /// After a server refused a zone transfer, reads use queries for this long before they try
 /// a transfer again (the operator may allow it meanwhile).
 const TRANSFER_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// The services whose SRV records (`_service._proto` under the apex) are asked for when
+/// reading the names the zone uses itself by queries: the ones mail, chat, telephony,
+/// directory and calendar clients look up (RFC 6186, RFC 6120, RFC 3263, RFC 4120,
+/// RFC 6764, RFC 2782's examples). Other SRV owners are seen only in a zone transfer.
+const WELL_KNOWN_SERVICES: &[&str] = &[
+    "_sip._tcp",
+    "_sip._udp",
+    "_sips._tcp",
+    "_xmpp-client._tcp",
+    "_xmpp-server._tcp",
+    "_ldap._tcp",
+    "_kerberos._tcp",
+    "_kerberos._udp",
+    "_submission._tcp",
+    "_submissions._tcp",
+    "_imap._tcp",
+    "_imaps._tcp",
+    "_pop3s._tcp",
+    "_caldavs._tcp",
+    "_carddavs._tcp",
+    "_autodiscover._tcp",
+    "_matrix._tcp",
+];
 
 /// One zone on one RFC 2136 primary, reached over TCP and authenticated with one TSIG key.
 #[derive(Debug)]
@@ -133,7 +157,7 @@ impl Rfc2136Target {
 
     /// The RRsets of `keys`: from one zone transfer when there are many, compared with the
     /// zone's size, and the server allows transfers; otherwise with one query each.
-    async fn read_rrsets(&self, keys: &[RecordKey]) -> anyhow::Result<Vec<RecordSet>> {
+    async fn read_rrsets(&self, keys: &[RecordKey]) -> anyhow::Result<ZoneRead> {
         let keys: BTreeSet<&RecordKey> = keys.iter().collect();
         for key in &keys {
             self.endpoint.owner_name(&key.name)?;
@@ -178,29 +202,106 @@ impl Rfc2136Target {
         }
     }
 
-    /// The RRsets of `keys` with one signed query each, pipelined on one connection.
-    async fn query_rrsets(&self, keys: &BTreeSet<&RecordKey>) -> anyhow::Result<Vec<RecordSet>> {
-        let mut rrsets = Vec::new();
-        for (key, answer, mut verifier) in self.exchange_queries(keys).await? {
-            match self.endpoint.read_query_answer(key, &answer, &mut verifier) {
-                Ok(rrset) => rrsets.extend(rrset),
+    /// The RRsets of `keys` with one signed query each, pipelined on one connection; an
+    /// RRset that only a wildcard answers for is left out, as absent.
+    ///
+    /// A query cannot tell an RRset that exists from one a wildcard synthesizes: the answer
+    /// carries the query's name either way (RFC 4592 §2.2.1), and only the RRSIG of a
+    /// signed zone tells them apart. What does tell is a name below: a name that exists is
+    /// the closest encloser of `<random>.<name>`, so that probe gets NXDOMAIN, while below a
+    /// name that does not exist the probe is answered by the same wildcard (RFC 4592 §3.3.1).
+    /// So each read also asks for a random name beside the keys (one per parent and type),
+    /// and only where that is answered — a wildcard is there — asks below each name found.
+    /// A zone with no wildcard costs one query per parent and type; a wildcard `*.<name>`
+    /// below a managed name that exists makes it read as absent, and the create that
+    /// follows is refused as a record set that exists, never written over it. A zone
+    /// transfer shows the `*` owner itself, which is never a managed name.
+    async fn query_rrsets(&self, keys: &BTreeSet<&RecordKey>) -> anyhow::Result<ZoneRead> {
+        let label = format!("ipdrift-probe-{:016x}", rand::random::<u64>());
+        let zone = &self.endpoint.zone;
+        let beside: BTreeSet<RecordKey> = keys
+            .iter()
+            .filter_map(|key| probe_beside(&label, zone, key))
+            .filter(|probe| !keys.contains(probe))
+            .collect();
+        let mut asked = keys.clone();
+        asked.extend(&beside);
+        let mut read = ZoneRead::default();
+        let mut wildcard_beside = BTreeSet::new();
+        for (key, answer, mut verifier) in self.exchange_queries(&asked).await? {
+            let (rrset, obstacles, own) =
+                match self.endpoint.read_query_answer(key, &answer, &mut verifier) {
+                    Ok(read) => read,
+                    Err(error) => return Err(self.explained(error).await),
+                };
+            if beside.contains(key) {
+                if rrset.is_some() {
+                    wildcard_beside.insert(key.clone());
+                }
+                continue;
+            }
+            read.rrsets.extend(rrset);
+            read.obstacles.extend(obstacles);
+            read.zone_own.extend(own);
+        }
+        let below: BTreeMap<RecordKey, RecordKey> = read
+            .rrsets
+            .iter()
+            .filter(|rrset| {
+                probe_beside(&label, zone, &rrset.key)
+                    .is_some_and(|probe| wildcard_beside.contains(&probe))
+            })
+            .filter_map(|rrset| Some((probe_below(&label, &rrset.key)?, rrset.key.clone())))
+            .collect();
+        if below.is_empty() {
+            return Ok(read);
+        }
+        let probes: BTreeSet<&RecordKey> = below.keys().collect();
+        let mut synthesized = BTreeSet::new();
+        for (probe, answer, mut verifier) in self.exchange_queries(&probes).await? {
+            match self
+                .endpoint
+                .read_query_answer(probe, &answer, &mut verifier)
+            {
+                Ok((Some(_), ..)) => {
+                    synthesized.insert(&below[probe]);
+                }
+                Ok(_) => {}
                 Err(error) => return Err(self.explained(error).await),
             }
         }
-        Ok(rrsets)
+        read.rrsets
+            .retain(|rrset| !synthesized.contains(&rrset.key));
+        Ok(read)
     }
 
-    /// The apex's SOA, NS and MX, with one signed query each on one connection.
+    /// The names the zone uses itself, from the apex's SOA, NS and MX and the SRV records
+    /// of [`WELL_KNOWN_SERVICES`], with one signed query each on one connection.
+    ///
+    /// Queries can only ask about names known beforehand: SRV records at other names, and
+    /// delegations whose names no managed name lies under, are not seen here. A zone
+    /// transfer sees all of them, and reads that list the zone add what it shows.
     async fn query_zone_own_names(&self) -> anyhow::Result<BTreeSet<DnsName>> {
         use hickory_proto::rr::RecordType as Type;
         let signer = self.endpoint.key.signer();
         let apex = self.endpoint.checked_name(&self.endpoint.zone)?;
+        let mut questions = vec![
+            (apex.clone(), Type::SOA),
+            (apex.clone(), Type::NS),
+            (apex.clone(), Type::MX),
+        ];
+        for service in WELL_KNOWN_SERVICES {
+            let owner = hickory_proto::rr::Name::from_ascii(service)
+                .and_then(|service| service.append_domain(&apex))
+                .context("building an SRV owner name")?;
+            questions.push((owner, Type::SRV));
+        }
         let first_id: u16 = rand::random();
         let mut verifiers = HashMap::new();
         let mut requests = Vec::new();
-        for (n, rtype) in [Type::SOA, Type::NS, Type::MX].into_iter().enumerate() {
+        for (n, (owner, rtype)) in questions.into_iter().enumerate() {
             let id = first_id.wrapping_add(n as u16);
-            let mut query = zone_own_query(id, apex.clone(), rtype);
+            let mut query = zone_own_query(id, owner, rtype);
             verifiers.insert(id, sign(&mut query, &signer)?);
             requests.push(query.to_vec().context("encoding a DNS query")?);
         }
@@ -561,6 +662,32 @@ impl Rfc2136Target {
     }
 }
 
+/// `<label>.<name>` for the type of `key`: a name no zone holds, asked for to see whether
+/// a wildcard answers below `name`. `None` when it would be too long to be a name.
+fn probe_below(label: &str, key: &RecordKey) -> Option<RecordKey> {
+    let name = crate::validate::dns_name(&format!("{label}.{}", key.name)).ok()?;
+    Some(RecordKey {
+        name,
+        rtype: key.rtype,
+    })
+}
+
+/// [`probe_below`] the parent of `key`'s name, if the parent lies inside `zone`.
+fn probe_beside(label: &str, zone: &DnsName, key: &RecordKey) -> Option<RecordKey> {
+    let (_, parent) = key.name.as_str().split_once('.')?;
+    let parent = crate::validate::dns_name(parent).ok()?;
+    if !parent.is_in_zone(zone) {
+        return None;
+    }
+    probe_below(
+        label,
+        &RecordKey {
+            name: parent,
+            rtype: key.rtype,
+        },
+    )
+}
+
 impl DnsTarget for Rfc2136Target {
     fn name(&self) -> &str {
         &self.endpoint.name
@@ -571,6 +698,10 @@ impl DnsTarget for Rfc2136Target {
     }
 
     fn read<'a>(&'a self, keys: &'a [RecordKey]) -> BoxFuture<'a, anyhow::Result<Vec<RecordSet>>> {
+        Box::pin(async move { Ok(self.read_rrsets(keys).await?.rrsets) })
+    }
+
+    fn read_zone<'a>(&'a self, keys: &'a [RecordKey]) -> BoxFuture<'a, anyhow::Result<ZoneRead>> {
         Box::pin(self.read_rrsets(keys))
     }
 
@@ -596,6 +727,31 @@ impl DnsTarget for Rfc2136Target {
 mod tests {
     use super::*;
     use crate::dns::rfc2136::fixtures::*;
+
+    #[test]
+    fn wildcard_probes_ask_below_the_parent_and_below_the_name_inside_the_zone() {
+        let zone = name("example.test.");
+        let key = |text: &str| RecordKey {
+            name: name(text),
+            rtype: crate::model::RecordType::Aaaa,
+        };
+        assert_eq!(
+            probe_beside("p", &zone, &key("www.example.test.")),
+            Some(key("p.example.test."))
+        );
+        assert_eq!(
+            probe_below("p", &key("www.example.test.")),
+            Some(key("p.www.example.test."))
+        );
+        assert_eq!(probe_beside("p", &zone, &key("example.test.")), None);
+        // 251 characters without the trailing dot; 253 is the most a name may have.
+        let long = format!(
+            "{}.{}.example.test.",
+            vec!["a".repeat(60); 3].join("."),
+            "b".repeat(55)
+        );
+        assert_eq!(probe_below("probe", &key(&long)), None, "too long a name");
+    }
 
     #[test]
     fn reads_transfer_for_many_rrsets_compared_with_the_zone_and_retry_after_an_hour() {

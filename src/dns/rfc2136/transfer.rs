@@ -7,11 +7,11 @@ use std::net::IpAddr;
 use anyhow::{anyhow, bail};
 use hickory_proto::rr::{Name, RData, Record, TSigVerifier};
 
-use super::answer::Request;
+use super::answer::{Request, zone_own_name};
 use super::message::Endpoint;
 
-use crate::dns::{OWNERSHIP_LABEL, ZoneContents};
-use crate::model::{DnsName, RecordKey, RecordSet, RecordType};
+use crate::dns::{OWNERSHIP_LABEL, ZoneContents, ZoneRead};
+use crate::model::{DnsName, Obstacles, RecordKey, RecordSet, RecordType};
 use crate::validate;
 
 /// The records of a zone transfer as its messages arrive, keeping the ownership records and
@@ -32,18 +32,28 @@ pub struct ZoneListing {
     /// them are glue, not the zone's own data (RFC 1034 §4.2.1), and a query for them gets
     /// a referral, not an answer.
     cuts: Vec<DnsName>,
+    /// Name → the target of its CNAME.
+    cnames: BTreeMap<DnsName, DnsName>,
+    /// The zone's name, to tell which targets lie inside it (`None` if it is no valid
+    /// [`DnsName`], and then the transfer fails at its first SOA anyway).
+    apex: Option<DnsName>,
+    /// The names the zone uses itself: its SOA primary, every NS, MX and SRV target inside it.
+    own: BTreeSet<DnsName>,
 }
 
 impl ZoneListing {
     pub fn new(zone: Name) -> Self {
         Self {
-            zone,
             messages: 0,
             opened: false,
             records: 0,
             ownership: BTreeMap::new(),
             rrsets: BTreeMap::new(),
             cuts: Vec::new(),
+            cnames: BTreeMap::new(),
+            apex: validate::dns_name(&zone.to_ascii()).ok(),
+            own: BTreeSet::new(),
+            zone,
         }
     }
 
@@ -88,6 +98,10 @@ impl ZoneListing {
                     break;
                 }
                 self.opened = true;
+                // The SOA names the zone's primary.
+                if let Some(apex) = &self.apex {
+                    self.own.extend(zone_own_name(apex, record));
+                }
             } else if is_soa {
                 if index + 1 != answers.len() {
                     return Err("has records after its closing SOA record".into());
@@ -107,8 +121,12 @@ impl ZoneListing {
         Ok(false)
     }
 
-    /// Keeps `record` if it is an ownership record, an address record or a zone cut.
+    /// Keeps `record` if it is an ownership record, an address record, a zone cut or a
+    /// CNAME, and the name it says the zone uses itself.
     pub fn keep(&mut self, record: &Record) {
+        if let Some(apex) = &self.apex {
+            self.own.extend(zone_own_name(apex, record));
+        }
         if let Some((name, text)) = ownership_entry(record) {
             self.ownership.entry(name).or_default().insert(text);
         } else if let Some((key, addr)) = address_entry(record) {
@@ -125,18 +143,40 @@ impl ZoneListing {
             && let Ok(cut) = validate::dns_name(&record.name.to_ascii())
         {
             self.cuts.push(cut);
+        } else if let RData::CNAME(target) = &record.data
+            && let Ok(name) = validate::dns_name(&record.name.to_ascii())
+            && let Ok(target) = validate::dns_name(&target.0.to_ascii())
+        {
+            self.cnames.insert(name, target);
         }
     }
 
-    /// The RRsets of `keys` that the zone holds.
-    pub fn rrsets_of(self, keys: &BTreeSet<&RecordKey>) -> Vec<RecordSet> {
+    /// The zone's CNAMEs and delegations.
+    fn obstacles(cuts: Vec<DnsName>, cnames: BTreeMap<DnsName, DnsName>) -> Obstacles {
+        Obstacles {
+            cnames,
+            cuts: cuts.into_iter().collect(),
+        }
+    }
+
+    /// The RRsets of `keys` that the zone holds, and its CNAMEs and delegations.
+    pub fn rrsets_of(self, keys: &BTreeSet<&RecordKey>) -> ZoneRead {
         let Self {
-            mut rrsets, cuts, ..
+            mut rrsets,
+            cuts,
+            cnames,
+            own,
+            ..
         } = self;
-        keys.iter()
-            .filter(|key| !is_glue(&cuts, key))
-            .filter_map(|key| rrsets.remove(*key))
-            .collect()
+        ZoneRead {
+            rrsets: keys
+                .iter()
+                .filter(|key| !is_glue(&cuts, key))
+                .filter_map(|key| rrsets.remove(*key))
+                .collect(),
+            obstacles: Self::obstacles(cuts, cnames),
+            zone_own: own,
+        }
     }
 
     /// Every ownership record and address RRset. A name with several ownership records gets
@@ -147,6 +187,8 @@ impl ZoneListing {
             ownership,
             rrsets,
             cuts,
+            cnames,
+            own,
             ..
         } = self;
         let rrsets = rrsets
@@ -160,6 +202,8 @@ impl ZoneListing {
         ZoneContents {
             ownership,
             rrsets: Some(rrsets),
+            obstacles: Self::obstacles(cuts, cnames),
+            zone_own: own,
         }
     }
 }
@@ -293,10 +337,15 @@ mod tests {
             record("sub.example.test.", 300, ns("ns.sub.example.test.")),
             record("ns.sub.example.test.", 300, RData::A(A::new(192, 0, 2, 53))),
             record("*.example.test.", 300, RData::A(A::new(192, 0, 2, 9))),
+            record(
+                "Alias.example.test.",
+                300,
+                RData::CNAME(hickory_proto::rr::rdata::CNAME(www())),
+            ),
             soa(),
         ];
         assert_eq!(listing.take(&records), Ok(true));
-        assert_eq!(listing.records, 8, "the records between the two SOAs");
+        assert_eq!(listing.records, 9, "the records between the two SOAs");
         let contents = listing.into_contents();
         assert_eq!(
             contents.rrsets,
@@ -326,8 +375,17 @@ mod tests {
             name: name("nothing.example.test."),
             rtype: RecordType::A,
         };
+        let read = listing.rrsets_of(&BTreeSet::from([&www_a, &glue, &absent]));
         assert_eq!(
-            listing.rrsets_of(&BTreeSet::from([&www_a, &glue, &absent])),
+            read.obstacles.cuts,
+            BTreeSet::from([name("sub.example.test.")])
+        );
+        assert_eq!(
+            read.obstacles.cnames,
+            BTreeMap::from([(name("alias.example.test."), name("www.example.test."))])
+        );
+        assert_eq!(
+            read.rrsets,
             [rrset(
                 "www.example.test.",
                 RecordType::A,
@@ -335,6 +393,62 @@ mod tests {
                 &["192.0.2.1", "192.0.2.2"]
             )]
         );
+    }
+
+    #[test]
+    fn a_zone_listing_shows_the_names_the_zone_uses_itself() {
+        let record = |owner: &str, data: RData| {
+            Record::from_rdata(Name::from_ascii(owner).unwrap(), 300, data)
+        };
+        let target = |text: &str| Name::from_ascii(text).unwrap();
+        let mut listing = zone_listing();
+        let records = [
+            soa(),
+            record(
+                "example.test.",
+                RData::NS(hickory_proto::rr::rdata::NS(target("ns1.example.test."))),
+            ),
+            record(
+                "example.test.",
+                RData::MX(hickory_proto::rr::rdata::MX::new(
+                    10,
+                    target("MX.example.test."),
+                )),
+            ),
+            record(
+                "_x._tcp.example.test.",
+                RData::SRV(hickory_proto::rr::rdata::SRV::new(
+                    0,
+                    5,
+                    80,
+                    target("srv.example.test."),
+                )),
+            ),
+            record(
+                "_y._tcp.example.test.",
+                RData::SRV(hickory_proto::rr::rdata::SRV::new(0, 0, 0, Name::root())),
+            ),
+            record(
+                "sub.example.test.",
+                RData::NS(hickory_proto::rr::rdata::NS(target("ns-sub.example.test."))),
+            ),
+            record(
+                "sub.example.test.",
+                RData::NS(hickory_proto::rr::rdata::NS(target("ns.example.net."))),
+            ),
+            soa(),
+        ];
+        assert_eq!(listing.take(&records), Ok(true));
+        let contents = listing.into_contents();
+        let expected: BTreeSet<DnsName> = [
+            "ns1.example.test.",
+            "mx.example.test.",
+            "srv.example.test.",
+            "ns-sub.example.test.",
+        ]
+        .map(name)
+        .into();
+        assert_eq!(contents.zone_own, expected, "the SOA primary is ns1 too");
     }
 
     #[test]
