@@ -783,15 +783,13 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_refused_name_is_explained_by_its_labels_its_cname_or_its_delegation() {
-        let web_05 = name("web_05.example.test.");
-        assert_eq!(name_cause(&web_05, None), NameCause::NotHostName);
-        let alias = name("alias.example.test.");
+    /// An authoritative answer at `owner` (any case): a CNAME to www, and the A record the
+    /// CNAME leads to, which is no obstacle at www.
+    fn cname_to_www_answer(owner: &str) -> Message {
         let mut answer = Message::new(1, MessageType::Response, OpCode::Query);
         answer.metadata.authoritative = true;
         answer.add_answer(Record::from_rdata(
-            Name::from_ascii("Alias.example.test.").unwrap(),
+            Name::from_ascii(owner).unwrap(),
             300,
             RData::CNAME(hickory_proto::rr::rdata::CNAME(www())),
         ));
@@ -800,6 +798,15 @@ mod tests {
             300,
             RData::A(A::new(192, 0, 2, 1)),
         ));
+        answer
+    }
+
+    #[test]
+    fn a_refused_name_is_explained_by_its_labels_its_cname_or_its_delegation() {
+        let web_05 = name("web_05.example.test.");
+        assert_eq!(name_cause(&web_05, None), NameCause::NotHostName);
+        let alias = name("alias.example.test.");
+        let answer = cname_to_www_answer("Alias.example.test.");
         assert_eq!(
             name_cause(&alias, Some(&answer)),
             NameCause::Cname(name("www.example.test."))
@@ -818,19 +825,7 @@ mod tests {
     fn an_answer_shows_the_cname_at_the_name_and_the_delegation_it_lies_below() {
         let zone = name("example.test.");
         let alias = name("alias.example.test.");
-        let mut answer = Message::new(1, MessageType::Response, OpCode::Query);
-        answer.metadata.authoritative = true;
-        answer.add_answer(Record::from_rdata(
-            Name::from_ascii("ALIAS.example.test.").unwrap(),
-            300,
-            RData::CNAME(hickory_proto::rr::rdata::CNAME(www())),
-        ));
-        // The record the CNAME leads to, which is no obstacle at www.
-        answer.add_answer(Record::from_rdata(
-            www(),
-            300,
-            RData::A(A::new(192, 0, 2, 1)),
-        ));
+        let answer = cname_to_www_answer("ALIAS.example.test.");
         let obstacles = answer_obstacles(&zone, &alias, &answer);
         assert_eq!(
             obstacles.cnames,
