@@ -16,7 +16,6 @@ pub mod render;
 pub mod reviewed;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::marker::PhantomData;
 use std::net::{IpAddr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
@@ -215,7 +214,6 @@ struct SortedByKey<'a, T, K: Ord> {
     key: fn(&T) -> &K,
     /// Where [`SortedByKey::seek`] goes on from: `order[..cursor]` are below the last key sought.
     cursor: usize,
-    keys: PhantomData<K>,
 }
 
 impl<'a, T, K: Ord> SortedByKey<'a, T, K> {
@@ -228,7 +226,6 @@ impl<'a, T, K: Ord> SortedByKey<'a, T, K> {
             order,
             key,
             cursor: 0,
-            keys: PhantomData,
         }
     }
 
