@@ -88,12 +88,18 @@ impl RecordType {
     }
 }
 
-impl fmt::Display for RecordType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl RecordType {
+    pub fn as_str(self) -> &'static str {
+        match self {
             RecordType::A => "A",
             RecordType::Aaaa => "AAAA",
-        })
+        }
+    }
+}
+
+impl fmt::Display for RecordType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -307,10 +313,7 @@ pub fn push_decimal(text: &mut String, mut n: u32) {
 impl RecordKey {
     /// `name TYPE`, as `Display` writes it, in one allocation.
     pub fn text(&self) -> String {
-        let rtype = match self.rtype {
-            RecordType::A => "A",
-            RecordType::Aaaa => "AAAA",
-        };
+        let rtype = self.rtype.as_str();
         let mut text = String::with_capacity(self.name.0.len() + 1 + rtype.len());
         text.push_str(&self.name.0);
         text.push(' ');

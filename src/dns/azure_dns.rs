@@ -377,7 +377,7 @@ fn plan_writes(
     let mut writes = Vec::new();
     for change in changes {
         let key = change.key();
-        let rtype = http_api::type_word(key.rtype);
+        let rtype = key.rtype.as_str();
         let stored = find(listing, &key.name, rtype);
         if let Some(why) = stored.and_then(|s| s.set.special.as_ref()) {
             return Err(format!(
@@ -457,7 +457,7 @@ fn plan_writes(
                 && !changes.iter().any(|c| {
                     matches!(c, RecordChange::Delete { .. })
                         && &c.key().name == name
-                        && http_api::type_word(c.key().rtype) == *rtype
+                        && c.key().rtype.as_str() == *rtype
                 })
         });
         if others_left {

@@ -400,7 +400,7 @@ fn batch(changes: &[RecordChange], records: &[DnsRecord]) -> Result<Batch, Strin
     let mut out = Batch::default();
     for change in changes {
         let key = change.key();
-        let rtype = http_api::type_word(key.rtype);
+        let rtype = key.rtype.as_str();
         let current = at(records, &key.name, rtype);
         if current.iter().any(|r| r.proxied) && !created_by_ipdrift(records, key.name.as_str()) {
             return Err(format!(

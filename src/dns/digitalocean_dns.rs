@@ -349,7 +349,7 @@ fn steps(zone: &DnsName, changes: &[RecordChange], records: &[DomainRecord]) -> 
     let mut late = Vec::new();
     for change in changes {
         let key = change.key();
-        let rtype = http_api::type_word(key.rtype);
+        let rtype = key.rtype.as_str();
         let name = relative_name(zone, &key.name);
         let (to, ttl): (BTreeSet<IpAddr>, u32) = match change {
             RecordChange::Replace { to, .. } | RecordChange::Create { to, .. } => {

@@ -436,13 +436,6 @@ impl DnsTarget for GcpDnsTarget {
     }
 }
 
-fn type_name(rtype: RecordType) -> &'static str {
-    match rtype {
-        RecordType::A => "A",
-        RecordType::Aaaa => "AAAA",
-    }
-}
-
 fn same_name(listed: &str, name: &DnsName) -> bool {
     listed
         .trim_end_matches('.')
@@ -487,7 +480,7 @@ fn pick_rrsets(listing: &[Rrset], keys: &[RecordKey]) -> Result<Vec<RecordSet>, 
     let wanted: BTreeSet<&RecordKey> = keys.iter().collect();
     let mut found = Vec::new();
     for key in wanted {
-        if let Some(set) = find(listing, &key.name, type_name(key.rtype)) {
+        if let Some(set) = find(listing, &key.name, key.rtype.as_str()) {
             found.push(record_set(key, set)?);
         }
     }
@@ -539,7 +532,7 @@ fn ownership_records(listing: &[Rrset]) -> BTreeMap<DnsName, String> {
 fn rrset_of(set: &RecordSet) -> Rrset {
     Rrset {
         name: set.key.name.as_str().to_string(),
-        rtype: type_name(set.key.rtype).to_string(),
+        rtype: set.key.rtype.as_str().to_string(),
         ttl: Some(set.ttl),
         rrdatas: set.addrs.iter().map(IpAddr::to_string).collect(),
         routing_policy: None,
@@ -572,7 +565,7 @@ pub fn plan_change(
         }
         validate::dns_name(key.name.as_str())
             .map_err(|why| format!("refusing to send {key}: {why}"))?;
-        let stored = find(listing, &key.name, type_name(key.rtype));
+        let stored = find(listing, &key.name, key.rtype.as_str());
         match change {
             RecordChange::Replace { to, .. } | RecordChange::Create { to, .. }
                 if to.addrs.is_empty() =>

@@ -283,7 +283,7 @@ fn steps(zone: &DnsName, changes: &[RecordChange]) -> Vec<Step> {
     for change in changes {
         let key = change.key();
         let name = relative_name(zone, &key.name);
-        let rtype = http_api::type_word(key.rtype);
+        let rtype = key.rtype.as_str();
         match change {
             RecordChange::Replace {
                 from: Some(from),

@@ -30,14 +30,6 @@ pub fn same_name(listed: &str, name: &DnsName) -> bool {
     trimmed(listed) == trimmed(name.as_str())
 }
 
-/// The record type's word as APIs write it.
-pub fn type_word(rtype: RecordType) -> &'static str {
-    match rtype {
-        RecordType::A => "A",
-        RecordType::Aaaa => "AAAA",
-    }
-}
-
 /// The record set for `key` from `set`: an error when it is special or holds a value that
 /// is not an address of its type.
 fn address_set(key: &RecordKey, set: &ListedSet) -> Result<RecordSet, String> {
@@ -73,7 +65,7 @@ pub fn pick_rrsets(listing: &[ListedSet], keys: &[RecordKey]) -> Result<Vec<Reco
     let wanted: BTreeSet<&RecordKey> = keys.iter().collect();
     let mut found = Vec::new();
     for key in wanted {
-        let word = type_word(key.rtype);
+        let word = key.rtype.as_str();
         let mut sets = listing
             .iter()
             .filter(|s| s.rtype.eq_ignore_ascii_case(word) && same_name(&s.name, &key.name));

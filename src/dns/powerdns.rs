@@ -334,7 +334,7 @@ fn patch(changes: &[RecordChange], zone: &DnsName) -> Result<Patch, String> {
     let mut rrsets = Vec::new();
     for change in changes {
         let key = change.key();
-        let rtype = http_api::type_word(key.rtype);
+        let rtype = key.rtype.as_str();
         rrsets.push(match change {
             RecordChange::Replace { to, .. } | RecordChange::Create { to, .. } => replace(
                 &key.name,

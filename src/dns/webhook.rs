@@ -368,7 +368,7 @@ fn endpoint(name: &DnsName, record_type: &str, ttl: u32, targets: Vec<String>) -
 fn address_endpoint(set: &RecordSet) -> Endpoint {
     endpoint(
         &set.key.name,
-        http_api::type_word(set.key.rtype),
+        set.key.rtype.as_str(),
         set.ttl,
         set.addrs.iter().map(ToString::to_string).collect(),
     )
