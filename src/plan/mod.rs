@@ -850,6 +850,9 @@ pub struct PassReport {
     pub verify_failed: BTreeSet<String>,
     /// Announced maintenance that will change addresses, and what depends on them.
     pub forecast: Vec<crate::forecast::Forecast>,
+    /// DNS target → how its configured secondaries stood: after this pass's write of it,
+    /// else as the pass began. Only targets with `secondaries`.
+    pub secondaries: BTreeMap<String, Vec<crate::dns::secondaries::Secondary>>,
 }
 
 impl PassReport {
