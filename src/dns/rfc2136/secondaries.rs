@@ -15,7 +15,7 @@ use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{Name, RData};
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
-use tokio::time::{Instant, sleep_until, timeout_at};
+use tokio::time::{Instant, sleep_until, timeout};
 
 use super::Rfc2136Target;
 use super::answer::{Request, queried_rrset};
@@ -78,7 +78,7 @@ impl Rfc2136Target {
         let expected = &expected;
         let watches = secondaries.servers.iter().map(|&addr| async move {
             let state = match deadline {
-                None => match self.look(addr, primary_serial, expected, None).await {
+                None => match self.look(addr, primary_serial, expected).await {
                     Look::Serves => Served::InSync,
                     Look::Behind { serial, why } => Served::Lagging {
                         waited: Duration::ZERO,
@@ -110,9 +110,7 @@ impl Rfc2136Target {
         deadline: Instant,
     ) -> Served {
         loop {
-            let look = self
-                .look(addr, primary_serial, expected, Some(deadline))
-                .await;
+            let look = self.look(addr, primary_serial, expected).await;
             let now = Instant::now();
             let waited = now.saturating_duration_since(ended);
             match look {
@@ -133,17 +131,14 @@ impl Rfc2136Target {
 
     /// Asks `addr` for the zone's SOA and, when its serial has reached `primary_serial`,
     /// for each RRset of `expected`, all on one connection, within the target's timeout
-    /// (and by `deadline`).
+    /// (so the last look, at the deadline, has its full time).
     async fn look(
         &self,
         addr: SocketAddr,
         primary_serial: u32,
         expected: &[(RecordKey, Option<RecordSet>)],
-        deadline: Option<Instant>,
     ) -> Look {
-        let limit = Instant::now() + self.timeout;
-        let by = deadline.map_or(limit, |d| d.min(limit));
-        match timeout_at(by, self.ask(addr, primary_serial, expected)).await {
+        match timeout(self.timeout, self.ask(addr, primary_serial, expected)).await {
             Ok(Ok(look)) => look,
             Ok(Err(error)) => Look::Behind {
                 serial: None,
@@ -151,7 +146,10 @@ impl Rfc2136Target {
             },
             Err(_) => Look::Behind {
                 serial: None,
-                why: "no answer to the SOA query".to_string(),
+                why: format!(
+                    "no answer within {}",
+                    humantime::format_duration(self.timeout)
+                ),
             },
         }
     }
