@@ -28,7 +28,7 @@ fn promtool_accepts_the_alert_rules() {
         .unwrap();
     assert!(out.status.success(), "{}", describe(&out));
     let all = describe(&out);
-    assert!(all.contains("SUCCESS: 10 rules found"), "{all}");
+    assert!(all.contains("SUCCESS: 11 rules found"), "{all}");
 }
 
 #[test]
@@ -53,6 +53,7 @@ fn the_alerts_cover_what_operators_must_hear_about() {
         "IpdriftAbsent",
         "IpdriftNoLeader",
         "IpdriftSeveralLeaders",
+        "IpdriftSecondaryLagging",
     ] {
         assert!(
             rules.contains(&format!("alert: {alert}\n")),
