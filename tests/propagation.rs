@@ -320,3 +320,41 @@ fn bad_secondaries_are_refused_with_file_line_and_an_example() {
         assert!(stderr.contains(&expected), "{expected}\nnot in\n{stderr}");
     }
 }
+
+/// The measurement of BENCHMARKS.md section 6 (not part of the suite: it takes about two
+/// minutes): `IPDRIFT_BENCH_WRITES` (default 20) applies, 1 s apart, each moving `www` to a
+/// new address, against a BIND primary NOTIFYing one secondary with `notify-delay 0` and
+/// with BIND's default 5; prints each write's propagation time and their p50/p90/max.
+#[test]
+#[ignore = "a measurement: cargo nextest run --test propagation --run-ignored only --no-capture"]
+fn measure_propagation_to_a_bind_secondary() {
+    let writes: usize = std::env::var("IPDRIFT_BENCH_WRITES")
+        .map_or(20, |n| n.parse().expect("IPDRIFT_BENCH_WRITES is a number"));
+    for notify_delay in [0, 5] {
+        let mut primary = Bind::new(ZONE, RECORDS);
+        let secondary = Bind::secondary_of(&primary, primary.addr().port());
+        primary.notify(&secondary, notify_delay);
+        let setup = Setup::new(&primary, &[&secondary], "30s", None);
+        let mut times = Vec::with_capacity(writes);
+        for n in 0..writes {
+            std::thread::sleep(Duration::from_secs(1));
+            setup.web_at(&format!("192.0.2.{}", 20 + n % 200));
+            let (code, applied) = setup.json("apply");
+            assert_eq!(code, Some(0), "{applied:#}");
+            let served = entry_for(&applied, &secondary);
+            assert_eq!(served["state"], "served", "{applied:#}");
+            times.push(served["seconds"].as_f64().unwrap());
+        }
+        let shown: Vec<String> = times.iter().map(|t| format!("{:.3}", t)).collect();
+        times.sort_by(f64::total_cmp);
+        let at =
+            |q: f64| times[((times.len() as f64 * q).ceil() as usize).clamp(1, times.len()) - 1];
+        println!(
+            "notify-delay {notify_delay}: {writes} writes, propagation p50 {:.3} s, p90 {:.3} s, max {:.3} s; each: {}",
+            at(0.5),
+            at(0.9),
+            at(1.0),
+            shown.join(" ")
+        );
+    }
+}
