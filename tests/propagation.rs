@@ -204,8 +204,10 @@ fn a_lagging_secondary_is_reported_within_the_timeout_without_failing_the_write(
     let (primary, good) = primary_and_secondary();
     // Its primary is a port nobody listens on: it keeps serving serial 1.
     let stale = Bind::secondary_of(&primary, free_port());
+    // Ahead in serial (5) but with the old records: only reading the record set tells.
+    let ahead = Bind::secondary_at_serial(&primary, free_port(), 5);
     let other = Bind::new(OTHER_ZONE, RECORDS);
-    let setup = Setup::new(&primary, &[&good, &stale], "2s", Some(&other));
+    let setup = Setup::new(&primary, &[&good, &stale, &ahead], "2s", Some(&other));
     setup.web_at("192.0.2.20");
 
     let started = Instant::now();
@@ -233,6 +235,16 @@ fn a_lagging_secondary_is_reported_within_the_timeout_without_failing_the_write(
     assert!((2.0..3.0).contains(&waited), "{applied:#}");
     assert!(took < Duration::from_secs(8), "apply took {took:?}");
     assert_eq!(stale.query("www.example.test.", "A"), ["192.0.2.10"]);
+    let wrong = entry_for(&applied, &ahead);
+    assert_eq!(wrong["state"], "lagging", "{applied:#}");
+    let expected = format!(
+        "secondary {} lagging: serial 5 but www.example.test. A reads 192.0.2.10 ttl=300 (the primary has 192.0.2.20 ttl=300) after 2s",
+        ahead.addr()
+    );
+    assert!(
+        wrong["message"].as_str().unwrap().starts_with(&expected),
+        "{applied:#}"
+    );
 
     // `diff` reads only: in sync (exit 0), with the lagging secondary as a warning.
     let out = setup.ipdrift(&["diff"]);
@@ -252,6 +264,8 @@ fn a_lagging_secondary_is_reported_within_the_timeout_without_failing_the_write(
     assert_eq!(diff["in_sync"], true);
     assert_eq!(entry_for(&diff, &good)["state"], "in_sync", "{diff:#}");
     assert_eq!(entry_for(&diff, &stale)["state"], "lagging", "{diff:#}");
+    // A pass without a write compares serials only.
+    assert_eq!(entry_for(&diff, &ahead)["state"], "in_sync", "{diff:#}");
 
     // The timeline tells both secondaries' stories of the write.
     let out = setup.ipdrift(&["timeline"]);

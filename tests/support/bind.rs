@@ -99,14 +99,21 @@ impl Bind {
     /// that it answers at once; it refreshes from the primary when it starts and when
     /// NOTIFYed (see [`Bind::notify`]).
     pub fn secondary_of(primary: &Bind, primary_port: u16) -> Bind {
+        Self::secondary_at_serial(primary, primary_port, 1)
+    }
+
+    /// [`Bind::secondary_of`], its zone file given SOA serial `serial` instead of 1: a
+    /// secondary ahead of the primary in serial, with the primary's first records.
+    pub fn secondary_at_serial(primary: &Bind, primary_port: u16, serial: u32) -> Bind {
         let dir = tempfile::Builder::new()
             .prefix("ipdrift-bind-secondary-")
             .tempdir()
             .expect("create a temporary directory for named");
-        for file in ["key.conf", "zone.db"] {
-            fs::copy(primary.dir().join(file), dir.path().join(file))
-                .expect("copy from the primary");
-        }
+        fs::copy(primary.dir().join("key.conf"), dir.path().join("key.conf"))
+            .expect("copy the key");
+        let zone = fs::read_to_string(primary.dir().join("zone.db")).expect("read zone.db");
+        let zone = zone.replacen(" hostmaster 1 ", &format!(" hostmaster {serial} "), 1);
+        fs::write(dir.path().join("zone.db"), zone).expect("write zone.db");
         let bind = Bind {
             dir,
             port: 0,
