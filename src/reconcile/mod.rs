@@ -22,6 +22,7 @@ use crate::forecast::{ScheduledEvent, forecast};
 use crate::ha::{Fence, NotLeader};
 use crate::inventory::Inventory;
 use crate::lb::{LoadBalancer, ServerChange};
+use crate::maintenance::{self, MaintenancePolicy};
 use crate::model::{DnsName, ObservedServer, RecordKey, ServerAdmin, ServerIntent};
 use crate::plan::reviewed::ReviewedPlan;
 use crate::plan::{Action, Observed, PassReport, Plan, PlanOptions, TargetError, orphans, plan};
@@ -29,6 +30,13 @@ use crate::trigger::{Trigger, Watch};
 
 /// How long ipdrift's own TCP probe of an instance endpoint may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Seconds since the Unix epoch (what announced events' `not_before` is).
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
 
 /// Whether a pass may write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +69,8 @@ pub struct Reconciler {
     timings: Timings,
     /// Checked right before each target's write batch (`[ha]`: only the leader writes).
     fence: Fence,
+    /// How announced maintenance is prepared for.
+    maintenance: MaintenancePolicy,
     /// The current pass's secondaries after writes, by target ([`DnsTarget::secondaries`]).
     propagation: Mutex<BTreeMap<String, anyhow::Result<Vec<Secondary>>>>,
 }
@@ -134,6 +144,7 @@ impl Reconciler {
         };
         Reconciler {
             timeout: config.controller.timeout,
+            maintenance: MaintenancePolicy::of(&config),
             config,
             inventories: parts.inventories,
             dns: parts.dns,
@@ -215,14 +226,22 @@ impl Reconciler {
         let (sources, events) = self
             .list_sources(&mut report.errors, &mut report.problems)
             .await;
-        let want = desired(&self.config, &sources);
+        let mut want = desired(&self.config, &sources);
         report.problems.extend(want.problems.iter().cloned());
-        report.forecast = forecast(&want, &sources, &events);
+        report.forecast = forecast(&want, &sources, &events, self.maintenance.lead);
         let (observed, secondaries) = tokio::join!(
             self.observe_targets(&want, resting, &mut report.errors),
             self.check_secondaries(resting)
         );
+        report.maintenance = maintenance::prepare(
+            &mut want,
+            &report.forecast,
+            &observed,
+            unix_now(),
+            &self.maintenance,
+        );
         report.plan = plan(&want, &observed, &self.options);
+        maintenance::drop_unplanned(&mut report.maintenance, &report.plan);
         if mode == Mode::Apply && approve(&report.plan) {
             for (target, outcome) in self.apply(&want, &observed, &report.plan).await {
                 let Some((result, verify_failed)) = outcome else {
