@@ -224,6 +224,7 @@ fn the_dashboard_has_the_panels_the_readme_describes() {
         "Time to converge",
         "Target up",
         "Scheduled events",
+        "Secondaries lagging",
     ] {
         assert!(titles.contains(&wanted), "{wanted} missing from {titles:?}");
     }
