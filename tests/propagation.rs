@@ -206,8 +206,16 @@ fn a_lagging_secondary_is_reported_within_the_timeout_without_failing_the_write(
     let stale = Bind::secondary_of(&primary, free_port());
     // Ahead in serial (5) but with the old records: only reading the record set tells.
     let ahead = Bind::secondary_at_serial(&primary, free_port(), 5);
+    // Stopped (SIGSTOP): connections are accepted, nothing is answered.
+    let stopped = Bind::secondary_of(&primary, primary.addr().port());
+    stopped.pause();
     let other = Bind::new(OTHER_ZONE, RECORDS);
-    let setup = Setup::new(&primary, &[&good, &stale, &ahead], "2s", Some(&other));
+    let setup = Setup::new(
+        &primary,
+        &[&good, &stale, &ahead, &stopped],
+        "2s",
+        Some(&other),
+    );
     setup.web_at("192.0.2.20");
 
     let started = Instant::now();
@@ -236,6 +244,16 @@ fn a_lagging_secondary_is_reported_within_the_timeout_without_failing_the_write(
     assert!((2.0..4.0).contains(&waited), "{applied:#}");
     assert!(took < Duration::from_secs(8), "apply took {took:?}");
     assert_eq!(stale.query("www.example.test.", "A"), ["192.0.2.10"]);
+    let silent = entry_for(&applied, &stopped);
+    assert_eq!(silent["state"], "lagging", "{applied:#}");
+    assert_eq!(silent["serial"], Value::Null, "{applied:#}");
+    assert!(
+        silent["message"]
+            .as_str()
+            .unwrap()
+            .contains("lagging: no answer within 2s after"),
+        "{applied:#}"
+    );
     let wrong = entry_for(&applied, &ahead);
     assert_eq!(wrong["state"], "lagging", "{applied:#}");
     let expected = format!(
@@ -256,6 +274,13 @@ fn a_lagging_secondary_is_reported_within_the_timeout_without_failing_the_write(
         text.contains(&format!(
             "warning  ns1: secondary {} lagging: serial 1 (primary has 2)\n",
             stale.addr()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "warning  ns1: secondary {} lagging: no answer within 2s\n",
+            stopped.addr()
         )),
         "{text}"
     );
@@ -287,13 +312,14 @@ fn a_lagging_secondary_is_reported_within_the_timeout_without_failing_the_write(
         "{timeline}"
     );
 
-    // `run`: the gauge counts the lagging secondary of ns1, none of ns2.
+    // `run`: the gauge counts ns1's lagging secondaries (the stale and the stopped one;
+    // the one ahead in serial looks in sync without a write), none of ns2.
     let controller = Controller::start_with(&setup.config());
     let lagging = "ipdrift_secondaries_lagging{target=\"ns1\"}";
     assert!(
         wait_until(Duration::from_secs(10), || controller.metric(lagging)
-            == Some(1.0)),
-        "gauge not 1; log:\n{}",
+            == Some(2.0)),
+        "gauge not 2; log:\n{}",
         controller.log_text()
     );
     assert_eq!(

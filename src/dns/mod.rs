@@ -249,6 +249,9 @@ pub trait DnsTarget: Send + Sync {
     /// How the zone's secondaries stand ([`SecondaryCheck`]): a record is repaired for
     /// clients only once every server they may ask serves it. Targets without configured
     /// secondaries (the default) have none. `Err` when the primary's serial cannot be read.
+    /// The target bounds its own queries by the controller's `timeout` (and a write's wait
+    /// by its propagation timeout), so that one secondary that does not answer is reported
+    /// as lagging rather than timing out the others.
     fn secondaries<'a>(
         &'a self,
         _check: SecondaryCheck<'a>,

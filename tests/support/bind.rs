@@ -143,6 +143,15 @@ impl Bind {
         self.restart();
     }
 
+    /// Stops named with SIGSTOP: it keeps its port, and the kernel still accepts TCP
+    /// connections to it, but nothing is answered until it is killed.
+    pub fn pause(&self) {
+        let named = self.named.as_ref().expect("named is running");
+        run(Command::new("kill")
+            .arg("-STOP")
+            .arg(named.id().to_string()));
+    }
+
     fn launch_on_a_free_port(mut self) -> Bind {
         for _ in 0..PORT_ATTEMPTS {
             self.port = free_udp_and_tcp_port();
