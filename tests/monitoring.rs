@@ -28,7 +28,7 @@ fn promtool_accepts_the_alert_rules() {
         .unwrap();
     assert!(out.status.success(), "{}", describe(&out));
     let all = describe(&out);
-    assert!(all.contains("SUCCESS: 12 rules found"), "{all}");
+    assert!(all.contains("SUCCESS: 13 rules found"), "{all}");
 }
 
 #[test]
@@ -55,6 +55,7 @@ fn the_alerts_cover_what_operators_must_hear_about() {
         "IpdriftAbsent",
         "IpdriftNoLeader",
         "IpdriftSeveralLeaders",
+        "IpdriftSecondaryLagging",
     ] {
         assert!(
             rules.contains(&format!("alert: {alert}\n")),
@@ -225,6 +226,7 @@ fn the_dashboard_has_the_panels_the_readme_describes() {
         "Time to converge",
         "Target up",
         "Scheduled events",
+        "Secondaries lagging",
     ] {
         assert!(titles.contains(&wanted), "{wanted} missing from {titles:?}");
     }
