@@ -9,7 +9,7 @@
 //!   its latest event's state, for up to [`SETTLE_LIMIT`], and only then is the pass asked
 //!   for; after the limit it is asked for anyway and polling is the safety net.
 //! - A message is deleted only once the pass it triggered has finished. One that the
-//!   controller could not finish with comes back after [`VISIBILITY`]; one that is no EC2
+//!   controller could not finish with comes back after its visibility timeout (`VISIBILITY`); one that is no EC2
 //!   state-change notification is left in the queue with a warning (a misrouted rule is
 //!   the operator's to see, and a redrive policy to a dead-letter queue takes it).
 

@@ -1,6 +1,6 @@
 //! Socket I/O for the HAProxy runtime API. Each read or write is one connection that
 //! carries one request line (all commands, `;`-separated) and is read to EOF; the pure
-//! [`protocol`](super::protocol) module builds the commands and reads the answers.
+//! [`super::protocol`] module builds the commands and reads the answers.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
