@@ -688,8 +688,10 @@ class Unbound:
             # kept exactly their TTL, never served expired, never refreshed early.
             "    cache-min-ttl: 0\n    serve-expired: no\n    prefetch: no\n"
             f'stub-zone:\n    name: "{ZONE}"\n    stub-addr: 127.0.0.1@{bind_port}\n'
-            "remote-control:\n    control-enable: no\n"
+            # A local socket for `unbound-control flush`, which sets the cache's phase.
+            f'remote-control:\n    control-enable: yes\n    control-interface: "{self.dir}/unbound.ctl"\n    control-use-cert: no\n'
         )
+        self.conf = conf
         checked = subprocess.run(["unbound-checkconf", str(conf)], capture_output=True, text=True)
         if checked.returncode != 0:
             raise RuntimeError(f"unbound-checkconf {conf}: {checked.stdout}{checked.stderr}")
@@ -711,6 +713,12 @@ class Unbound:
         except BaseException:
             self.stop()
             raise
+
+    def flush(self, name):
+        """Drops `name` from the cache: the next query fetches it afresh from BIND."""
+        done = subprocess.run(["unbound-control", "-c", str(self.conf), "flush", name], capture_output=True, text=True, timeout=10)
+        if done.returncode != 0 or "ok" not in done.stdout:
+            raise RuntimeError(f"unbound-control flush {name}: {done.stdout}{done.stderr}")
 
     def stop(self):
         self.process.terminate()
@@ -907,6 +915,11 @@ def bench_stale_variant(ipdrift, variant, index, size, repetitions, maintenance_
                 due = max(lowered_at + TTL + 1, lowered_at + not_before - time.time())
                 pause(due - time.monotonic() + random.uniform(0, maintenance_ttl))
             else:
+                # Two independent random phases, as for any one resolver among many: of
+                # the controller's passes (a pause of up to one interval), then of the
+                # cache (flushed, so refetched within 100 ms, then up to one TTL old).
+                pause(random.uniform(0, interval_s))
+                unbound.flush(STALE_NAME)
                 pause(random.uniform(0, TTL))
             seen = client.dns_between(started)
             cached_ttl = seen[-1][2] if seen else None
