@@ -40,6 +40,10 @@ pub struct Desired {
     pub records: BTreeMap<String, BTreeMap<RecordKey, RecordSet>>,
     /// Load balancer name → backend servers.
     pub servers: BTreeMap<String, BTreeMap<ServerKey, DesiredServer>>,
+    /// Load balancer name → servers that should drain rather than serve: announced
+    /// maintenance is due for their instances ([`crate::maintenance`]). Empty from
+    /// [`desired`].
+    pub drained: BTreeMap<String, BTreeSet<ServerKey>>,
     /// Fixed-name record sets that selected no address: left as they are (never emptied).
     pub empty_records: BTreeMap<String, BTreeSet<RecordKey>>,
     /// Record sets whose rule says `adopt = false`: updated only when ipdrift owns them.

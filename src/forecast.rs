@@ -6,11 +6,12 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::desired::{Desired, SourceSnapshot};
-use crate::model::{AddressKind, ServerIntent};
+use crate::model::{AddressKind, RecordKey, ServerIntent, ServerKey};
 
 /// An event a provider announced for an instance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -39,13 +40,49 @@ pub struct Forecast {
     pub records: Vec<String>,
     /// `target: backend/server` of each server that points at the instance.
     pub servers: Vec<String>,
+    /// Unix seconds: from when ipdrift prepares for it (`controller.maintenance_lead`
+    /// before `not_before`): lowers the TTLs of `records`, drains `servers` if configured.
+    pub prepare_from: u64,
+    /// `records` as (target, key), for the preparations.
+    #[serde(skip)]
+    pub record_keys: Vec<(String, RecordKey)>,
+    /// `servers` as (target, key).
+    #[serde(skip)]
+    pub server_keys: Vec<(String, ServerKey)>,
 }
 
-/// Forecasts for every address-changing event of a listed instance.
+impl Forecast {
+    /// `instance-stop of web-01 (i-1, source aws) not before 2027-01-15T08:00:00Z`.
+    pub fn event_text(&self) -> String {
+        format!(
+            "{} of {} ({}, source {}) not before {}",
+            self.code,
+            self.name,
+            self.instance,
+            self.source,
+            unix_text(self.not_before)
+        )
+    }
+
+    /// Whether ipdrift prepares for it at `now` (Unix seconds).
+    pub fn is_due(&self, now: u64) -> bool {
+        now >= self.prepare_from
+    }
+}
+
+/// Unix seconds as RFC 3339 UTC, e.g. `2027-01-15T08:00:00Z`.
+pub fn unix_text(seconds: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(seconds))
+        .to_string()
+}
+
+/// Forecasts for every address-changing event of a listed instance, each prepared for
+/// `lead` before it.
 pub fn forecast(
     desired: &Desired,
     sources: &BTreeMap<String, SourceSnapshot>,
     events: &BTreeMap<String, Vec<ScheduledEvent>>,
+    lead: Duration,
 ) -> Vec<Forecast> {
     let mut out = Vec::new();
     for (source, source_events) in events {
@@ -64,25 +101,26 @@ pub fn forecast(
             .into_iter()
             .filter_map(|kind| instance.address(kind))
             .collect();
-            let records = desired
+            let record_keys: Vec<(String, RecordKey)> = desired
                 .records
                 .iter()
                 .flat_map(|(target, sets)| {
                     sets.values()
                         .filter(|set| set.addrs.iter().any(|a| addrs.contains(a)))
-                        .map(move |set| format!("{target}: {}", set.key))
+                        .map(move |set| (target.clone(), set.key.clone()))
                 })
                 .collect();
-            let servers = desired
+            let server_keys: Vec<(String, ServerKey)> = desired
                 .servers
                 .iter()
                 .flat_map(|(target, servers)| {
                     servers
                         .values()
                         .filter(|s| matches!(s.intent, ServerIntent::Serve { addr, .. } if addrs.contains(&addr)))
-                        .map(move |s| format!("{target}: {}", s.key))
+                        .map(move |s| (target.clone(), s.key.clone()))
                 })
                 .collect();
+            let lead = lead.as_secs();
             out.push(Forecast {
                 source: source.clone(),
                 instance: instance.id.clone(),
@@ -90,8 +128,17 @@ pub fn forecast(
                 code: event.code.clone(),
                 not_before: event.not_before,
                 description: event.description.clone(),
-                records,
-                servers,
+                records: record_keys
+                    .iter()
+                    .map(|(target, key)| format!("{target}: {key}"))
+                    .collect(),
+                servers: server_keys
+                    .iter()
+                    .map(|(target, key)| format!("{target}: {key}"))
+                    .collect(),
+                prepare_from: event.not_before.saturating_sub(lead),
+                record_keys,
+                server_keys,
             });
         }
     }
@@ -109,6 +156,8 @@ mod tests {
     use crate::config;
     use crate::desired::desired;
     use crate::model::{Instance, InstanceState};
+
+    const LEAD: Duration = Duration::from_secs(600);
 
     const CONFIG: &str = r#"
 [[inventory]]
@@ -179,7 +228,7 @@ server = "{name}"
                 event("i-2", "system-reboot", false),
             ],
         )]);
-        let forecasts = forecast(&want, &sources, &events);
+        let forecasts = forecast(&want, &sources, &events, LEAD);
         assert_eq!(
             forecasts.len(),
             1,
@@ -192,6 +241,12 @@ server = "{name}"
         );
         assert_eq!(f.records, vec!["ns1: web-01.example.com. A".to_string()]);
         assert_eq!(f.servers, vec!["lb-01: web/web-01".to_string()]);
+        assert_eq!(f.prepare_from, 1_800_000_000 - 600);
+        assert!(!f.is_due(1_800_000_000 - 601) && f.is_due(1_800_000_000 - 600));
+        assert_eq!(
+            f.event_text(),
+            "instance-retirement of web-01 (i-1, source aws) not before 2027-01-15T08:00:00Z"
+        );
     }
 
     #[test]
@@ -200,8 +255,8 @@ server = "{name}"
         let events =
             BTreeMap::from([("aws".to_string(), vec![event("i-9", "instance-stop", true)])]);
         let listed = BTreeMap::from([("aws".to_string(), SourceSnapshot::Listed(vec![]))]);
-        assert!(forecast(&desired(&config, &listed), &listed, &events).is_empty());
+        assert!(forecast(&desired(&config, &listed), &listed, &events, LEAD).is_empty());
         let failed = BTreeMap::from([("aws".to_string(), SourceSnapshot::Failed)]);
-        assert!(forecast(&desired(&config, &failed), &failed, &events).is_empty());
+        assert!(forecast(&desired(&config, &failed), &failed, &events, LEAD).is_empty());
     }
 }

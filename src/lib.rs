@@ -15,6 +15,7 @@
 //!   [`config::secrets`] reads files and the environment.
 //! - [`desired`]: instances × rules → desired state.
 //! - [`forecast`]: announced maintenance → the records and servers it will break.
+//! - [`maintenance`]: acting before it: lower TTLs, drain servers, restore after it.
 //! - [`plan`]: desired × observed → changes, guard refusals; `plan::render` prints them;
 //!   `plan::reviewed` holds `apply --plan` to a reviewed plan.
 //! - [`explain`]: one record or server: its rule, instances, desired value and verdict.
@@ -65,6 +66,7 @@ pub mod ha;
 pub mod init;
 pub mod inventory;
 pub mod lb;
+pub mod maintenance;
 pub mod metrics;
 pub mod model;
 pub mod notify;

@@ -36,9 +36,10 @@ pub const SCHEDULED_EVENTS: &str = "ipdrift_scheduled_events";
 pub const NOTIFICATIONS_TOTAL: &str = "ipdrift_notifications_total";
 pub const AUDIT_LOG_ERRORS_TOTAL: &str = "ipdrift_audit_log_errors_total";
 pub const LEADER: &str = "ipdrift_leader";
+pub const MAINTENANCE_OBJECTS: &str = "ipdrift_maintenance_objects";
 
 /// Every metric family `/metrics` exposes, by its exposed name.
-pub const ALL: [&str; 20] = [
+pub const ALL: [&str; 21] = [
     LAST_RECONCILE_SUCCESS_TIMESTAMP,
     RECONCILE_DURATION,
     DRIFT_OBJECTS,
@@ -59,6 +60,7 @@ pub const ALL: [&str; 20] = [
     NOTIFICATIONS_TOTAL,
     AUDIT_LOG_ERRORS_TOTAL,
     LEADER,
+    MAINTENANCE_OBJECTS,
 ];
 
 /// Values of the `result` label of [`NOTIFICATIONS_TOTAL`].
@@ -136,6 +138,8 @@ pub struct Metrics {
     /// Empty until an inventory source reports scheduled events; the value is the Unix time
     /// the event starts.
     pub scheduled_events: Family<ScheduledEventLabels, Gauge<f64, AtomicU64>>,
+    /// Record sets at `maintenance_ttl` and servers draining for announced maintenance.
+    pub maintenance_objects: Family<TargetLabel, Gauge>,
     pub notifications: Family<ResultLabel, Counter>,
     pub audit_log_errors: Counter,
     /// One series, for this controller: see [`Metrics::leader_gauge`].
@@ -265,6 +269,12 @@ impl Metrics {
             "Announced provider events that will change an instance's addresses; the value is the Unix time the event starts",
             scheduled_events.clone(),
         );
+        let maintenance_objects = Family::<TargetLabel, Gauge>::default();
+        registry.register(
+            MAINTENANCE_OBJECTS,
+            "Record sets at controller.maintenance_ttl and servers draining for announced maintenance, as of the last pass",
+            maintenance_objects.clone(),
+        );
         let notifications = Family::<ResultLabel, Counter>::default();
         registry.register(
             counter_name(NOTIFICATIONS_TOTAL),
@@ -305,6 +315,7 @@ impl Metrics {
             let _ = drift_started.get_or_create(&label);
             let _ = read_duration.get_or_create(&label);
             let _ = write_duration.get_or_create(&label);
+            let _ = maintenance_objects.get_or_create(&label);
             for op in Op::ALL {
                 let _ = changes.get_or_create(&ChangeLabels {
                     target: target.clone(),
@@ -348,6 +359,7 @@ impl Metrics {
             read_duration,
             write_duration,
             scheduled_events,
+            maintenance_objects,
             notifications,
             audit_log_errors,
             leader,

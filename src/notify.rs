@@ -349,6 +349,9 @@ mod tests {
             description: "stop".into(),
             records: vec!["ns1: web-01.example.com. A".into()],
             servers: vec!["lb-01: web/web-01".into()],
+            prepare_from: 1_800_000_000 - 600,
+            record_keys: vec![],
+            server_keys: vec![],
         };
         let notice = Notice::from(&forecast);
         let text = notice.text();

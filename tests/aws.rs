@@ -349,7 +349,7 @@ async fn a_scheduled_stop_shows_in_diff_metrics_and_the_log() {
     let text = String::from_utf8_lossy(&diff.stdout).into_owned();
     assert!(
         text.contains(&format!(
-            "forecast instance-stop of web-01 ({}, source ec2) not before 2030-01-15T08:00:00Z will change its addresses; depends on it: r53: web-01.{ZONE} A; lb-01: web/web-01",
+            "forecast instance-stop of web-01 ({}, source ec2) not before 2030-01-15T08:00:00Z will change its addresses; prepared for from 2030-01-15T07:55:00Z; depends on it: r53: web-01.{ZONE} A; lb-01: web/web-01",
             webs[0]
         )),
         "{}",
@@ -366,6 +366,11 @@ async fn a_scheduled_stop_shows_in_diff_metrics_and_the_log() {
     assert_eq!(forecast[0]["instance"], webs[0].as_str());
     assert_eq!(forecast[0]["code"], "instance-stop");
     assert_eq!(forecast[0]["not_before"], not_before);
+    assert_eq!(
+        forecast[0]["prepare_from"],
+        not_before - 300,
+        "the default lead: twice the records' 60 s TTL, at least 5 minutes"
+    );
     assert_eq!(forecast[0]["records"][0], format!("r53: web-01.{ZONE} A"));
     assert_eq!(forecast[0]["servers"][0], "lb-01: web/web-01");
 

@@ -92,6 +92,15 @@ pub enum Event {
     },
     /// Every object of the target is in sync again.
     Converged { target: String, drift_seconds: f64 },
+    /// Announced maintenance shapes an object otherwise than in the pass before: its TTL
+    /// lowered, held or restored, a server drained or back in service
+    /// ([`crate::maintenance::StepKind`]'s names).
+    Maintenance {
+        target: String,
+        object: String,
+        step: String,
+        reason: String,
+    },
     /// Ends the events of one pass (and is written after the first pass of every run).
     Pass {
         duration_seconds: f64,

@@ -150,6 +150,12 @@ pub fn describe(entry: &Entry, start: OffsetDateTime) -> String {
             "{target}: converged — in sync again, {} after the drift was seen",
             span_of_seconds(*drift_seconds)
         ),
+        Event::Maintenance {
+            target,
+            object,
+            step,
+            reason,
+        } => format!("{target}: maintenance {step} {object}: {reason}"),
         Event::Pass { .. } => "pass finished".to_string(),
     }
 }

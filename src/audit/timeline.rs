@@ -23,6 +23,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::{ChangeResult, Event, Record, addresses_in, elapsed, is_backing_off};
+use crate::maintenance::StepKind;
 
 /// The incidents of a log that overlap the requested window.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -166,6 +167,9 @@ struct Open {
     addresses: Vec<AddressChange>,
     /// Target → the entries of the errors it has had since it last worked.
     errors: BTreeMap<String, Vec<usize>>,
+    /// (target, object) in an announced maintenance (low TTL, draining): the incident
+    /// lasts until each is restored.
+    in_maintenance: BTreeSet<(String, String)>,
 }
 
 impl Open {
@@ -185,11 +189,12 @@ impl Open {
             failing: BTreeSet::new(),
             addresses: Vec::new(),
             errors: BTreeMap::new(),
+            in_maintenance: BTreeSet::new(),
         }
     }
 
     fn is_quiet(&self) -> bool {
-        self.drifting.is_empty() && self.failing.is_empty()
+        self.drifting.is_empty() && self.failing.is_empty() && self.in_maintenance.is_empty()
     }
 
     /// The latest row for an object that is not fixed yet.
@@ -211,6 +216,7 @@ impl Open {
                 self.drifting.clear();
                 self.failing.clear();
                 self.errors.clear();
+                self.in_maintenance.clear();
                 for row in &mut inc.impact {
                     if row.fixed_at.is_none() {
                         row.fix = Fix::Unknown;
@@ -330,6 +336,23 @@ impl Open {
                     }
                 }
             }
+            Event::Maintenance {
+                target,
+                object,
+                step,
+                ..
+            } => {
+                summary.targets.insert(target.clone());
+                let key = (target.clone(), object.clone());
+                if StepKind::ALL
+                    .iter()
+                    .any(|k| k.as_str() == step && k.in_maintenance())
+                {
+                    self.in_maintenance.insert(key);
+                } else {
+                    self.in_maintenance.remove(&key);
+                }
+            }
             Event::Pass { .. } => return,
         }
         self.incident.entries.push(Entry {
@@ -393,6 +416,7 @@ fn opens_incident(event: &Event) -> bool {
             | Event::Change { .. }
             | Event::GuardRefused { .. }
             | Event::TargetError { .. }
+            | Event::Maintenance { .. }
     )
 }
 
@@ -539,6 +563,42 @@ mod tests {
             second.entries.last().unwrap().event,
             Event::Started { .. }
         ));
+    }
+
+    #[test]
+    fn a_maintenance_is_one_incident_from_the_lowered_ttl_to_its_restoration() {
+        let log = r#"
+{"ts":"2026-05-01T10:00:00Z","event":"maintenance","target":"ns1","object":"www.example.com. A","step":"ttl-lowered","reason":"TTL 10 s instead of 60 s for instance-stop of lb"}
+{"ts":"2026-05-01T10:00:00Z","event":"drift_detected","target":"ns1","objects":["www.example.com. A"]}
+{"ts":"2026-05-01T10:00:00.1Z","event":"change","target":"ns1","op":"update","object":"www.example.com. A","from":"192.0.2.1 ttl=60","to":"192.0.2.1 ttl=10","result":"applied"}
+{"ts":"2026-05-01T10:00:00.1Z","event":"converged","target":"ns1","drift_seconds":0.1}
+{"ts":"2026-05-01T10:00:00.1Z","event":"pass","duration_seconds":0.1,"drift_objects":0,"errors":0}
+{"ts":"2026-05-01T10:05:00Z","event":"address_changed","source":"local","instance":"i-lb","name":"lb","address":"public_ipv4","old":"192.0.2.1","new":"198.51.100.1"}
+{"ts":"2026-05-01T10:05:00Z","event":"drift_detected","target":"ns1","objects":["www.example.com. A"]}
+{"ts":"2026-05-01T10:05:00.1Z","event":"maintenance","target":"ns1","object":"www.example.com. A","step":"ttl-held","reason":"TTL kept at 10 s"}
+{"ts":"2026-05-01T10:05:00.1Z","event":"change","target":"ns1","op":"update","object":"www.example.com. A","from":"192.0.2.1 ttl=10","to":"198.51.100.1 ttl=10","result":"applied"}
+{"ts":"2026-05-01T10:05:00.1Z","event":"converged","target":"ns1","drift_seconds":0.1}
+{"ts":"2026-05-01T10:05:00.1Z","event":"pass","duration_seconds":0.1,"drift_objects":0,"errors":0}
+{"ts":"2026-05-01T10:05:10.1Z","event":"maintenance","target":"ns1","object":"www.example.com. A","step":"ttl-restored","reason":"TTL back to 60 s"}
+{"ts":"2026-05-01T10:05:10.1Z","event":"change","target":"ns1","op":"update","object":"www.example.com. A","from":"198.51.100.1 ttl=10","to":"198.51.100.1 ttl=60","result":"applied"}
+{"ts":"2026-05-01T10:05:10.1Z","event":"pass","duration_seconds":0.1,"drift_objects":0,"errors":0}
+{"ts":"2026-05-01T11:00:00Z","event":"drift_detected","target":"lb-01","objects":["web/web-03"]}
+"#;
+        let parsed = parse(log.as_bytes());
+        assert!(parsed.skipped.is_empty(), "{:?}", parsed.skipped);
+        let timeline = build(&parsed.records, None, None, vec![]);
+        assert_eq!(timeline.incidents.len(), 2, "{timeline:?}");
+        let maintenance = &timeline.incidents[0];
+        assert_eq!(maintenance.status, Status::Resolved);
+        assert_eq!(maintenance.started, at("2026-05-01T10:00:00Z"));
+        assert_eq!(maintenance.ended, at("2026-05-01T10:05:10.1Z"));
+        let text = crate::audit::render::text(&timeline);
+        for said in [
+            "ns1: maintenance ttl-lowered www.example.com. A: TTL 10 s instead of 60 s",
+            "ns1: maintenance ttl-restored www.example.com. A",
+        ] {
+            assert!(text.contains(said), "{said}: {text}");
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 
 use super::{ChangeResult, Event, Record, elapsed, is_backing_off, seconds};
 use crate::desired::SourceSnapshot;
+use crate::maintenance::StepKind;
 use crate::model::AddressKind;
 use crate::plan::PassReport;
 
@@ -65,6 +66,8 @@ pub struct Tracker {
     /// (guard, target, object) refused in the last pass that read the target.
     refusals: BTreeSet<(String, String, String)>,
     failing_passes: BTreeMap<String, u32>,
+    /// (target, object) → what maintenance did to it in the last pass.
+    maintenance: BTreeMap<(String, String), StepKind>,
 }
 
 /// How many objects a "still out of sync" reason names before it says "…".
@@ -194,6 +197,21 @@ impl Tracker {
                 .cloned(),
         );
         self.refusals = refusals;
+
+        let mut maintenance = BTreeMap::new();
+        for step in &report.maintenance {
+            let key = (step.target.clone(), step.object.clone());
+            if self.maintenance.get(&key) != Some(&step.step) {
+                late.push(Event::Maintenance {
+                    target: step.target.clone(),
+                    object: step.object.clone(),
+                    step: step.step.as_str().to_string(),
+                    reason: step.reason.clone(),
+                });
+            }
+            maintenance.insert(key, step.step);
+        }
+        self.maintenance = maintenance;
 
         for change in &report.plan.changes {
             let Some(result) = report.written.get(&change.target) else {
@@ -672,5 +690,44 @@ mod tests {
             .collect();
         assert_eq!(reasons, vec![("ns1", 3), ("lb-01", 3)]);
         assert!(third.failing[1].reason.contains("web/web-03"));
+    }
+
+    #[test]
+    fn a_maintenance_step_is_recorded_when_it_starts_and_when_it_changes() {
+        use crate::maintenance::{Step, StepKind};
+        let mut tracker = tracker();
+        let step = |kind| PassReport {
+            maintenance: vec![Step {
+                target: "ns1".into(),
+                object: "www.example.com. A".into(),
+                step: kind,
+                reason: "for instance-stop of web-01".into(),
+            }],
+            ..PassReport::default()
+        };
+        let none = BTreeMap::new();
+        let steps = |out: &PassEvents| -> Vec<String> {
+            out.records
+                .iter()
+                .filter_map(|r| match &r.event {
+                    Event::Maintenance { step, .. } => Some(step.clone()),
+                    _ => None,
+                })
+                .collect()
+        };
+        let lowered = step(StepKind::TtlLowered);
+        let out = tracker.observe(&lowered, &none, t(0), t(1));
+        assert_eq!(steps(&out), vec!["ttl-lowered"]);
+        assert!(steps(&tracker.observe(&lowered, &none, t(10), t(11))).is_empty());
+        let held = step(StepKind::TtlHeld);
+        assert_eq!(
+            steps(&tracker.observe(&held, &none, t(20), t(21))),
+            vec!["ttl-held"]
+        );
+        let restored = step(StepKind::TtlRestored);
+        let out = tracker.observe(&restored, &none, t(30), t(31));
+        assert_eq!(steps(&out), vec!["ttl-restored"]);
+        assert_eq!(out.records[0].ts, t(31), "stamped with the writes");
+        assert!(steps(&tracker.observe(&PassReport::default(), &none, t(40), t(41))).is_empty());
     }
 }

@@ -21,6 +21,11 @@ pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(20);
 /// The longest `controller.debounce`: beyond it a trigger would be little faster than
 /// polling.
 pub const MAX_DEBOUNCE: Duration = Duration::from_secs(60);
+/// The TTL of the record sets an announced maintenance will change, from `lead` before it
+/// until their new addresses are verified: what a caching resolver may serve stale.
+pub const DEFAULT_MAINTENANCE_TTL: u32 = 10;
+/// The shortest default `controller.maintenance_lead`; longer when the records' TTLs are.
+pub const MIN_DEFAULT_MAINTENANCE_LEAD: Duration = Duration::from_secs(300);
 
 /// Where the bearer token of `POST /reconcile` is (`reconcile_token_file` or
 /// `reconcile_token_env`).
@@ -53,6 +58,14 @@ pub struct ControllerConfig {
     pub debounce: Duration,
     /// The bearer token `POST /reconcile` requires; `None`: none.
     pub reconcile_token: Option<SecretAt>,
+    /// The TTL of the record sets an announced maintenance affects, while it is due.
+    pub maintenance_ttl: u32,
+    /// How long before an event's `not_before` the TTLs are lowered (and servers drained);
+    /// `None`: long enough for the records' own TTLs to expire (see
+    /// [`crate::config::Config::maintenance`]).
+    pub maintenance_lead: Option<Duration>,
+    /// Whether the load-balancer servers an announced maintenance affects are drained.
+    pub maintenance_drain: bool,
 }
 
 #[derive(Deserialize)]
@@ -68,6 +81,10 @@ pub(super) struct RawController {
     debounce: Option<Spanned<String>>,
     reconcile_token_file: Option<Spanned<String>>,
     reconcile_token_env: Option<Spanned<String>>,
+    maintenance_ttl: Option<Spanned<i64>>,
+    #[serde(alias = "lead")]
+    maintenance_lead: Option<Spanned<String>>,
+    maintenance_drain: Option<bool>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -196,7 +213,30 @@ pub(super) fn check(c: &mut Checker<'_>, raw: Option<&Spanned<RawController>>) -
             RECONCILE_TOKEN.check(c, "controller", token_file, token_env, line)
         }
     };
+    let maintenance_ttl = match raw.and_then(|r| r.maintenance_ttl.as_ref()) {
+        None => DEFAULT_MAINTENANCE_TTL,
+        Some(ttl) => match u32::try_from(*ttl.get_ref()) {
+            Ok(t) if (1..=86_400).contains(&t) => t,
+            _ => {
+                c.error(
+                    ttl,
+                    "controller.maintenance_ttl",
+                    format!(
+                        "{} is out of range; use seconds from 1 to 86400, e.g. {DEFAULT_MAINTENANCE_TTL}",
+                        ttl.get_ref()
+                    ),
+                );
+                DEFAULT_MAINTENANCE_TTL
+            }
+        },
+    };
+    let maintenance_lead = raw
+        .and_then(|r| r.maintenance_lead.clone())
+        .map(|text| c.duration(&Some(text), "controller.maintenance_lead", Duration::ZERO));
     ControllerConfig {
+        maintenance_ttl,
+        maintenance_lead,
+        maintenance_drain: raw.and_then(|r| r.maintenance_drain).unwrap_or(false),
         interval,
         listen,
         timeout,

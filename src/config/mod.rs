@@ -31,8 +31,8 @@ use toml::de::{DeTable, DeValue};
 
 pub use checker::{Checker, ConfigError, ConfigErrors, Fragment};
 pub use controller::{
-    ControllerConfig, DEFAULT_INTERVAL, DEFAULT_LISTEN, DEFAULT_MAX_REMOVE_FRACTION,
-    DEFAULT_OWNER_ID, DEFAULT_TIMEOUT,
+    ControllerConfig, DEFAULT_INTERVAL, DEFAULT_LISTEN, DEFAULT_MAINTENANCE_TTL,
+    DEFAULT_MAX_REMOVE_FRACTION, DEFAULT_OWNER_ID, DEFAULT_TIMEOUT, MIN_DEFAULT_MAINTENANCE_LEAD,
 };
 pub use ha::{DEFAULT_LEASE_TTL, EtcdAuth, EtcdSecrets, EtcdTls, HaConfig, MIN_LEASE_TTL};
 pub use notify::{

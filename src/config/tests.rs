@@ -237,6 +237,41 @@ fn only_inventory_is_required_and_defaults_apply() {
 }
 
 #[test]
+fn maintenance_keys_default_and_are_checked() {
+    let source = "[[inventory]]\nname = \"a\"\nkind = \"file\"\npath = \"i.json\"\n";
+    let c = parse(source, Path::new("c.toml")).unwrap();
+    assert_eq!(c.controller.maintenance_ttl, DEFAULT_MAINTENANCE_TTL);
+    assert_eq!(c.controller.maintenance_lead, None);
+    assert!(!c.controller.maintenance_drain);
+    let c = parse(
+        &format!(
+            "[controller]\nmaintenance_ttl = 5\nlead = \"90s\"\nmaintenance_drain = true\n{source}"
+        ),
+        Path::new("c.toml"),
+    )
+    .unwrap();
+    assert_eq!(c.controller.maintenance_ttl, 5);
+    assert_eq!(
+        c.controller.maintenance_lead,
+        Some(Duration::from_secs(90)),
+        "`lead` is maintenance_lead's short name"
+    );
+    assert!(c.controller.maintenance_drain);
+    for (line, fix) in [
+        ("maintenance_ttl = 0", "from 1 to 86400"),
+        ("maintenance_ttl = 100000", "from 1 to 86400"),
+        ("maintenance_lead = \"soon\"", "not a duration"),
+        ("maintenance_lead = \"0s\"", "longer than zero"),
+    ] {
+        let e = errors_of(&format!("[controller]\n{line}\n{source}"));
+        assert_eq!(e.len(), 1, "{line}: {e:?}");
+        assert_eq!(e[0].line, Some(2), "{line}");
+        assert!(e[0].field.starts_with("controller.maintenance_"), "{e:?}");
+        assert!(e[0].message.contains(fix), "{line}: {}", e[0].message);
+    }
+}
+
+#[test]
 fn errors_name_file_line_and_field() {
     let text = EXAMPLE.replace("port = 80", "port = 99999");
     let e = errors_of(&text);

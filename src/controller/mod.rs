@@ -69,6 +69,15 @@ pub fn log_pass(outcome: &PassOutcome, events: &PassEvents, pass: PassId, elapse
         {
             tracing::info!(source = %source, instance = ?instance, name = ?name, address = address.as_str(), from = %old, to = %new, "instance address changed");
         }
+        if let Event::Maintenance {
+            target,
+            object,
+            step,
+            reason,
+        } = &record.event
+        {
+            tracing::info!(target = %target, object = %object, step = %step, "maintenance: {reason}");
+        }
     }
     for change in &report.plan.changes {
         let from = change.from.as_deref().unwrap_or("-");
@@ -151,6 +160,15 @@ fn record_metrics(
         if report.verify_failed.contains(&target) {
             metrics.verify_failures.get_or_create(&label).inc();
         }
+        let in_maintenance = report
+            .maintenance
+            .iter()
+            .filter(|m| m.target == target && m.step.in_maintenance())
+            .count();
+        metrics
+            .maintenance_objects
+            .get_or_create(&label)
+            .set(i64::try_from(in_maintenance).unwrap_or(i64::MAX));
     }
     // Events come and go: the family holds exactly the ones announced now.
     metrics.scheduled_events.clear();

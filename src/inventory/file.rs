@@ -1,6 +1,6 @@
 //! `kind = "file"`: a JSON array of instances, re-read every pass, and watched (inotify on
 //! Linux): a change to the file starts a pass within milliseconds instead of at the next
-//! interval. The file's directory is watched, not the file, because a careful producer
+//! interval. An instance may announce maintenance in its `events` array. The file's directory is watched, not the file, because a careful producer
 //! replaces the file by a rename, and a watch on the old file would see nothing of it.
 
 use std::ffi::OsStr;
@@ -14,9 +14,10 @@ use notify::{Event, EventKind, RecursiveMode, Watcher as _};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Inventory, SourceKind, SourceSpec, parse_instances};
+use super::{Inventory, SourceKind, SourceSpec, parse_events, parse_instances};
 use crate::BoxFuture;
 use crate::config::Fragment;
+use crate::forecast::ScheduledEvent;
 use crate::model::Instance;
 use crate::trigger::{Cause, Trigger, Watch};
 
@@ -142,6 +143,17 @@ impl Inventory for FileInventory {
                     self.path.display()
                 )
             })
+        })
+    }
+
+    /// The instances' `events`. The file is read a second time: a listing whose events
+    /// are malformed still repairs, and only the forewarning is reported missing.
+    fn scheduled_events(&self) -> BoxFuture<'_, anyhow::Result<Vec<ScheduledEvent>>> {
+        Box::pin(async move {
+            let text = tokio::fs::read_to_string(&self.path)
+                .await
+                .map_err(|e| anyhow!("cannot read {}: {e}", self.path.display()))?;
+            parse_events(&text).map_err(|e| anyhow!("{}: {e}", self.path.display()))
         })
     }
 }

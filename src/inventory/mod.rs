@@ -22,6 +22,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::Deserialize;
+
 use crate::BoxFuture;
 use crate::config::{Fragment, SecretAt};
 use crate::forecast::ScheduledEvent;
@@ -114,10 +116,111 @@ pub fn parse_instances(text: &str) -> Result<Vec<Instance>, String> {
     Ok(instances)
 }
 
+/// An event as the file-source JSON announces it, in an instance's `events` array.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListedEvent {
+    code: String,
+    /// RFC 3339, e.g. `2027-01-15T08:00:00Z`.
+    not_before: String,
+    #[serde(default)]
+    description: String,
+    /// Listed because it matters: by default it gives the instance new addresses.
+    #[serde(default = "changes_addresses_by_default")]
+    changes_addresses: bool,
+}
+
+fn changes_addresses_by_default() -> bool {
+    true
+}
+
+/// What [`parse_events`] reads of an instance: its id and events, nothing else.
+#[derive(Deserialize)]
+struct EventsOf {
+    id: String,
+    #[serde(default)]
+    events: Vec<ListedEvent>,
+}
+
+/// The maintenance the file-source JSON announces: each instance's optional `events`, e.g.
+/// `"events": [{"code": "instance-stop", "not_before": "2027-01-15T08:00:00Z"}]`. Pure. A
+/// malformed event fails only the forewarning, never the listing.
+pub fn parse_events(text: &str) -> Result<Vec<ScheduledEvent>, String> {
+    let listed: Vec<EventsOf> = serde_json::from_str(text)
+        .map_err(|e| format!("line {} column {}: {e}", e.line(), e.column()))?;
+    let mut events = Vec::new();
+    for instance in listed {
+        for (i, event) in instance.events.into_iter().enumerate() {
+            let not_before = humantime::parse_rfc3339_weak(&event.not_before)
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .ok_or_else(|| {
+                    format!(
+                        "instance {:?}: events[{i}].not_before {:?} is not an RFC 3339 time; write e.g. \"2027-01-15T08:00:00Z\"",
+                        instance.id, event.not_before
+                    )
+                })?;
+            if event.code.trim().is_empty() {
+                return Err(format!(
+                    "instance {:?}: events[{i}].code is empty; write e.g. \"instance-stop\"",
+                    instance.id
+                ));
+            }
+            events.push(ScheduledEvent {
+                instance_id: instance.id.clone(),
+                code: event.code,
+                not_before: not_before.as_secs(),
+                description: event.description,
+                changes_addresses: event.changes_addresses,
+            });
+        }
+    }
+    Ok(events)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::InstanceState;
+
+    #[test]
+    fn announced_events_are_read_with_their_instance_and_time() {
+        let text = r#"[{"id":"i-1","name":"web-01","state":"running",
+              "events":[{"code":"instance-stop","not_before":"2027-01-15T08:00:00Z","description":"scheduled stop"},
+                        {"code":"system-reboot","not_before":"2027-01-16T08:00:00Z","changes_addresses":false}]},
+             {"id":"i-2","name":"web-02","state":"running"}]"#;
+        let events = parse_events(text).unwrap();
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].instance_id, "i-1");
+        assert_eq!(events[0].not_before, 1_800_000_000);
+        assert!(events[0].changes_addresses && !events[1].changes_addresses);
+        assert_eq!(events[0].description, "scheduled stop");
+        // The instances themselves parse as before: `events` is not an instance field.
+        assert_eq!(parse_instances(text).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn malformed_events_name_the_instance_and_the_fix() {
+        let at = |event: &str| {
+            parse_events(&format!(
+                r#"[{{"id":"i-1","name":"a","state":"running","events":[{event}]}}]"#
+            ))
+            .unwrap_err()
+        };
+        let bad_time = at(r#"{"code":"instance-stop","not_before":"tomorrow"}"#);
+        assert!(
+            bad_time.contains("\"i-1\"") && bad_time.contains("events[0].not_before"),
+            "{bad_time}"
+        );
+        assert!(
+            at(r#"{"code":" ","not_before":"2027-01-15T08:00:00Z"}"#).contains("code is empty")
+        );
+        assert!(
+            at(r#"{"code":"x","not_before":"2027-01-15T08:00:00Z","notbefore":1}"#)
+                .contains("unknown field")
+        );
+        assert!(at(r#"{"not_before":"2027-01-15T08:00:00Z"}"#).contains("missing field"));
+    }
 
     #[test]
     fn parses_instances_with_optional_addresses() {

@@ -598,6 +598,7 @@ fn plan_servers(
         removes: usize::from(matches!(op, Op::Disable | Op::Delete)),
     };
     let wanted_count = desired.servers.get(target).map_or(0, BTreeMap::len);
+    let drained = desired.drained.get(target);
     for (index, (key, want)) in desired
         .servers
         .get(target)
@@ -609,11 +610,18 @@ fn plan_servers(
             wanted[i] = true;
             &current[i]
         });
+        // Announced maintenance is due for its instance: no new connections.
+        let draining = drained.is_some_and(|keys| keys.contains(key));
+        let wanted_admin = if draining {
+            ServerAdmin::Drain
+        } else {
+            ServerAdmin::Ready
+        };
         let in_place = matches!(
             (want.intent, have),
             (ServerIntent::Serve { addr, port }, Some(have))
                 if have.addr == Some(addr) && have.port == port && have.durable
-                    && have.admin == ServerAdmin::Ready
+                    && (have.admin == wanted_admin || (draining && have.admin == ServerAdmin::Maint))
         );
         if !in_place && out.changes.is_empty() {
             // About one change per server from here on, when addresses moved; in sync,
@@ -638,7 +646,9 @@ fn plan_servers(
                         check,
                     },
                 ));
-                if !check && !reachable.contains(&SocketAddr::new(addr, port)) {
+                if draining {
+                    // Added in maintenance, it stays there until its maintenance is over.
+                } else if !check && !reachable.contains(&SocketAddr::new(addr, port)) {
                     out.unrepairable
                         .push(awaiting_probe(target, key, addr, port));
                 } else {
@@ -679,7 +689,26 @@ fn plan_servers(
                 }
                 let may_enable = policy.health == HealthGate::Haproxy
                     || reachable.contains(&SocketAddr::new(addr, port));
-                if have.admin == ServerAdmin::Maint && !may_enable {
+                if draining {
+                    // Only a server in service is drained; one out of it stays out.
+                    if have.admin == ServerAdmin::Ready {
+                        let mut drain = change(
+                            Op::Disable,
+                            key,
+                            Some(have.admin.to_string()),
+                            Some(ServerAdmin::Drain.to_string()),
+                            ServerChange::SetAdmin {
+                                key: key.clone(),
+                                admin: ServerAdmin::Drain,
+                            },
+                        );
+                        // Announced by the provider, not a guess from missing data: the
+                        // removal guards do not apply (maintenance keeps one server per
+                        // backend in service itself).
+                        drain.removes = 0;
+                        out.changes.push(drain);
+                    }
+                } else if have.admin == ServerAdmin::Maint && !may_enable {
                     out.unrepairable
                         .push(awaiting_probe(target, key, addr, port));
                 } else if have.admin != ServerAdmin::Ready {
@@ -850,6 +879,9 @@ pub struct PassReport {
     pub verify_failed: BTreeSet<String>,
     /// Announced maintenance that will change addresses, and what depends on them.
     pub forecast: Vec<crate::forecast::Forecast>,
+    /// What maintenance does to record sets and servers this pass (lowered TTLs, drains,
+    /// and their restoration).
+    pub maintenance: Vec<crate::maintenance::Step>,
 }
 
 impl PassReport {

@@ -65,6 +65,7 @@ pub fn json(report: &PassReport) -> Value {
         "problems": problems,
         "errors": errors,
         "forecast": report.forecast,
+        "maintenance": report.maintenance,
     })
 }
 
@@ -128,9 +129,6 @@ pub fn text(report: &PassReport) -> String {
         let _ = writeln!(out, "error    {}: {}", e.target, e.message);
     }
     for f in &report.forecast {
-        let when = humantime::format_rfc3339_seconds(
-            std::time::UNIX_EPOCH + std::time::Duration::from_secs(f.not_before),
-        );
         let mut affected: Vec<&str> = f
             .records
             .iter()
@@ -142,12 +140,20 @@ pub fn text(report: &PassReport) -> String {
         }
         let _ = writeln!(
             out,
-            "forecast {} of {} ({}, source {}) not before {when} will change its addresses; depends on it: {}",
-            f.code,
-            f.name,
-            f.instance,
-            f.source,
+            "forecast {} will change its addresses; prepared for from {}; depends on it: {}",
+            f.event_text(),
+            crate::forecast::unix_text(f.prepare_from),
             affected.join("; ")
+        );
+    }
+    for m in &report.maintenance {
+        let _ = writeln!(
+            out,
+            "maintenance {}: {}  {}: {}",
+            m.target,
+            m.object,
+            m.step.as_str(),
+            m.reason
         );
     }
     for (target, result) in &report.written {
@@ -203,6 +209,15 @@ mod tests {
                 description: "stop".into(),
                 records: vec!["ns1: web-01.example.com. A".into()],
                 servers: vec![],
+                prepare_from: 1_800_000_000 - 600,
+                record_keys: vec![],
+                server_keys: vec![],
+            }],
+            maintenance: vec![crate::maintenance::Step {
+                target: "ns1".into(),
+                object: "web-01.example.com. A".into(),
+                step: crate::maintenance::StepKind::TtlLowered,
+                reason: "TTL 10 s instead of 60 s".into(),
             }],
             ..PassReport::default()
         }
@@ -224,6 +239,8 @@ mod tests {
         assert_eq!(v["refusals"][0]["guard"], "never-empty");
         assert_eq!(v["errors"][0]["target"], "local");
         assert_eq!(v["forecast"][0]["code"], "instance-stop");
+        assert_eq!(v["forecast"][0]["prepare_from"], 1_800_000_000 - 600);
+        assert_eq!(v["maintenance"][0]["step"], "ttl-lowered");
         assert_eq!(v["in_sync"], false);
     }
 
@@ -241,8 +258,12 @@ mod tests {
         assert!(text.contains("error    local: cannot read"), "{text}");
         assert!(
             text.contains(
-                "forecast instance-stop of web-01 (i-1, source aws) not before 2027-01-15T08:00:00Z"
+                "forecast instance-stop of web-01 (i-1, source aws) not before 2027-01-15T08:00:00Z will change its addresses; prepared for from 2027-01-15T07:50:00Z"
             ),
+            "{text}"
+        );
+        assert!(
+            text.contains("maintenance ns1: web-01.example.com. A  ttl-lowered: TTL 10 s"),
             "{text}"
         );
     }

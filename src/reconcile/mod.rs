@@ -21,6 +21,7 @@ use crate::forecast::{ScheduledEvent, forecast};
 use crate::ha::{Fence, NotLeader};
 use crate::inventory::Inventory;
 use crate::lb::{LoadBalancer, ServerChange};
+use crate::maintenance::{self, MaintenancePolicy};
 use crate::model::{DnsName, ObservedServer, RecordKey, ServerAdmin, ServerIntent};
 use crate::plan::reviewed::ReviewedPlan;
 use crate::plan::{Action, Observed, PassReport, Plan, PlanOptions, TargetError, orphans, plan};
@@ -28,6 +29,13 @@ use crate::trigger::{Trigger, Watch};
 
 /// How long ipdrift's own TCP probe of an instance endpoint may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Seconds since the Unix epoch (what announced events' `not_before` is).
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
 
 /// Whether a pass may write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +68,8 @@ pub struct Reconciler {
     timings: Timings,
     /// Checked right before each target's write batch (`[ha]`: only the leader writes).
     fence: Fence,
+    /// How announced maintenance is prepared for.
+    maintenance: MaintenancePolicy,
 }
 
 /// A pass's report plus what the sources listed, for state kept across passes.
@@ -131,6 +141,7 @@ impl Reconciler {
         };
         Reconciler {
             timeout: config.controller.timeout,
+            maintenance: MaintenancePolicy::of(&config),
             config,
             inventories: parts.inventories,
             dns: parts.dns,
@@ -211,13 +222,21 @@ impl Reconciler {
         let (sources, events) = self
             .list_sources(&mut report.errors, &mut report.problems)
             .await;
-        let want = desired(&self.config, &sources);
+        let mut want = desired(&self.config, &sources);
         report.problems.extend(want.problems.iter().cloned());
-        report.forecast = forecast(&want, &sources, &events);
+        report.forecast = forecast(&want, &sources, &events, self.maintenance.lead);
         let observed = self
             .observe_targets(&want, resting, &mut report.errors)
             .await;
+        report.maintenance = maintenance::prepare(
+            &mut want,
+            &report.forecast,
+            &observed,
+            unix_now(),
+            &self.maintenance,
+        );
         report.plan = plan(&want, &observed, &self.options);
+        maintenance::drop_unplanned(&mut report.maintenance, &report.plan);
         if mode == Mode::Apply && approve(&report.plan) {
             for (target, outcome) in self.apply(&want, &observed, &report.plan).await {
                 let Some((result, verify_failed)) = outcome else {
