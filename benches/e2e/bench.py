@@ -873,7 +873,7 @@ def rfc3339(unix_seconds):
     return datetime.datetime.fromtimestamp(unix_seconds, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def bench_stale_variant(ipdrift, variant, index, size, repetitions, maintenance_ttl):
+def bench_stale_variant(ipdrift, variant, index, size, repetitions, maintenance_ttl, logs=None):
     """One variant of the stale scenario: `repetitions` all-addresses changes, each at a
     random phase of the resolver's cache, timed as the client behind unbound sees them."""
     announced = variant["announced"]
@@ -961,7 +961,8 @@ def bench_stale_variant(ipdrift, variant, index, size, repetitions, maintenance_
             )
             print(f"  stale {variant['name']} #{generation}: {samples[-1]}", file=sys.stderr, flush=True)
     finally:
-        for stop in [client and client.stop, run and (lambda: (run.terminate(), run.wait(timeout=30))), unbound and unbound.stop, fleet and fleet.stop, web.stop_all]:
+        keep = fleet and logs and (lambda: keep_logs(fleet.workdir, logs, f"stale-{variant['name']}"))
+        for stop in [client and client.stop, run and (lambda: (run.terminate(), run.wait(timeout=30))), unbound and unbound.stop, keep, fleet and fleet.stop, web.stop_all]:
             if stop:
                 try:
                     stop()
@@ -987,6 +988,13 @@ def bench_stale_variant(ipdrift, variant, index, size, repetitions, maintenance_
     return row
 
 
+def keep_logs(workdir, logs, prefix):
+    """Copies the servers' and ipdrift's logs out of `workdir` before it is removed."""
+    logs.mkdir(parents=True, exist_ok=True)
+    for log in workdir.glob("**/*.log"):
+        shutil.copy(log, logs / f"{prefix}-{log.name}")
+
+
 def parse_seconds(text):
     value, unit = re.fullmatch(r"(\d+)(s|m)", text).groups()
     return int(value) * (60 if unit == "m" else 1)
@@ -1000,13 +1008,13 @@ STALE_VARIANTS = [
 ]
 
 
-def bench_stale(ipdrift, names, size, repetitions, maintenance_ttl):
+def bench_stale(ipdrift, names, size, repetitions, maintenance_ttl, logs=None):
     """The variants run at the same time (each with its own BIND, unbound, HAProxy and
     addresses): they are minutes of waiting for TTLs, not CPU."""
     chosen = [(index, variant) for index, variant in enumerate(STALE_VARIANTS) if variant["name"] in names]
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=len(chosen))
     try:
-        futures = [(variant, pool.submit(bench_stale_variant, ipdrift, variant, index, size, repetitions, maintenance_ttl)) for index, variant in chosen]
+        futures = [(variant, pool.submit(bench_stale_variant, ipdrift, variant, index, size, repetitions, maintenance_ttl, logs)) for index, variant in chosen]
         concurrent.futures.wait([future for _, future in futures])
     except KeyboardInterrupt:
         ABORT.set()
@@ -1244,6 +1252,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ipdrift", required=True, help="the release binary")
     parser.add_argument("--json", type=Path, help="write every sample here")
+    parser.add_argument("--logs", type=Path, help="stale: keep ipdrift's and the servers' logs in this directory")
     parser.add_argument("scenarios", nargs="*", help=f"any of {', '.join(SCENARIOS)} (default: all)")
     parser.add_argument("--apply-sizes", default="1,10,100,1000")
     parser.add_argument("--apply-repetitions", type=int, default=7)
@@ -1292,7 +1301,7 @@ def main():
             f"\n| what a client behind unbound sees ({args.stale_size} instances, TTL {TTL} s, all addresses changed) | repetitions | repaired at BIND p50 / p99 | stale p50 | stale p99 | HTTP requests failed |\n|---|---|---|---|---|---|",
             flush=True,
         )
-        results += bench_stale(args.ipdrift, args.stale_variants.split(","), args.stale_size, args.stale_repetitions, args.maintenance_ttl)
+        results += bench_stale(args.ipdrift, args.stale_variants.split(","), args.stale_size, args.stale_repetitions, args.maintenance_ttl, args.logs)
     if "aws" in args.scenarios:
         print(f"\n| time to repair on moto ({args.aws_size} instances stopped and started) | repetitions | p50 | p99 |\n|---|---|---|---|", flush=True)
         results += bench_aws(args.ipdrift, args.aws_size, args.aws_repetitions, [int(s) for s in args.aws_poll_intervals.split(",")])
