@@ -24,6 +24,11 @@ use ipdrift::desired::{Desired, SourceSnapshot, desired};
 use ipdrift::model::{Instance, InstanceState, ObservedServer, ServerAdmin, ServerIntent};
 use ipdrift::plan::{Observed, PlanOptions, plan};
 
+/// The allocator the binary uses (feature `mimalloc`), so that the numbers are ipdrift's.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const FLEET_SIZES: [u32; 4] = [100, 1_000, 10_000, 100_000];
 
 const CONFIG: &str = r#"

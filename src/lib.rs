@@ -22,6 +22,9 @@
 //! - [`init`]: what the sources, zones and load balancers hold → the rules that keep it.
 //! - [`lb::haproxy::protocol`], [`dns::tsig`], [`dns::rfc2136::message`],
 //!   [`dns::rfc2136::answer`]: command and message builders, response and key parsers.
+//! - [`dns::secondaries`]: how a zone's secondaries stood after a write (served it, when;
+//!   or lagging, how), for the report, metrics and audit log; the rfc2136 target's
+//!   [`dns::rfc2136::secondaries`] asks them.
 //! - [`audit::tracker`]: state kept across passes → audit events (drift seen, converged…).
 //! - [`audit::timeline`], [`audit::render`]: audit log → incidents → text, JSON, Markdown.
 //!

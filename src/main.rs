@@ -4,6 +4,12 @@ use clap::Parser;
 use ipdrift::cli::Cli;
 use ipdrift::commands::{self, Outcome};
 
+/// Passes over large fleets allocate and free a great deal; mimalloc does it in fewer
+/// instructions than glibc's malloc (BENCHMARKS.md §1c).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     // An empty IPDRIFT_CONFIG means "not set", not "a config named ''".

@@ -37,9 +37,11 @@ pub const NOTIFICATIONS_TOTAL: &str = "ipdrift_notifications_total";
 pub const AUDIT_LOG_ERRORS_TOTAL: &str = "ipdrift_audit_log_errors_total";
 pub const LEADER: &str = "ipdrift_leader";
 pub const MAINTENANCE_OBJECTS: &str = "ipdrift_maintenance_objects";
+pub const PROPAGATION_SECONDS: &str = "ipdrift_propagation_seconds";
+pub const SECONDARIES_LAGGING: &str = "ipdrift_secondaries_lagging";
 
 /// Every metric family `/metrics` exposes, by its exposed name.
-pub const ALL: [&str; 21] = [
+pub const ALL: [&str; 23] = [
     LAST_RECONCILE_SUCCESS_TIMESTAMP,
     RECONCILE_DURATION,
     DRIFT_OBJECTS,
@@ -61,6 +63,8 @@ pub const ALL: [&str; 21] = [
     AUDIT_LOG_ERRORS_TOTAL,
     LEADER,
     MAINTENANCE_OBJECTS,
+    PROPAGATION_SECONDS,
+    SECONDARIES_LAGGING,
 ];
 
 /// Values of the `result` label of [`NOTIFICATIONS_TOTAL`].
@@ -144,6 +148,13 @@ pub struct Metrics {
     pub audit_log_errors: Counter,
     /// One series, for this controller: see [`Metrics::leader_gauge`].
     leader: Family<InstanceLabel, Gauge>,
+    pub propagation: Family<TargetLabel, Histogram, fn() -> Histogram>,
+    pub secondaries_lagging: Family<TargetLabel, Gauge>,
+}
+
+/// Buckets for a write's propagation to the last secondary: 10 ms to about 80 s.
+fn propagation_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.01, 2.0, 14))
 }
 
 /// Buckets for one network call to a source or target: 1 ms to about 8 s.
@@ -298,6 +309,20 @@ impl Metrics {
             "1 while this controller holds the write lease (always, without [ha]); 0 while it only observes",
             leader.clone(),
         );
+        let propagation = Family::<TargetLabel, Histogram, fn() -> Histogram>::new_with_constructor(
+            propagation_histogram,
+        );
+        registry.register(
+            PROPAGATION_SECONDS,
+            "Time from the end of a write to the last of the target's secondaries serving it (writes every secondary served in time)",
+            propagation.clone(),
+        );
+        let secondaries_lagging = Family::<TargetLabel, Gauge>::default();
+        registry.register(
+            SECONDARIES_LAGGING,
+            "Secondaries of the target that did not serve its primary's records, as of the last pass",
+            secondaries_lagging.clone(),
+        );
         build_info
             .get_or_create(&BuildLabels {
                 version: env!("CARGO_PKG_VERSION").to_string(),
@@ -316,6 +341,8 @@ impl Metrics {
             let _ = read_duration.get_or_create(&label);
             let _ = write_duration.get_or_create(&label);
             let _ = maintenance_objects.get_or_create(&label);
+            let _ = propagation.get_or_create(&label);
+            let _ = secondaries_lagging.get_or_create(&label);
             for op in Op::ALL {
                 let _ = changes.get_or_create(&ChangeLabels {
                     target: target.clone(),
@@ -363,6 +390,8 @@ impl Metrics {
             notifications,
             audit_log_errors,
             leader,
+            propagation,
+            secondaries_lagging,
         }
     }
 
@@ -415,6 +444,8 @@ mod tests {
         assert!(text.contains("ipdrift_notifications_total{result=\"dropped\"} 0"));
         assert!(text.contains("ipdrift_time_to_converge_seconds_count 0"));
         assert!(text.contains("ipdrift_leader{instance=\"host-a\"} 0"));
+        assert!(text.contains("ipdrift_propagation_seconds_count{target=\"ns1\"} 0"));
+        assert!(text.contains("ipdrift_secondaries_lagging{target=\"ns1\"} 0"));
         assert!(text.trim_end().ends_with("# EOF"));
         assert!(!text.contains(SCHEDULED_EVENTS));
         m.scheduled_events

@@ -98,17 +98,22 @@ impl Client {
     }
 }
 
-/// The fleet's config with maintenance settings and an audit log.
-fn configure(fleet: &Fleet) {
+/// The fleet's config with maintenance settings (draining the servers, or not) and an
+/// audit log.
+fn configure_draining(fleet: &Fleet, drain: bool) {
     let text = std::fs::read_to_string(fleet.config_path()).unwrap();
     let text = text.replacen(
         "[controller]\n",
         &format!(
-            "[controller]\nmaintenance_ttl = {MAINTENANCE_TTL}\nmaintenance_lead = \"1h\"\nmaintenance_drain = true\naudit_log = \"audit.jsonl\"\n"
+            "[controller]\nmaintenance_ttl = {MAINTENANCE_TTL}\nmaintenance_lead = \"1h\"\nmaintenance_drain = {drain}\naudit_log = \"audit.jsonl\"\n"
         ),
         1,
     );
     std::fs::write(fleet.config_path(), text).unwrap();
+}
+
+fn configure(fleet: &Fleet) {
+    configure_draining(fleet, true);
 }
 
 /// instances.json at generation 1, with web-01 at generation `web01_generation` and,
@@ -269,6 +274,7 @@ fn an_announced_address_change_lowers_the_ttl_drains_and_restores_without_a_fail
     assert_eq!(steps(&json_of(&again)), vec![], "nothing left to do");
 
     let (sent, failed) = client.finish();
+    eprintln!("with maintenance_drain: {failed} of {sent} requests through HAProxy failed");
     assert!(sent > 40, "the client sent {sent} requests");
     assert_eq!(
         failed, 0,
@@ -287,6 +293,31 @@ fn an_announced_address_change_lowers_the_ttl_drains_and_restores_without_a_fail
     ] {
         assert!(text.contains(said), "{said}:\n{}", describe(&timeline));
     }
+}
+
+/// The control: the same event without `maintenance_drain`. The old address is dead and
+/// HAProxy still sends web-01 its share until the repair.
+#[test]
+fn without_draining_requests_fail_until_the_repair() {
+    let mut fleet = Fleet::start();
+    configure_draining(&fleet, false);
+    write_instances(&fleet, 1, true);
+    let apply = fleet.ipdrift(&["apply"]);
+    assert_eq!(apply.status.code(), Some(0), "{}", describe(&apply));
+    assert_eq!(fleet.server_states()[0].admin_state, 0, "not drained");
+
+    let client = Client::start(fleet.haproxy.frontend_port());
+    fleet.webs.remove(0);
+    write_instances(&fleet, 2, false);
+    std::thread::sleep(Duration::from_secs(1));
+    let (sent, failed) = client.finish();
+    eprintln!("without maintenance_drain: {failed} of {sent} requests through HAProxy failed");
+    assert!(
+        failed > 0,
+        "{failed} of {sent} failed: the drained test's 0 would prove nothing"
+    );
+    let apply = fleet.ipdrift(&["apply"]);
+    assert_eq!(apply.status.code(), Some(0), "{}", describe(&apply));
 }
 
 #[test]

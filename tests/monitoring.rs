@@ -28,7 +28,7 @@ fn promtool_accepts_the_alert_rules() {
         .unwrap();
     assert!(out.status.success(), "{}", describe(&out));
     let all = describe(&out);
-    assert!(all.contains("SUCCESS: 10 rules found"), "{all}");
+    assert!(all.contains("SUCCESS: 13 rules found"), "{all}");
 }
 
 #[test]
@@ -45,6 +45,8 @@ fn the_alert_rules_pass_their_promtool_unit_tests() {
 fn the_alerts_cover_what_operators_must_hear_about() {
     let rules = std::fs::read_to_string(repo(RULES)).unwrap();
     for alert in [
+        "IpdriftMaintenanceUnderway",
+        "IpdriftMaintenanceHeldLong",
         "IpdriftDriftNotRepaired",
         "IpdriftNoSuccessfulPass",
         "IpdriftTargetDown",
@@ -53,6 +55,7 @@ fn the_alerts_cover_what_operators_must_hear_about() {
         "IpdriftAbsent",
         "IpdriftNoLeader",
         "IpdriftSeveralLeaders",
+        "IpdriftSecondaryLagging",
     ] {
         assert!(
             rules.contains(&format!("alert: {alert}\n")),
@@ -223,6 +226,7 @@ fn the_dashboard_has_the_panels_the_readme_describes() {
         "Time to converge",
         "Target up",
         "Scheduled events",
+        "Secondaries lagging",
     ] {
         assert!(titles.contains(&wanted), "{wanted} missing from {titles:?}");
     }

@@ -90,6 +90,16 @@ pub enum Event {
         #[serde(default)]
         failed_attempts: u32,
     },
+    /// After a write, how one of the target's secondaries (`secondaries`) served it:
+    /// `seconds` after the write ended, or, with `lagging` saying how it is behind, not
+    /// within the `seconds` ipdrift waited.
+    Propagation {
+        target: String,
+        secondary: SocketAddr,
+        seconds: f64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lagging: Option<String>,
+    },
     /// Every object of the target is in sync again.
     Converged { target: String, drift_seconds: f64 },
     /// Announced maintenance shapes an object otherwise than in the pass before: its TTL

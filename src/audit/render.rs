@@ -143,6 +143,24 @@ pub fn describe(entry: &Entry, start: OffsetDateTime) -> String {
             }
             text
         }
+        Event::Propagation {
+            target,
+            secondary,
+            seconds,
+            lagging: None,
+        } => format!(
+            "{target}: secondary {secondary} served the change after {}",
+            span_of_seconds(*seconds)
+        ),
+        Event::Propagation {
+            target,
+            secondary,
+            seconds,
+            lagging: Some(why),
+        } => format!(
+            "{target}: secondary {secondary} LAGGING: {why}, still after {}",
+            span_of_seconds(*seconds)
+        ),
         Event::Converged {
             target,
             drift_seconds,

@@ -327,6 +327,8 @@ impl Open {
                 self.failing.remove(target);
                 self.errors.remove(target);
             }
+            // Part of the story of the change before it; no state of the incident's.
+            Event::Propagation { .. } => {}
             Event::Converged { target, .. } => {
                 self.drifting.remove(target);
                 for row in &mut inc.impact {

@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 
 use super::{ChangeResult, Event, Record, elapsed, is_backing_off, seconds};
 use crate::desired::SourceSnapshot;
+use crate::dns::secondaries::Served;
 use crate::maintenance::StepKind;
 use crate::model::AddressKind;
 use crate::plan::PassReport;
@@ -228,6 +229,25 @@ impl Tracker {
                     Err(_) => ChangeResult::Failed,
                 },
             });
+        }
+
+        for (target, secondaries) in &report.secondaries {
+            if !matches!(report.written.get(target), Some(Ok(()))) {
+                continue;
+            }
+            for secondary in secondaries {
+                let (seconds, lagging) = match &secondary.state {
+                    Served::After(after) => (*after, None),
+                    Served::Lagging { waited, why, .. } => (*waited, Some(why.clone())),
+                    Served::InSync => continue,
+                };
+                late.push(Event::Propagation {
+                    target: target.clone(),
+                    secondary: secondary.addr,
+                    seconds: super::seconds(seconds),
+                    lagging,
+                });
+            }
         }
 
         let mut convergences = Vec::new();
@@ -487,6 +507,69 @@ mod tests {
                 .observe(&report, &failed, t(20), t(21))
                 .address_changes
                 .is_empty()
+        );
+    }
+
+    #[test]
+    fn each_secondary_after_a_write_is_recorded_served_or_lagging() {
+        use crate::dns::secondaries::Secondary;
+        let secondary = |port: u16, state| Secondary {
+            addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+            primary_serial: 2,
+            state,
+        };
+        let states = vec![
+            secondary(5301, Served::After(Duration::from_millis(1200))),
+            secondary(
+                5302,
+                Served::Lagging {
+                    waited: Duration::from_secs(2),
+                    serial: Some(1),
+                    why: "serial 1 (primary has 2)".into(),
+                },
+            ),
+        ];
+        let report = PassReport {
+            plan: Plan {
+                changes: vec![change("ns1", "www.example.com. A")],
+                ..Plan::default()
+            },
+            written: BTreeMap::from([("ns1".to_string(), Ok(()))]),
+            secondaries: BTreeMap::from([("ns1".to_string(), states.clone())]),
+            ..PassReport::default()
+        };
+        let out = tracker().observe(&report, &listed(vec![]), t(0), t(3));
+        let propagation: Vec<_> = events(&out)
+            .into_iter()
+            .filter(|e| matches!(e, Event::Propagation { .. }))
+            .collect();
+        assert_eq!(
+            propagation,
+            vec![
+                &Event::Propagation {
+                    target: "ns1".into(),
+                    secondary: "127.0.0.1:5301".parse().unwrap(),
+                    seconds: 1.2,
+                    lagging: None,
+                },
+                &Event::Propagation {
+                    target: "ns1".into(),
+                    secondary: "127.0.0.1:5302".parse().unwrap(),
+                    seconds: 2.0,
+                    lagging: Some("serial 1 (primary has 2)".into()),
+                },
+            ]
+        );
+        // Without a write (a read-only look), a lagging secondary is no audit event.
+        let looked = PassReport {
+            secondaries: BTreeMap::from([("ns1".to_string(), states)]),
+            ..PassReport::default()
+        };
+        let out = tracker().observe(&looked, &listed(vec![]), t(10), t(11));
+        assert!(
+            !events(&out)
+                .iter()
+                .any(|e| matches!(e, Event::Propagation { .. }))
         );
     }
 

@@ -62,7 +62,7 @@ pub struct ControllerConfig {
     pub maintenance_ttl: u32,
     /// How long before an event's `not_before` the TTLs are lowered (and servers drained);
     /// `None`: long enough for the records' own TTLs to expire (see
-    /// [`crate::config::Config::maintenance`]).
+    /// [`crate::maintenance::MaintenancePolicy::of`]).
     pub maintenance_lead: Option<Duration>,
     /// Whether the load-balancer servers an announced maintenance affects are drained.
     pub maintenance_drain: bool,

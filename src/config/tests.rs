@@ -34,7 +34,7 @@ fn the_example_config_parses_with_every_field() {
             watch: true,
         })
     );
-    let Rfc2136Config { server, tsig } = c.dns[0].settings().unwrap();
+    let Rfc2136Config { server, tsig, .. } = c.dns[0].settings().unwrap();
     assert_eq!(*server, "127.0.0.1:53".parse().unwrap());
     assert_eq!(c.dns[0].zone.as_str(), "example.com.");
     assert_eq!(

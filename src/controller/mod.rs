@@ -24,6 +24,7 @@ use crate::audit::tracker::{PassEvents, Tracker};
 use crate::audit::{self, AuditLog, Event, Record};
 use crate::config::{self, Config};
 use crate::desired::SourceSnapshot;
+use crate::dns::secondaries::Served;
 use crate::ha::{Fence, Leadership};
 use crate::metrics::{
     ChangeLabels, GuardLabel, Metrics, ScheduledEventLabels, SourceLabel, TargetLabel,
@@ -110,6 +111,19 @@ pub fn log_pass(outcome: &PassOutcome, events: &PassEvents, pass: PassId, elapse
             tracing::error!(target = %target, "{message}");
         }
     }
+    for (target, secondaries) in &report.secondaries {
+        for secondary in secondaries {
+            match secondary.state {
+                Served::Lagging { .. } => {
+                    tracing::warn!(target = %target, secondary = %secondary.addr, "{secondary}")
+                }
+                Served::After(after) => {
+                    tracing::info!(target = %target, secondary = %secondary.addr, duration = audit::seconds(after), "{secondary}")
+                }
+                Served::InSync => {}
+            }
+        }
+    }
     for (target, lasted) in &events.converged {
         tracing::info!(target = %target, duration = audit::seconds(*lasted), "converged");
     }
@@ -169,6 +183,29 @@ fn record_metrics(
             .maintenance_objects
             .get_or_create(&label)
             .set(i64::try_from(in_maintenance).unwrap_or(i64::MAX));
+        let secondaries = report
+            .secondaries
+            .get(&target)
+            .map_or(&[][..], Vec::as_slice);
+        let lagging = secondaries.iter().filter(|s| s.is_lagging()).count();
+        metrics
+            .secondaries_lagging
+            .get_or_create(&label)
+            .set(i64::try_from(lagging).unwrap_or(i64::MAX));
+        // A write's propagation time is known once the last secondary served it.
+        let served: Option<Vec<Duration>> = secondaries
+            .iter()
+            .map(|s| match s.state {
+                Served::After(after) => Some(after),
+                _ => None,
+            })
+            .collect();
+        if let Some(last) = served.and_then(|times| times.into_iter().max()) {
+            metrics
+                .propagation
+                .get_or_create(&label)
+                .observe(last.as_secs_f64());
+        }
     }
     // Events come and go: the family holds exactly the ones announced now.
     metrics.scheduled_events.clear();

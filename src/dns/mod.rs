@@ -16,6 +16,7 @@ pub mod powerdns;
 pub mod rfc2136;
 #[cfg(feature = "aws")]
 pub mod route53;
+pub mod secondaries;
 pub mod tsig;
 pub mod webhook;
 
@@ -244,6 +245,32 @@ pub trait DnsTarget: Send + Sync {
     fn write_time_limit(&self, default: Duration) -> Duration {
         default
     }
+
+    /// How the zone's secondaries stand ([`SecondaryCheck`]): a record is repaired for
+    /// clients only once every server they may ask serves it. Targets without configured
+    /// secondaries (the default) have none. `Err` when the primary's serial cannot be read.
+    /// The target bounds its own queries by the controller's `timeout` (and a write's wait
+    /// by its propagation timeout), so that one secondary that does not answer is reported
+    /// as lagging rather than timing out the others.
+    fn secondaries<'a>(
+        &'a self,
+        _check: SecondaryCheck<'a>,
+    ) -> BoxFuture<'a, anyhow::Result<Vec<secondaries::Secondary>>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+}
+
+/// What [`DnsTarget::secondaries`] is asked.
+#[derive(Debug, Clone, Copy)]
+pub enum SecondaryCheck<'a> {
+    /// Compare each secondary's SOA serial with the primary's, once.
+    Now,
+    /// Wait, up to the target's propagation timeout, until each secondary serves
+    /// `changes`, written and verified on the primary; `ended` is when the write ended.
+    Written {
+        changes: &'a [RecordChange],
+        ended: tokio::time::Instant,
+    },
 }
 
 /// What one listing of a zone found.

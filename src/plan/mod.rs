@@ -882,6 +882,9 @@ pub struct PassReport {
     /// What maintenance does to record sets and servers this pass (lowered TTLs, drains,
     /// and their restoration).
     pub maintenance: Vec<crate::maintenance::Step>,
+    /// DNS target → how its configured secondaries stood: after this pass's write of it,
+    /// else as the pass began. Only targets with `secondaries`.
+    pub secondaries: BTreeMap<String, Vec<crate::dns::secondaries::Secondary>>,
 }
 
 impl PassReport {

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use serde_json::{Value, json};
 
 use super::{Change, PassReport};
+use crate::dns::secondaries::Served;
 
 /// How a change ended, for `apply` output.
 fn result_of(report: &PassReport, change: &Change) -> Option<&'static str> {
@@ -57,6 +58,29 @@ pub fn json(report: &PassReport) -> Value {
         .map(|e| json!({"target": e.target, "message": e.message}))
         .chain(write_errors)
         .collect();
+    let secondaries: Vec<Value> = report
+        .secondaries
+        .iter()
+        .flat_map(|(target, states)| states.iter().map(move |s| (target, s)))
+        .map(|(target, s)| {
+            let (state, seconds, serial) = match &s.state {
+                Served::After(after) => ("served", Some(after.as_secs_f64()), None),
+                Served::InSync => ("in_sync", None, None),
+                Served::Lagging { waited, serial, .. } => {
+                    ("lagging", Some(waited.as_secs_f64()), *serial)
+                }
+            };
+            json!({
+                "target": target,
+                "secondary": s.addr.to_string(),
+                "state": state,
+                "seconds": seconds,
+                "serial": serial,
+                "primary_serial": s.primary_serial,
+                "message": s.to_string(),
+            })
+        })
+        .collect();
     json!({
         "in_sync": !report.plan.has_drift() && report.errors.is_empty(),
         "changes": changes,
@@ -66,6 +90,7 @@ pub fn json(report: &PassReport) -> Value {
         "errors": errors,
         "forecast": report.forecast,
         "maintenance": report.maintenance,
+        "secondaries": secondaries,
     })
 }
 
@@ -125,6 +150,21 @@ pub fn text(report: &PassReport) -> String {
             p.message
         );
     }
+    for (target, states) in &report.secondaries {
+        for s in states {
+            match s.state {
+                // A lagging secondary still serves the old records: a warning, not drift
+                // (ipdrift cannot write to it; its primary is already right).
+                Served::Lagging { .. } => {
+                    let _ = writeln!(out, "warning  {target}: {s}");
+                }
+                Served::After(_) => {
+                    let _ = writeln!(out, "served   {target}: {s}");
+                }
+                Served::InSync => {}
+            }
+        }
+    }
     for e in &report.errors {
         let _ = writeln!(out, "error    {}: {}", e.target, e.message);
     }
@@ -167,6 +207,10 @@ pub fn text(report: &PassReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use crate::dns::secondaries::Secondary;
     use crate::forecast::Forecast;
     use crate::plan::{Change, Op, Plan, Refusal, TargetError};
 
@@ -219,8 +263,53 @@ mod tests {
                 step: crate::maintenance::StepKind::TtlLowered,
                 reason: "TTL 10 s instead of 60 s".into(),
             }],
+            secondaries: BTreeMap::from([(
+                "ns1".to_string(),
+                vec![
+                    Secondary {
+                        addr: "127.0.0.1:5301".parse().unwrap(),
+                        primary_serial: 7,
+                        state: Served::Lagging {
+                            waited: Duration::from_secs(2),
+                            serial: Some(6),
+                            why: "serial 6 (primary has 7)".into(),
+                        },
+                    },
+                    Secondary {
+                        addr: "127.0.0.1:5302".parse().unwrap(),
+                        primary_serial: 7,
+                        state: Served::After(Duration::from_millis(1500)),
+                    },
+                ],
+            )]),
             ..PassReport::default()
         }
+    }
+
+    #[test]
+    fn lagging_secondaries_are_warnings_in_text_and_json() {
+        let report = report();
+        let text = text(&report);
+        assert!(
+            text.contains("warning  ns1: secondary 127.0.0.1:5301 lagging: serial 6 (primary has 7) after 2s\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "served   ns1: secondary 127.0.0.1:5302 served the change after 1s 500ms\n"
+            ),
+            "{text}"
+        );
+        let v = json(&report);
+        let lagging = &v["secondaries"][0];
+        assert_eq!(lagging["target"], "ns1");
+        assert_eq!(lagging["secondary"], "127.0.0.1:5301");
+        assert_eq!(lagging["state"], "lagging");
+        assert_eq!(lagging["serial"], 6);
+        assert_eq!(lagging["primary_serial"], 7);
+        assert_eq!(lagging["seconds"], 2.0);
+        assert_eq!(v["secondaries"][1]["state"], "served");
+        assert_eq!(v["secondaries"][1]["seconds"], 1.5);
     }
 
     #[test]

@@ -16,7 +16,8 @@ use tokio::time::{Instant, timeout, timeout_at};
 
 use crate::config::{Config, HealthGate};
 use crate::desired::{Desired, Problem, SourceSnapshot, desired};
-use crate::dns::{DnsTarget, RecordChange, ZoneRead, inventory_fingerprint};
+use crate::dns::secondaries::Secondary;
+use crate::dns::{DnsTarget, RecordChange, SecondaryCheck, ZoneRead, inventory_fingerprint};
 use crate::forecast::{ScheduledEvent, forecast};
 use crate::ha::{Fence, NotLeader};
 use crate::inventory::Inventory;
@@ -70,6 +71,8 @@ pub struct Reconciler {
     fence: Fence,
     /// How announced maintenance is prepared for.
     maintenance: MaintenancePolicy,
+    /// The current pass's secondaries after writes, by target ([`DnsTarget::secondaries`]).
+    propagation: Mutex<BTreeMap<String, anyhow::Result<Vec<Secondary>>>>,
 }
 
 /// A pass's report plus what the sources listed, for state kept across passes.
@@ -150,6 +153,7 @@ impl Reconciler {
             last_counts: Mutex::new(BTreeMap::new()),
             timings: Timings::default(),
             fence: Fence::alone(),
+            propagation: Mutex::default(),
         }
     }
 
@@ -225,9 +229,10 @@ impl Reconciler {
         let mut want = desired(&self.config, &sources);
         report.problems.extend(want.problems.iter().cloned());
         report.forecast = forecast(&want, &sources, &events, self.maintenance.lead);
-        let observed = self
-            .observe_targets(&want, resting, &mut report.errors)
-            .await;
+        let (observed, secondaries) = tokio::join!(
+            self.observe_targets(&want, resting, &mut report.errors),
+            self.check_secondaries(resting)
+        );
         report.maintenance = maintenance::prepare(
             &mut want,
             &report.forecast,
@@ -254,12 +259,46 @@ impl Reconciler {
                 report.written.insert(target, result);
             }
         }
+        let written = std::mem::take(&mut *self.propagation.lock().expect("lock"));
+        for (target, result) in secondaries.into_iter().chain(written) {
+            match result {
+                Ok(states) if states.is_empty() => {}
+                Ok(states) => {
+                    report.secondaries.insert(target, states);
+                }
+                Err(e) => report.problems.push(Problem {
+                    object: "secondaries".to_string(),
+                    target: Some(target),
+                    message: format!("cannot compare the secondaries with the primary: {e:#}"),
+                }),
+            }
+        }
         report.errors.sort();
         PassOutcome {
             report,
             sources,
             timings: self.timings.take(),
         }
+    }
+
+    /// Compares each DNS target's secondaries with its primary, all concurrently: one SOA
+    /// query each (see [`DnsTarget::secondaries`]).
+    async fn check_secondaries(
+        &self,
+        resting: &BTreeMap<String, Duration>,
+    ) -> Vec<(String, anyhow::Result<Vec<Secondary>>)> {
+        join_all(
+            self.dns
+                .iter()
+                .filter(|t| !resting.contains_key(t.name()))
+                // The target bounds each of its queries (a secondary that does not
+                // answer is reported as such, not as the whole check timing out).
+                .map(|t| async move {
+                    let checked = t.secondaries(SecondaryCheck::Now).await;
+                    (t.name().to_string(), checked)
+                }),
+        )
+        .await
     }
 
     /// Lists every source (and asks it for announced maintenance) concurrently.
@@ -629,6 +668,7 @@ impl Reconciler {
                             write_by(deadline, t.write(batch), unanswered),
                         )
                         .await?;
+                    let ended = Instant::now();
                     let keys: Vec<RecordKey> = observed.records[t.name()]
                         .iter()
                         .map(|s| s.key.clone())
@@ -661,7 +701,16 @@ impl Reconciler {
                     if let Some(names) = observed.zone_own.get(t.name()) {
                         after.zone_own.insert(t.name().to_string(), names.clone());
                     }
-                    verify(&plan(want, &after, &self.options), batch.len())
+                    verify(&plan(want, &after, &self.options), batch.len())?;
+                    // Repaired for clients once every secondary serves it too.
+                    let check = SecondaryCheck::Written {
+                        changes: batch,
+                        ended,
+                    };
+                    let propagated = t.secondaries(check).await;
+                    (self.propagation.lock().expect("lock"))
+                        .insert(t.name().to_string(), propagated);
+                    Ok(())
                 }
                 .await;
                 (t.name().to_string(), Some(written_outcome(result)))

@@ -1,6 +1,7 @@
 //! A real BIND 9 primary for one zone, on a free loopback port, accepting dynamic updates
-//! and zone transfers (AXFR) signed with a fresh TSIG key (`ipdrift-key`). See RECIPES.md,
-//! "BIND 9".
+//! and zone transfers (AXFR) signed with a fresh TSIG key (`ipdrift-key`); and secondaries
+//! of it ([`Bind::secondary_of`]) that transfer the zone with that key when NOTIFYed
+//! ([`Bind::notify`]). See RECIPES.md, "BIND 9".
 //!
 //! Synchronous (std::process), so it works from plain and tokio tests alike.
 
@@ -30,7 +31,18 @@ pub struct Bind {
     zone: String,
     secret_base64: String,
     grants: Grants,
+    role: Role,
     named: Option<Child>,
+}
+
+/// What the zone is on this server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Role {
+    /// The primary; NOTIFY goes to these ports on 127.0.0.1 after each change, at most
+    /// once per `delay` seconds.
+    Primary { notify: Vec<u16>, delay: u32 },
+    /// A secondary that transfers the zone from the primary on 127.0.0.1 at this port.
+    Secondary { primary: u16 },
 }
 
 impl Bind {
@@ -65,19 +77,87 @@ impl Bind {
         let zone = absolute(zone);
         fs::write(dir.path().join("zone.db"), zone_file(&zone, records)).expect("write zone.db");
 
-        let mut bind = Bind {
+        let bind = Bind {
             dir,
             port: 0,
             zone,
             secret_base64,
             grants,
+            role: Role::Primary {
+                notify: Vec::new(),
+                delay: 5,
+            },
             named: None,
         };
+        bind.launch_on_a_free_port()
+    }
+
+    /// Starts named as a secondary of `primary`'s zone that transfers it (signed with the
+    /// primary's key) from 127.0.0.1 port `primary_port`: `primary.addr().port()` for a
+    /// working one, a port nobody listens on for one that never catches up. It starts
+    /// serving the zone file `primary` started from (the serial before any update), so
+    /// that it answers at once; it refreshes from the primary when it starts and when
+    /// NOTIFYed (see [`Bind::notify`]).
+    pub fn secondary_of(primary: &Bind, primary_port: u16) -> Bind {
+        Self::secondary_at_serial(primary, primary_port, 1)
+    }
+
+    /// [`Bind::secondary_of`], its zone file given SOA serial `serial` instead of 1: a
+    /// secondary ahead of the primary in serial, with the primary's first records.
+    pub fn secondary_at_serial(primary: &Bind, primary_port: u16, serial: u32) -> Bind {
+        let dir = tempfile::Builder::new()
+            .prefix("ipdrift-bind-secondary-")
+            .tempdir()
+            .expect("create a temporary directory for named");
+        fs::copy(primary.dir().join("key.conf"), dir.path().join("key.conf"))
+            .expect("copy the key");
+        let zone = fs::read_to_string(primary.dir().join("zone.db")).expect("read zone.db");
+        let zone = zone.replacen(" hostmaster 1 ", &format!(" hostmaster {serial} "), 1);
+        fs::write(dir.path().join("zone.db"), zone).expect("write zone.db");
+        let bind = Bind {
+            dir,
+            port: 0,
+            zone: primary.zone.clone(),
+            secret_base64: primary.secret_base64.clone(),
+            grants: Grants::TransferOnly,
+            role: Role::Secondary {
+                primary: primary_port,
+            },
+            named: None,
+        };
+        bind.launch_on_a_free_port()
+    }
+
+    /// Makes the primary NOTIFY `secondary` of every change (`also-notify`, `notify
+    /// explicit`), at most once per `notify_delay` seconds (`notify-delay`; BIND's default
+    /// is 5: a change within 5 s of the last NOTIFY waits for the rest of them, the first
+    /// after startup included): rewrites its config and restarts it, with the zone as the
+    /// journal left it.
+    pub fn notify(&mut self, secondary: &Bind, notify_delay: u32) {
+        let Role::Primary { notify, delay } = &mut self.role else {
+            panic!("only a primary sends NOTIFY");
+        };
+        notify.push(secondary.port);
+        *delay = notify_delay;
+        self.write_config();
+        self.restart();
+    }
+
+    /// Stops named with SIGSTOP: it keeps its port, and the kernel still accepts TCP
+    /// connections to it, but nothing is answered until it is killed.
+    pub fn pause(&self) {
+        let named = self.named.as_ref().expect("named is running");
+        run(Command::new("kill")
+            .arg("-STOP")
+            .arg(named.id().to_string()));
+    }
+
+    fn launch_on_a_free_port(mut self) -> Bind {
         for _ in 0..PORT_ATTEMPTS {
-            bind.port = free_udp_and_tcp_port();
-            bind.write_config();
-            match bind.launch() {
-                Ok(()) => return bind,
+            self.port = free_udp_and_tcp_port();
+            self.write_config();
+            match self.launch() {
+                Ok(()) => return self,
                 Err(log) if log.contains("unable to listen") || log.contains("address in use") => {
                     continue;
                 }
@@ -160,6 +240,25 @@ impl Bind {
         };
         let allow_update = allowed(self.grants.updates());
         let allow_transfer = allowed(self.grants.transfers());
+        let update = format!("allow-update {{ {allow_update} }};");
+        let role = match &self.role {
+            Role::Primary { notify, .. } if notify.is_empty() => {
+                format!("type primary;\n    {update}")
+            }
+            Role::Primary { notify, delay } => {
+                let ports: String = notify
+                    .iter()
+                    .map(|port| format!("127.0.0.1 port {port}; "))
+                    .collect();
+                format!(
+                    "type primary;\n    {update}\n    notify explicit;\n    notify-delay {delay};\n    also-notify {{ {ports}}};"
+                )
+            }
+            // A secondary takes no updates (BIND refuses allow-update in one).
+            Role::Secondary { primary } => format!(
+                "type secondary;\n    primaries {{ 127.0.0.1 port {primary} key {KEY_NAME}; }};\n    masterfile-format text;"
+            ),
+        };
         let config = format!(
             r#"include "{dir}/key.conf";
 options {{
@@ -173,9 +272,8 @@ options {{
 }};
 controls {{ }};
 zone "{zone}" {{
-    type primary;
+    {role}
     file "{dir}/zone.db";
-    allow-update {{ {allow_update} }};
     allow-transfer {{ {allow_transfer} }};
 }};
 "#

@@ -1,5 +1,6 @@
-//! `kind = "rfc2136"`'s keys: the primary that accepts UPDATE (`server`) and the TSIG key
-//! (`tsig`), checked; and the builder, which reads the key.
+//! `kind = "rfc2136"`'s keys: the primary that accepts UPDATE (`server`), the TSIG key
+//! (`tsig`) and the secondaries watched after a write (`secondaries`,
+//! `propagation_timeout`), checked; and the builder, which reads the key.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -28,7 +29,26 @@ pub const KIND: TargetKind = TargetKind {
 pub struct Rfc2136Config {
     pub server: SocketAddr,
     pub tsig: TsigConfig,
+    /// The servers that must serve a write before it counts as repaired for clients;
+    /// `None` without `secondaries` (nothing is watched).
+    pub secondaries: Option<Secondaries>,
 }
+
+/// `secondaries` and `propagation_timeout`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Secondaries {
+    pub servers: Vec<SocketAddr>,
+    /// How long after a write to wait for every secondary to serve it.
+    pub timeout: Duration,
+}
+
+/// `propagation_timeout` without a value: BIND's and Knot's NOTIFY-driven transfers take
+/// well under a second on a LAN; 30 s leaves room for a refresh retry.
+pub const DEFAULT_PROPAGATION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The longest `propagation_timeout`: the pass that wrote waits this long for a lagging
+/// secondary, so it must stay well below the intervals passes run at.
+pub const MAX_PROPAGATION_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Where a TSIG key comes from. The secret itself is read only by [`TsigConfig::load_key`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +77,8 @@ pub enum TsigSource {
 struct RawRfc2136 {
     server: Option<Spanned<String>>,
     tsig: Option<Spanned<RawTsig>>,
+    secondaries: Option<Spanned<Vec<Spanned<String>>>>,
+    propagation_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -103,10 +125,77 @@ fn check(f: &mut Fragment<'_, '_>) -> Option<Arc<dyn TargetSpec>> {
         }
         Some(t) => tsig_config(f, t),
     };
+    let secondaries = secondaries(f, &raw, server);
     Some(Arc::new(Rfc2136Config {
         server: server?,
         tsig: tsig?,
+        secondaries: secondaries?,
     }))
+}
+
+/// `secondaries` (each an address, none twice, not the primary) and `propagation_timeout`
+/// (only with `secondaries`, at most [`MAX_PROPAGATION_TIMEOUT`]). `None` after an error.
+fn secondaries(
+    f: &mut Fragment<'_, '_>,
+    raw: &RawRfc2136,
+    primary: Option<SocketAddr>,
+) -> Option<Option<Secondaries>> {
+    let errors_before = f.checker.error_count();
+    let Some(list) = &raw.secondaries else {
+        if let Some(timeout) = &raw.propagation_timeout {
+            f.error_at(
+                timeout,
+                "propagation_timeout",
+                "propagation_timeout only applies with secondaries; add `secondaries = [\"192.0.2.53:53\"]` (the servers to wait for after a write) or remove it",
+            );
+            return None;
+        }
+        return Some(None);
+    };
+    if list.get_ref().is_empty() {
+        f.error_at(
+            list,
+            "secondaries",
+            "an empty list watches nothing; list the secondaries' addresses, e.g. `secondaries = [\"192.0.2.53:53\"]`, or remove the key",
+        );
+    }
+    let mut servers = Vec::new();
+    for text in list.get_ref() {
+        match parse_server_addr(text.get_ref()) {
+            Ok(addr) if Some(addr) == primary => f.error_at(
+                text,
+                "secondaries",
+                format!("{addr} is the primary (`server`); list only the servers that transfer the zone from it"),
+            ),
+            Ok(addr) if servers.contains(&addr) => f.error_at(
+                text,
+                "secondaries",
+                format!("{addr} is listed twice; list each secondary once"),
+            ),
+            Ok(addr) => servers.push(addr),
+            Err(message) => f.error_at(text, "secondaries", message),
+        }
+    }
+    let field = f.key("propagation_timeout");
+    let timeout = f.checker.duration(
+        &raw.propagation_timeout,
+        &field,
+        DEFAULT_PROPAGATION_TIMEOUT,
+    );
+    if timeout > MAX_PROPAGATION_TIMEOUT
+        && let Some(text) = &raw.propagation_timeout
+    {
+        f.error_at(
+            text,
+            "propagation_timeout",
+            format!(
+                "{:?} is longer than {}, the most a pass waits for secondaries; write e.g. \"30s\"",
+                text.get_ref(),
+                humantime::format_duration(MAX_PROPAGATION_TIMEOUT)
+            ),
+        );
+    }
+    (f.checker.error_count() == errors_before).then_some(Some(Secondaries { servers, timeout }))
 }
 
 /// `IP:PORT`, or a bare IP meaning port 53.
@@ -272,13 +361,10 @@ impl TargetSpec for Rfc2136Config {
             .tsig
             .load_key()
             .map_err(|message| anyhow::anyhow!("{}", self.tsig.error(message)))?;
-        Ok(Box::new(Rfc2136Target::new(
-            name.to_string(),
-            self.server,
-            zone.clone(),
-            key,
-            timeout,
-        )))
+        Ok(Box::new(
+            Rfc2136Target::new(name.to_string(), self.server, zone.clone(), key, timeout)
+                .with_secondaries(self.secondaries.clone()),
+        ))
     }
 
     fn read_secrets(&self) -> Result<(), ConfigError> {
@@ -298,5 +384,95 @@ impl TargetSpec for Rfc2136Config {
             line: self.tsig.line,
             secret,
         }]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    /// A config whose one rfc2136 target has `extra` keys, starting on line 6.
+    fn config(extra: &str) -> String {
+        format!(
+            "[[inventory]]\nname = \"local\"\nkind = \"file\"\npath = \"i.json\"\n[[dns]]\nname = \"ns1\"\nkind = \"rfc2136\"\nzone = \"example.test.\"\nserver = \"127.0.0.1:5300\"\ntsig = {{ key_file = \"k.key\" }}\n{extra}\n"
+        )
+    }
+
+    fn settings(extra: &str) -> Rfc2136Config {
+        let c = crate::config::parse(&config(extra), Path::new("/etc/ipdrift/t.toml")).unwrap();
+        c.dns[0].settings::<Rfc2136Config>().unwrap().clone()
+    }
+
+    fn errors(extra: &str) -> Vec<String> {
+        crate::config::parse(&config(extra), Path::new("/etc/ipdrift/t.toml"))
+            .expect_err("invalid")
+            .0
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn secondaries_are_addresses_with_a_bounded_timeout() {
+        assert_eq!(settings("").secondaries, None, "opt-in");
+        assert_eq!(
+            settings("secondaries = [\"127.0.0.1:5301\", \"::1\"]").secondaries,
+            Some(Secondaries {
+                servers: vec![
+                    "127.0.0.1:5301".parse().unwrap(),
+                    "[::1]:53".parse().unwrap()
+                ],
+                timeout: DEFAULT_PROPAGATION_TIMEOUT,
+            })
+        );
+        let two = settings("secondaries = [\"127.0.0.1:5301\"]\npropagation_timeout = \"2s\"");
+        assert_eq!(two.secondaries.unwrap().timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn bad_secondaries_are_named_with_file_line_and_an_example() {
+        let e = errors("secondaries = [\"127.0.0.1:5301\", \"ns2.example.test\"]");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("/etc/ipdrift/t.toml:11: dns \"ns1\".secondaries: \"ns2.example.test\" is not an IP:PORT address, e.g. \"127.0.0.1:53\""),
+            "{e:?}"
+        );
+        let e = errors(
+            "secondaries = [\"127.0.0.1:5301\", \"127.0.0.1:5301\", \"127.0.0.1:5300\", \"127.0.0.1:0\"]",
+        );
+        assert_eq!(e.len(), 3, "{e:?}");
+        assert!(
+            e[0].ends_with("127.0.0.1:5301 is listed twice; list each secondary once"),
+            "{e:?}"
+        );
+        assert!(
+            e[1].contains("127.0.0.1:5300 is the primary (`server`)"),
+            "{e:?}"
+        );
+        assert!(
+            e[2].contains("port 0 in \"127.0.0.1:0\" is out of range"),
+            "{e:?}"
+        );
+        let e = errors("secondaries = []");
+        assert!(
+            e[0].contains(":11: dns \"ns1\".secondaries: an empty list watches nothing"),
+            "{e:?}"
+        );
+        let e = errors("propagation_timeout = \"5s\"");
+        assert!(
+            e[0].contains(":11: dns \"ns1\".propagation_timeout: propagation_timeout only applies with secondaries"),
+            "{e:?}"
+        );
+        let e = errors("secondaries = [\"127.0.0.1:5301\"]\npropagation_timeout = \"1h\"");
+        assert!(
+            e[0].contains(":12: dns \"ns1\".propagation_timeout: \"1h\" is longer than 10m"),
+            "{e:?}"
+        );
+        let e = errors("secondaries = [\"127.0.0.1:5301\"]\npropagation_timeout = \"soon\"");
+        assert!(e[0].contains("\"soon\" is not a duration"), "{e:?}");
+        let e = errors("secondaries = \"127.0.0.1:5301\"");
+        assert!(e[0].contains("dns \"ns1\""), "{e:?}");
     }
 }

@@ -22,6 +22,7 @@ pub mod explain;
 #[cfg(test)]
 mod fixtures;
 pub mod message;
+pub mod secondaries;
 mod tcp;
 pub mod transfer;
 pub mod update;
@@ -39,8 +40,9 @@ use hickory_proto::rr::TSigVerifier;
 use tokio::io::AsyncWriteExt as _;
 
 use crate::BoxFuture;
+use crate::dns::secondaries::Secondary;
 use crate::dns::tsig::TsigKey;
-use crate::dns::{DnsTarget, RecordChange, ZoneContents, ZoneRead};
+use crate::dns::{DnsTarget, RecordChange, SecondaryCheck, ZoneContents, ZoneRead};
 use crate::model::{DnsName, RecordKey, RecordSet};
 use answer::{Diagnosis, Refusal, Request, diagnose, name_cause};
 use explain::{
@@ -104,6 +106,8 @@ pub struct Rfc2136Target {
     timeout: Duration,
     /// What past zone transfers showed, for deciding how to read.
     transfers: Mutex<TransferHistory>,
+    /// Watched after writes ([`Self::with_secondaries`]).
+    secondaries: Option<config::Secondaries>,
 }
 
 /// What past zone transfers of the zone showed.
@@ -152,6 +156,7 @@ impl Rfc2136Target {
             },
             timeout,
             transfers: Mutex::default(),
+            secondaries: None,
         }
     }
 
@@ -720,6 +725,13 @@ impl DnsTarget for Rfc2136Target {
 
     fn read_zone_own_names(&self) -> BoxFuture<'_, anyhow::Result<BTreeSet<DnsName>>> {
         Box::pin(self.query_zone_own_names())
+    }
+
+    fn secondaries<'a>(
+        &'a self,
+        check: SecondaryCheck<'a>,
+    ) -> BoxFuture<'a, anyhow::Result<Vec<Secondary>>> {
+        Box::pin(self.check_secondaries(check))
     }
 }
 
