@@ -912,7 +912,7 @@ def bench_stale_variant(ipdrift, variant, index, size, repetitions, maintenance_
                 wait_until(lambda: client.first_at_bind(started, lambda addrs, ttl: ttl == maintenance_ttl), 60, f"ipdrift lowering {STALE_NAME}'s TTL to {maintenance_ttl} at BIND")
                 lowered_at = client.first_at_bind(started, lambda addrs, ttl: ttl == maintenance_ttl)
                 lowered_after = lowered_at - started
-                due = max(lowered_at + TTL + 1, lowered_at + not_before - time.time())
+                due = max(lowered_at + TTL + 1, time.monotonic() + not_before - time.time())
                 pause(due - time.monotonic() + random.uniform(0, maintenance_ttl))
             else:
                 # Two independent random phases, as for any one resolver among many: of
@@ -942,7 +942,7 @@ def bench_stale_variant(ipdrift, variant, index, size, repetitions, maintenance_
                     restored_after = client.first_at_bind(changed_at, restored) - changed_at
                 except RuntimeError:
                     # A finding, not a failed run: the row says the TTL stayed low.
-                    print(f"stale announced: {STALE_NAME}'s TTL at BIND is still {ttl_at(fleet.bind.dns, STALE_NAME)}, not {TTL}, {RESTORE_LIMIT_S} s after the change", file=sys.stderr)
+                    print(f"stale {variant['name']}: {STALE_NAME}'s TTL at BIND is still {ttl_at(fleet.bind.dns, STALE_NAME)}, not {TTL}, {RESTORE_LIMIT_S} s after the change", file=sys.stderr)
             http_before = client.http_between(started, changed_at)
             http_after = client.http_between(changed_at)
             samples.append(
