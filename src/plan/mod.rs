@@ -653,15 +653,12 @@ fn plan_servers(
                         .push(awaiting_probe(target, key, addr, port));
                 } else {
                     *in_service.entry(&key.backend).or_default() += 1;
-                    out.changes.push(change(
+                    out.changes.push(set_admin(
+                        &change,
                         Op::Enable,
                         key,
-                        Some(ServerAdmin::Maint.to_string()),
-                        Some(ServerAdmin::Ready.to_string()),
-                        ServerChange::SetAdmin {
-                            key: key.clone(),
-                            admin: ServerAdmin::Ready,
-                        },
+                        ServerAdmin::Maint,
+                        ServerAdmin::Ready,
                     ));
                 }
             }
@@ -692,16 +689,8 @@ fn plan_servers(
                 if draining {
                     // Only a server in service is drained; one out of it stays out.
                     if have.admin == ServerAdmin::Ready {
-                        let mut drain = change(
-                            Op::Disable,
-                            key,
-                            Some(have.admin.to_string()),
-                            Some(ServerAdmin::Drain.to_string()),
-                            ServerChange::SetAdmin {
-                                key: key.clone(),
-                                admin: ServerAdmin::Drain,
-                            },
-                        );
+                        let mut drain =
+                            set_admin(&change, Op::Disable, key, have.admin, ServerAdmin::Drain);
                         // Announced by the provider, not a guess from missing data: the
                         // removal guards do not apply (maintenance keeps one server per
                         // backend in service itself).
@@ -717,15 +706,12 @@ fn plan_servers(
                     if have.admin == ServerAdmin::Maint {
                         *in_service.entry(&key.backend).or_default() += 1;
                     }
-                    out.changes.push(change(
+                    out.changes.push(set_admin(
+                        &change,
                         Op::Enable,
                         key,
-                        Some(have.admin.to_string()),
-                        Some(ServerAdmin::Ready.to_string()),
-                        ServerChange::SetAdmin {
-                            key: key.clone(),
-                            admin: ServerAdmin::Ready,
-                        },
+                        have.admin,
+                        ServerAdmin::Ready,
                     ));
                 }
             }
@@ -803,6 +789,26 @@ fn awaiting_probe(target: &str, key: &ServerKey, addr: IpAddr, port: u16) -> Pro
     }
 }
 
+/// The change that puts server `key` from `from` into `to` (`state ready|drain|maint`).
+fn set_admin(
+    change: &impl Fn(Op, &ServerKey, Option<String>, Option<String>, ServerChange) -> Change,
+    op: Op,
+    key: &ServerKey,
+    from: ServerAdmin,
+    to: ServerAdmin,
+) -> Change {
+    change(
+        op,
+        key,
+        Some(from.to_string()),
+        Some(to.to_string()),
+        ServerChange::SetAdmin {
+            key: key.clone(),
+            admin: to,
+        },
+    )
+}
+
 /// The changes that take `have` out of service: maintenance, then `del server` when the
 /// backend says `remove = "delete"`.
 fn take_out(
@@ -815,29 +821,23 @@ fn take_out(
     if remove == ServerRemoval::Drain {
         // Already draining or in maintenance: nothing more to take away.
         if have.admin == ServerAdmin::Ready {
-            changes.push(change(
+            changes.push(set_admin(
+                change,
                 Op::Disable,
                 key,
-                Some(have.admin.to_string()),
-                Some(ServerAdmin::Drain.to_string()),
-                ServerChange::SetAdmin {
-                    key: key.clone(),
-                    admin: ServerAdmin::Drain,
-                },
+                have.admin,
+                ServerAdmin::Drain,
             ));
         }
         return changes;
     }
     if have.admin != ServerAdmin::Maint {
-        changes.push(change(
+        changes.push(set_admin(
+            change,
             Op::Disable,
             key,
-            Some(have.admin.to_string()),
-            Some(ServerAdmin::Maint.to_string()),
-            ServerChange::SetAdmin {
-                key: key.clone(),
-                admin: ServerAdmin::Maint,
-            },
+            have.admin,
+            ServerAdmin::Maint,
         ));
     }
     if remove == ServerRemoval::Delete {
